@@ -1,0 +1,91 @@
+//! Node configuration.
+
+use crate::types::{Index, NodeId, NO_NODE};
+
+/// How a node behaves. `Config::new(id)` gives the defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id (not 0).
+    pub id: NodeId,
+    /// Ticks without hearing from a leader before a follower campaigns. The actual timeout
+    /// is drawn from `election_ticks..2*election_ticks` at every reset (§5.2).
+    pub election_ticks: u32,
+    /// Ticks between leader heartbeats. Must be below `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Pre-vote (thesis §9.6): a node campaigns only if a majority would vote for it, so a
+    /// partitioned node that rejoins does not bump terms and depose a healthy leader.
+    pub pre_vote: bool,
+    /// Check-quorum (thesis §6.2): a leader that has not heard from a majority within an
+    /// election timeout steps down; followers that heard from a leader recently ignore votes.
+    pub check_quorum: bool,
+    /// Forward proposals (and ReadIndex requests) made on a follower to the leader (R1).
+    /// When false they are refused with a leader hint.
+    pub forward_proposals: bool,
+    /// Most AppendEntries messages in flight to one follower (pipelining window).
+    pub inflight_messages_max: usize,
+    /// Most entry bytes in flight to one follower.
+    pub inflight_bytes_max: u64,
+    /// Most entry bytes in one AppendEntries message.
+    pub append_size_bytes_max: u64,
+    /// Most bytes of appended but uncommitted proposals on a leader; further proposals are
+    /// refused with `ProposeError::Busy` (a bound on the proposal queue).
+    pub uncommitted_bytes_max: u64,
+    /// Most entry bytes handed out to apply in one `Ready`.
+    pub apply_batch_bytes_max: u64,
+    /// Index the driver's state machine has already applied (on restart).
+    pub applied: Index,
+    /// Seed of the election-timeout randomness.
+    pub random_seed: u64,
+}
+
+/// An invalid configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "invalid raft config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Defaults: election 10 ticks, heartbeat 1 tick, pre-vote and check-quorum on,
+    /// forwarding on, 256 messages / 32 MiB in flight per follower, 1 MiB per message.
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            pre_vote: true,
+            check_quorum: true,
+            forward_proposals: true,
+            inflight_messages_max: 256,
+            inflight_bytes_max: 32 << 20,
+            append_size_bytes_max: 1 << 20,
+            uncommitted_bytes_max: 64 << 20,
+            apply_batch_bytes_max: 16 << 20,
+            applied: 0,
+            random_seed: id,
+        }
+    }
+
+    /// Checks the bounds every other part relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |reason: &str| Err(ConfigError(reason.to_string()));
+        if self.id == NO_NODE {
+            return fail("id must not be 0");
+        }
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks {
+            return fail("need 0 < heartbeat_ticks < election_ticks");
+        }
+        if self.inflight_messages_max == 0 || self.inflight_bytes_max == 0 {
+            return fail("in-flight window must be positive");
+        }
+        if self.append_size_bytes_max == 0 || self.apply_batch_bytes_max == 0 {
+            return fail("message and apply sizes must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! raftkv's consensus core: a pure, deterministic implementation of Raft.
+//!
+//! The core does no I/O, reads no clock and uses no global randomness. A driver feeds it
+//! inputs — [`RawNode::tick`], [`RawNode::step`] (a received message),
+//! [`RawNode::propose`], [`RawNode::on_persisted`] ("what an earlier `Ready` asked to
+//! persist is durable") — and collects its outputs as a value, [`Ready`]: hard state and
+//! entries to persist, messages to send, committed entries to apply, read states.
+//!
+//! The driver loop (see `examples/driver_loop.rs`):
+//!
+//! ```text
+//! loop {
+//!     feed inputs (tick every N ms, received messages, proposals)
+//!     let ready = node.ready();
+//!     write ready.snapshot / ready.entries / ready.hard_state; fsync;   (may overlap the sends)
+//!     node.on_persisted(ready.persist_sequence);
+//!     send ready.messages;
+//!     apply ready.committed_entries in order;
+//! }
+//! ```
+//!
+//! Requirements and paper sections each module implements are named in its docs.
+
+#![warn(missing_docs)]
+
+mod config;
+mod log;
+mod node;
+mod progress;
+pub mod quorum;
+mod rng;
+mod storage;
+mod types;
+
+pub use config::{Config, ConfigError};
+pub use node::{ProgressView, ProposeError, RawNode, Ready, StepError};
+pub use progress::ProgressState;
+pub use rng::SplitMix64;
+pub use storage::{limit_size, InitialState, MemoryStorage, Storage, StorageError};
+pub use types::*;
