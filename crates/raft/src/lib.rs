@@ -30,6 +30,7 @@ mod progress;
 pub mod quorum;
 mod rng;
 mod storage;
+pub mod testkit;
 mod types;
 
 pub use config::{Config, ConfigError};
