@@ -26,6 +26,8 @@
 mod config;
 mod log;
 mod node;
+#[cfg(test)]
+mod node_tests;
 mod progress;
 pub mod quorum;
 mod rng;
