@@ -1,0 +1,82 @@
+//! The client model: each client has at most one operation outstanding, submits it to a
+//! random node, retries elsewhere on refusal or timeout, and records the history.
+
+/// One client operation and its history.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    /// Issuing client.
+    pub client: usize,
+    /// Step at which the client invoked it.
+    pub invoke_step: u64,
+    /// Step at which it was acknowledged, if it was.
+    pub acknowledge_step: Option<u64>,
+    /// Node position the current attempt went to.
+    pub node: usize,
+}
+
+/// A client's state.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// Operation id outstanding, if any.
+    pub pending: Option<u64>,
+    /// Attempt counter (stale retry events carry an older value).
+    pub attempt: u64,
+}
+
+/// All clients and the whole history.
+#[derive(Debug)]
+pub struct Clients {
+    /// The clients.
+    pub clients: Vec<Client>,
+    /// `operations[id - 1]`: the operation with that id.
+    pub operations: Vec<Operation>,
+    /// Most operations a run invokes.
+    pub operations_max: usize,
+}
+
+impl Clients {
+    /// `count` idle clients.
+    pub fn new(count: usize, operations_max: usize) -> Self {
+        Clients { clients: vec![Client::default(); count], operations: Vec::new(), operations_max }
+    }
+
+    /// Starts a new operation for `client`; returns its id (`None` at the bound).
+    pub fn invoke(&mut self, client: usize, step: u64) -> Option<u64> {
+        if self.operations.len() >= self.operations_max || self.clients[client].pending.is_some() {
+            return None;
+        }
+        self.operations.push(Operation { client, invoke_step: step, acknowledge_step: None, node: 0 });
+        let id = self.operations.len() as u64;
+        self.clients[client].pending = Some(id);
+        Some(id)
+    }
+
+    /// The operation with id `id`.
+    pub fn operation_mut(&mut self, id: u64) -> Option<&mut Operation> {
+        self.operations.get_mut((id as usize).checked_sub(1)?)
+    }
+
+    /// Acknowledges `id` if it is pending and its current attempt went to `node`.
+    /// Returns the client to wake.
+    pub fn acknowledge(&mut self, id: u64, node: usize, step: u64) -> Option<usize> {
+        let operation = self.operation_mut(id)?;
+        if operation.acknowledge_step.is_some() || operation.node != node {
+            return None;
+        }
+        operation.acknowledge_step = Some(step);
+        let client = operation.client;
+        debug_assert_eq!(self.clients[client].pending, Some(id));
+        self.clients[client].pending = None;
+        Some(client)
+    }
+
+    /// Number of acknowledged operations.
+    pub fn acknowledged(&self) -> u64 {
+        self.operations.iter().filter(|operation| operation.acknowledge_step.is_some()).count() as u64
+    }
+
+    /// True if some client waits for an acknowledgement.
+    pub fn any_pending(&self) -> bool {
+        self.clients.iter().any(|client| client.pending.is_some())
+    }
+}

@@ -1,0 +1,339 @@
+//! One simulated node: the real core, its simulated disk and its state machine.
+//!
+//! The node's [`NodeView`] doubles as the driver's mirror of the core's log (maintained
+//! from the `Ready`s it hands out) and as the state machine's applied list.
+
+use std::collections::VecDeque;
+
+use raft::{
+    ConfState, Config, Entry, HardState, Index, MemoryStorage, Message, NodeId, RawNode, Ready, Snapshot, SplitMix64,
+    Storage,
+};
+
+use crate::state_machine::StateMachine;
+use crate::trace::NodeState;
+use crate::view::{EntryView, LogView, NodeView};
+
+/// A Ready's writes, waiting for their simulated fsync.
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    persist_sequence: u64,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+}
+
+/// What handling Readys produced, for the simulator to act on.
+#[derive(Debug, Default)]
+pub struct ReadyOutput {
+    /// Messages to send.
+    pub messages: Vec<Message>,
+    /// Persist sequences of new pending writes (to schedule their fsync).
+    pub writes: Vec<u64>,
+    /// Operation ids applied, in order.
+    pub applied_operations: Vec<u64>,
+    /// Broken driver contracts (the core handed out something inconsistent).
+    pub problems: Vec<String>,
+}
+
+/// The most Readys drained after one input (each may release the next).
+const READY_ROUNDS_MAX: usize = 8;
+
+/// A node of the simulated cluster.
+pub struct SimNode {
+    id: NodeId,
+    raw: Option<RawNode<MemoryStorage>>,
+    /// What is durable while the node is down.
+    crashed_storage: Option<MemoryStorage>,
+    pending: VecDeque<PendingWrite>,
+    state_machine: StateMachine,
+    /// Time the disk finishes its last queued write (writes complete in order).
+    pub disk_busy_until: u64,
+}
+
+fn entry_view(entry: &Entry) -> EntryView {
+    EntryView { index: entry.index, term: entry.term, data_hash: crate::hash_entry(entry) }
+}
+
+fn write_to(storage: &mut MemoryStorage, write: &PendingWrite) {
+    if let Some(snapshot) = &write.snapshot {
+        storage.apply_snapshot(snapshot.clone());
+    }
+    storage.append(&write.entries);
+    if let Some(hard_state) = write.hard_state {
+        storage.set_hard_state(hard_state);
+    }
+}
+
+impl SimNode {
+    /// A node of a new cluster of `voters`.
+    pub fn new(id: NodeId, voters: &[NodeId], seed: u64) -> Result<Self, String> {
+        let mut config = Config::new(id);
+        config.random_seed = seed;
+        let raw = RawNode::new(config, MemoryStorage::new_with_voters(voters)).map_err(|error| error.to_string())?;
+        let state_machine = StateMachine::default();
+        Ok(SimNode {
+            id,
+            raw: Some(raw),
+            crashed_storage: None,
+            pending: VecDeque::new(),
+            state_machine,
+            disk_busy_until: 0,
+        })
+    }
+
+    /// The core, if the node is up.
+    pub fn raw_mut(&mut self) -> Option<&mut RawNode<MemoryStorage>> {
+        self.raw.as_mut()
+    }
+
+    /// The core, if the node is up.
+    pub fn raw(&self) -> Option<&RawNode<MemoryStorage>> {
+        self.raw.as_ref()
+    }
+
+    /// True unless crashed.
+    pub fn is_alive(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// True if `operation` was applied by this node's state machine.
+    pub fn has_applied(&self, operation: u64) -> bool {
+        self.state_machine.operation_set.contains(&operation)
+    }
+
+    /// Operation id of each entry of the applied list, in order.
+    pub fn applied_operations(&self) -> &[u64] {
+        &self.state_machine.operations
+    }
+
+    /// Highest index the state machine applied.
+    pub fn applied_index(&self) -> Index {
+        self.state_machine.applied_index
+    }
+
+    /// True if writes wait for fsync.
+    pub fn has_pending_writes(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Role, term, commit and last index, for traces.
+    pub fn state(&self) -> Option<NodeState> {
+        let raw = self.raw.as_ref()?;
+        Some(NodeState { role: raw.role(), term: raw.term(), commit: raw.commit_index(), last_index: raw.last_index() })
+    }
+
+    /// Handles every Ready the core has, updating `view` (log mirror, applied list).
+    pub fn drain_ready(&mut self, view: &mut NodeView, output: &mut ReadyOutput) {
+        for _ in 0..READY_ROUNDS_MAX {
+            let Some(raw) = self.raw.as_mut() else { return };
+            if !raw.has_ready() {
+                break;
+            }
+            let ready = raw.ready();
+            self.handle_ready(ready, view, output);
+        }
+        self.refresh_view(view);
+    }
+
+    fn handle_ready(&mut self, ready: Ready, view: &mut NodeView, output: &mut ReadyOutput) {
+        output.messages.extend(ready.messages);
+        if let Some(snapshot) = &ready.snapshot {
+            mirror_snapshot(view, snapshot);
+            match StateMachine::decode(&snapshot.data) {
+                Ok((state_machine, applied)) => {
+                    self.state_machine = state_machine;
+                    view.applied = applied;
+                    view.applied_generation += 1;
+                }
+                Err(reason) => output.problems.push(format!("node {}: {reason}", self.id)),
+            }
+        }
+        if let Err(reason) = mirror_entries(view, &ready.entries) {
+            output.problems.push(format!("node {}: {reason}", self.id));
+        }
+        for entry in &ready.committed_entries {
+            if entry.index != self.state_machine.applied_index + 1 {
+                let expected = self.state_machine.applied_index + 1;
+                output
+                    .problems
+                    .push(format!("node {}: handed index {} to apply, expected {expected}", self.id, entry.index));
+            }
+            output.applied_operations.extend(self.state_machine.apply(entry, &mut view.applied));
+        }
+        if ready.persist_sequence != 0 {
+            let persist_sequence = ready.persist_sequence;
+            if self.pending.back().is_some_and(|last| last.persist_sequence >= persist_sequence) {
+                output.problems.push(format!("node {}: persist sequence {persist_sequence} not increasing", self.id));
+            }
+            let write = PendingWrite {
+                persist_sequence,
+                snapshot: ready.snapshot,
+                entries: ready.entries,
+                hard_state: ready.hard_state,
+            };
+            self.pending.push_back(write);
+            output.writes.push(persist_sequence);
+        }
+    }
+
+    /// Copies role, term and commit index from the core into `view`.
+    pub fn refresh_view(&self, view: &mut NodeView) {
+        let Some(raw) = self.raw.as_ref() else { return };
+        view.role = raw.role();
+        view.term = raw.term();
+        view.commit = raw.commit_index();
+    }
+
+    /// Makes the oldest pending write durable and tells the core.
+    pub fn complete_write(&mut self, persist_sequence: u64) -> Result<(), String> {
+        let Some(raw) = self.raw.as_mut() else { return Ok(()) };
+        let Some(write) = self.pending.pop_front() else {
+            return Err(format!("node {}: fsync #{persist_sequence} completed with nothing pending", self.id));
+        };
+        if write.persist_sequence != persist_sequence {
+            return Err(format!(
+                "node {}: fsync #{persist_sequence} completed before #{}",
+                self.id, write.persist_sequence
+            ));
+        }
+        write_to(raw.storage_mut(), &write);
+        raw.on_persisted(persist_sequence);
+        Ok(())
+    }
+
+    /// Crashes the node: volatile state and pending writes are lost. With `torn`, some
+    /// pending writes may have reached the disk whole, and a prefix of the next one's
+    /// entries too. Returns a description for the trace.
+    pub fn crash(&mut self, torn: bool, rng: &mut SplitMix64, view: &mut NodeView) -> String {
+        let Some(raw) = self.raw.take() else { return format!("n{} already down", self.id) };
+        let mut storage = raw.storage().clone();
+        let mut description = format!("crash n{} ({} writes pending", self.id, self.pending.len());
+        if torn && !self.pending.is_empty() {
+            let complete = rng.range(0, self.pending.len() as u64 + 1) as usize;
+            for write in self.pending.drain(..complete) {
+                write_to(&mut storage, &write);
+            }
+            description += &format!(", {complete} reached disk");
+            if let Some(write) =
+                self.pending.front().filter(|write| write.snapshot.is_none() && !write.entries.is_empty())
+            {
+                let prefix = rng.range(0, write.entries.len() as u64 + 1) as usize;
+                storage.append(&write.entries[..prefix]);
+                description += &format!(", torn write kept {prefix}/{} entries", write.entries.len());
+            }
+        }
+        self.pending.clear();
+        self.crashed_storage = Some(storage);
+        view.alive = false;
+        description + ")"
+    }
+
+    /// Restarts a crashed node from its durable storage; the state machine is restored
+    /// from the storage's snapshot (empty if none) and the rest is re-applied.
+    pub fn restart(&mut self, seed: u64, view: &mut NodeView) -> Result<(), String> {
+        let Some(storage) = self.crashed_storage.take() else { return Ok(()) };
+        let snapshot = storage.snapshot().map_err(|error| error.to_string())?;
+        let (state_machine, applied) = StateMachine::decode(&snapshot.data)?;
+        let mut config = Config::new(self.id);
+        config.random_seed = seed;
+        config.applied = state_machine.applied_index;
+        let raw = RawNode::new(config, storage).map_err(|error| format!("restart n{}: {error}", self.id))?;
+        view.log = LogView {
+            snapshot_index: raw.first_index() - 1,
+            snapshot_term: raw.term_at(raw.first_index() - 1).unwrap_or(0),
+            entries: raw.log_entries().iter().map(entry_view).collect(),
+        };
+        view.log_changed_from = 0;
+        view.applied = applied;
+        view.applied_generation += 1;
+        view.incarnation += 1;
+        view.alive = true;
+        self.state_machine = state_machine;
+        self.raw = Some(raw);
+        self.refresh_view(view);
+        Ok(())
+    }
+
+    /// Compacts the log when more than `threshold_entries` applied and durably committed
+    /// entries follow the snapshot, keeping the last `keep_entries` of them.
+    pub fn maybe_compact(&mut self, view: &mut NodeView, threshold_entries: u64, keep_entries: u64) {
+        let Some(raw) = self.raw.as_mut() else { return };
+        let storage = raw.storage();
+        let snapshot_index = storage.first_index() - 1;
+        let durable = self.state_machine.applied_index.min(storage.hard_state().commit).min(storage.last_index());
+        let target = durable.saturating_sub(keep_entries);
+        if target < snapshot_index + threshold_entries.max(1) {
+            return;
+        }
+        let data = self.state_machine.encode(target, &view.applied);
+        let conf = ConfState { voters: raw.voters().to_vec(), learners: Vec::new() };
+        raw.storage_mut().compact(target, conf, data);
+        let snapshot_term = raw.storage().term(target).unwrap_or(0);
+        let drop = ((target - view.log.snapshot_index) as usize).min(view.log.entries.len());
+        view.log.entries.drain(..drop);
+        view.log.snapshot_index = target;
+        view.log.snapshot_term = snapshot_term;
+    }
+
+    /// Compares the mirror in `view` with what the core reports (all entries if `full`).
+    pub fn check_view(&self, view: &NodeView, full: bool) -> Option<String> {
+        let raw = self.raw.as_ref()?;
+        let last_index = raw.last_index();
+        let mirror_last = view.log.last_index();
+        if last_index != mirror_last || raw.term_at(last_index) != view.log.term_at(mirror_last) {
+            return Some(format!(
+                "node {}: core log ends at {last_index} (term {:?}), its Readys say {mirror_last} (term {:?})",
+                self.id,
+                raw.term_at(last_index),
+                view.log.term_at(mirror_last)
+            ));
+        }
+        if full {
+            let entries: Vec<EntryView> = raw
+                .log_entries()
+                .iter()
+                .filter(|entry| entry.index > view.log.snapshot_index)
+                .map(entry_view)
+                .collect();
+            if entries != view.log.entries {
+                return Some(format!("node {}: core log entries differ from what its Readys handed out", self.id));
+            }
+        }
+        None
+    }
+}
+
+/// Mirrors an installed snapshot: entries after it survive only if the log matches it.
+fn mirror_snapshot(view: &mut NodeView, snapshot: &Snapshot) {
+    let meta = &snapshot.meta;
+    let log = &mut view.log;
+    if meta.index <= log.snapshot_index {
+        return;
+    }
+    if log.term_at(meta.index) == Some(meta.term) {
+        let drop = ((meta.index - log.snapshot_index) as usize).min(log.entries.len());
+        log.entries.drain(..drop);
+    } else {
+        log.entries.clear();
+    }
+    log.snapshot_index = meta.index;
+    log.snapshot_term = meta.term;
+    view.log_changed_from = view.log_changed_from.min(meta.index + 1);
+}
+
+/// Mirrors appended entries: the suffix from the first new index is replaced.
+fn mirror_entries(view: &mut NodeView, entries: &[Entry]) -> Result<(), String> {
+    let Some(first) = entries.first() else { return Ok(()) };
+    let log = &mut view.log;
+    if first.index > log.last_index() + 1 {
+        return Err(format!("entries start at {} after last index {}", first.index, log.last_index()));
+    }
+    let skip = log.snapshot_index.saturating_sub(first.index - 1) as usize;
+    let Some(entries) = entries.get(skip..).filter(|rest| !rest.is_empty()) else { return Ok(()) };
+    let keep = (entries[0].index - log.snapshot_index - 1) as usize;
+    log.entries.truncate(keep);
+    log.entries.extend(entries.iter().map(entry_view));
+    view.log_changed_from = view.log_changed_from.min(entries[0].index);
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! What one simulated run does: cluster size, seed, bounds and the faults switched on.
+
+use std::fmt;
+
+/// The fault kinds a run may inject; each can be switched on or off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Messages are lost with a per-run probability.
+    pub loss: bool,
+    /// Messages are delivered twice with a per-run probability.
+    pub duplicate: bool,
+    /// Messages on one link may overtake each other (otherwise links are FIFO).
+    pub reorder: bool,
+    /// Some messages take much longer than usual.
+    pub delay: bool,
+    /// Symmetric partitions: random splits, majority/minority, isolating the leader.
+    pub partition: bool,
+    /// One-way partitions: A can send to B but B cannot send back.
+    pub one_way: bool,
+    /// Nodes crash (losing unsynced writes and volatile state) and restart later.
+    pub crash: bool,
+    /// A crash may leave a torn write: a prefix of one pending batch's entries.
+    pub torn: bool,
+    /// Nodes compact their logs into snapshots; laggards catch up by InstallSnapshot.
+    pub snapshot: bool,
+}
+
+/// The names `--faults` accepts, in display order, with their switches.
+const FAULT_NAMES: [&str; 9] = ["loss", "dup", "reorder", "delay", "partition", "oneway", "crash", "torn", "snapshot"];
+
+impl Faults {
+    /// Every fault on.
+    pub fn all() -> Self {
+        Faults {
+            loss: true,
+            duplicate: true,
+            reorder: true,
+            delay: true,
+            partition: true,
+            one_way: true,
+            crash: true,
+            torn: true,
+            snapshot: true,
+        }
+    }
+
+    /// Every fault off (a perfect network and disk).
+    pub fn none() -> Self {
+        Faults::default()
+    }
+
+    fn switch(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "loss" => &mut self.loss,
+            "dup" | "duplicate" => &mut self.duplicate,
+            "reorder" => &mut self.reorder,
+            "delay" => &mut self.delay,
+            "partition" => &mut self.partition,
+            "oneway" | "one-way" => &mut self.one_way,
+            "crash" => &mut self.crash,
+            "torn" => &mut self.torn,
+            "snapshot" => &mut self.snapshot,
+            _ => return None,
+        })
+    }
+
+    fn is_on(&self, name: &str) -> bool {
+        let mut copy = *self;
+        copy.switch(name).map(|switch| *switch).unwrap_or(false)
+    }
+
+    /// Parses a comma-separated list (`loss,dup,…`), `all` or `none`.
+    pub fn parse(text: &str) -> Result<Faults, String> {
+        let mut faults = Faults::none();
+        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            match name {
+                "all" => faults = Faults::all(),
+                "none" => {}
+                _ => {
+                    let known = FAULT_NAMES.join(",");
+                    let switch =
+                        faults.switch(name).ok_or(format!("unknown fault {name:?} (known: {known}, all, none)"))?;
+                    *switch = true;
+                }
+            }
+        }
+        Ok(faults)
+    }
+}
+
+impl fmt::Display for Faults {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Faults::all() {
+            return write!(formatter, "all");
+        }
+        let names: Vec<&str> = FAULT_NAMES.iter().copied().filter(|name| self.is_on(name)).collect();
+        if names.is_empty() {
+            write!(formatter, "none")
+        } else {
+            write!(formatter, "{}", names.join(","))
+        }
+    }
+}
+
+/// Everything that determines a run. Two runs with equal options are identical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Cluster size (1 to 9; 3, 5 and 7 are the interesting ones).
+    pub nodes: usize,
+    /// The only source of randomness.
+    pub seed: u64,
+    /// Events processed while faults are injected.
+    pub steps_max: u64,
+    /// Events allowed after healing for the cluster to converge.
+    pub settle_steps_max: u64,
+    /// Faults switched on.
+    pub faults: Faults,
+    /// Concurrent clients, each with one operation outstanding at a time.
+    pub clients: usize,
+    /// Trace lines kept for reports.
+    pub trace_lines_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: 5,
+            seed: 0,
+            steps_max: 5_000,
+            settle_steps_max: 30_000,
+            faults: Faults::all(),
+            clients: 3,
+            trace_lines_max: 50,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        assert_eq!(Faults::parse("all").unwrap(), Faults::all());
+        assert_eq!(Faults::parse("none").unwrap(), Faults::none());
+        let some = Faults::parse("loss, oneway,torn").unwrap();
+        assert!(some.loss && some.one_way && some.torn && !some.crash);
+        assert_eq!(some.to_string(), "loss,oneway,torn");
+        assert_eq!(Faults::parse(&some.to_string()).unwrap(), some);
+        assert_eq!(Faults::all().to_string(), "all");
+        assert_eq!(Faults::none().to_string(), "none");
+        assert!(Faults::parse("flood").is_err());
+    }
+}
