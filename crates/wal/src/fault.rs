@@ -1,0 +1,288 @@
+//! A fault-injecting, in-memory file system for crash tests.
+//!
+//! [`SimulatedFileSystem`] keeps, for every file, what is durable (content at the last
+//! `sync_data`) beside what was written, and for every directory the names that are
+//! durable (as of the last `sync_directory`) beside the current ones. Every mutating
+//! operation (create, write, sync, truncate, rename, remove, directory sync) is a
+//! numbered *crash point*: [`SimulatedFileSystem::crash_at`] makes operation `k` fail and
+//! every later one too, as if the machine lost power there. A write at the crash point
+//! reaches the page cache before failing, so a torn prefix of it may survive.
+//! [`SimulatedFileSystem::restart`] then gives the file system a machine would find after
+//! rebooting: durable names and durable bytes, plus optionally a prefix of each file's
+//! unsynced appended bytes (a torn write).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::file_system::{FileSystem, WalFile};
+
+/// What survives of unsynced data when the simulated machine restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Unsynced bytes and unsynced directory changes are all lost.
+    LoseUnsynced,
+    /// Each file keeps a prefix of its unsynced appended bytes, of a length drawn from
+    /// `seed` (0 to all of them); unsynced directory changes are lost.
+    TornWrites {
+        /// Seeds the choice of prefix lengths.
+        seed: u64,
+    },
+    /// Unsynced directory changes (creations, renames, removals) survive; unsynced
+    /// bytes are lost.
+    KeepDirectoryChanges,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable_data: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Disk {
+    inodes: HashMap<u64, Inode>,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    next_inode: u64,
+    operation_count: u64,
+    crash_at_operation: Option<u64>,
+    crashed: bool,
+}
+
+impl Disk {
+    /// Counts one crash point; fails at the chosen one and after.
+    fn step(&mut self) -> io::Result<()> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        self.operation_count += 1;
+        if self.crash_at_operation == Some(self.operation_count) {
+            self.crashed = true;
+            return Err(crashed_error());
+        }
+        Ok(())
+    }
+
+    fn inode_of(&self, path: &Path) -> io::Result<u64> {
+        self.names.get(path).copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())))
+    }
+}
+
+fn crashed_error() -> io::Error {
+    io::Error::other("simulated crash")
+}
+
+/// An in-memory file system that can crash at any operation. Cloning shares the disk.
+#[derive(Clone, Debug, Default)]
+pub struct SimulatedFileSystem {
+    disk: Arc<Mutex<Disk>>,
+}
+
+impl SimulatedFileSystem {
+    /// An empty disk that never crashes.
+    pub fn new() -> Self {
+        SimulatedFileSystem::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes the `operation`-th mutating operation from now (1-based) fail, and every
+    /// operation after it.
+    pub fn crash_at(&self, operation: u64) {
+        assert!(operation > 0, "operations are numbered from 1");
+        let mut disk = self.lock();
+        disk.crash_at_operation = Some(disk.operation_count + operation);
+    }
+
+    /// Mutating operations performed so far (crash points passed).
+    pub fn operation_count(&self) -> u64 {
+        self.lock().operation_count
+    }
+
+    /// True once the crash point was reached.
+    pub fn has_crashed(&self) -> bool {
+        self.lock().crashed
+    }
+
+    /// The disk as found after a restart: a new file system (sharing nothing with this
+    /// one) holding what survived under `mode`.
+    pub fn restart(&self, mode: CrashMode) -> SimulatedFileSystem {
+        let disk = self.lock();
+        let mut random = raft::SplitMix64::new(match mode {
+            CrashMode::TornWrites { seed } => seed,
+            _ => 0,
+        });
+        let names = match mode {
+            CrashMode::KeepDirectoryChanges => disk.names.clone(),
+            _ => disk.durable_names.clone(),
+        };
+        let mut inodes = HashMap::new();
+        for inode_number in names.values() {
+            let inode = &disk.inodes[inode_number];
+            let mut survived = inode.durable_data.clone();
+            let appended_since_sync = inode.data.len() > survived.len() && inode.data.starts_with(&survived);
+            if let (CrashMode::TornWrites { .. }, true) = (mode, appended_since_sync) {
+                let unsynced = &inode.data[survived.len()..];
+                let kept = random.range(0, unsynced.len() as u64 + 1) as usize;
+                survived.extend_from_slice(&unsynced[..kept]);
+            }
+            inodes.insert(*inode_number, Inode { data: survived.clone(), durable_data: survived });
+        }
+        let restarted = Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
+        SimulatedFileSystem { disk: Arc::new(Mutex::new(restarted)) }
+    }
+
+    /// The current (not necessarily durable) content of the file at `path`.
+    pub fn file_content(&self, path: &Path) -> Option<Vec<u8>> {
+        let disk = self.lock();
+        let inode = disk.names.get(path)?;
+        Some(disk.inodes[inode].data.clone())
+    }
+
+    /// Replaces the content of the file at `path`, durably (for damage tests).
+    pub fn set_file_content(&self, path: &Path, content: Vec<u8>) {
+        let mut disk = self.lock();
+        let inode = disk.inode_of(path).expect("file exists");
+        disk.inodes.insert(inode, Inode { data: content.clone(), durable_data: content });
+    }
+}
+
+#[derive(Debug)]
+struct SimulatedFile {
+    disk: Arc<Mutex<Disk>>,
+    inode: u64,
+}
+
+impl SimulatedFile {
+    fn lock(&self) -> MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl WalFile for SimulatedFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut disk = self.lock();
+        let crashed_earlier = disk.crashed;
+        let result = disk.step();
+        if !crashed_earlier {
+            // Success, or the crash point itself: the bytes reached the page cache
+            // before the power went (only a synced prefix is sure to survive).
+            disk.inodes.get_mut(&self.inode).expect("open file").data.extend_from_slice(bytes);
+        }
+        result
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let inode = disk.inodes.get_mut(&self.inode).expect("open file");
+        inode.durable_data = inode.data.clone();
+        Ok(())
+    }
+
+    fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let inode = disk.inodes.get_mut(&self.inode).expect("open file");
+        inode.data.truncate(length_bytes as usize);
+        inode.durable_data = inode.data.clone();
+        Ok(())
+    }
+}
+
+impl FileSystem for SimulatedFileSystem {
+    fn create_directory_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
+        let disk = self.lock();
+        let names = disk.names.keys().filter(|name| name.parent() == Some(path));
+        Ok(names.map(|name| name.file_name().expect("file name").to_string_lossy().into_owned()).collect())
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let inode = disk.next_inode;
+        disk.next_inode += 1;
+        disk.inodes.insert(inode, Inode::default());
+        disk.names.insert(path.to_path_buf(), inode);
+        Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
+    }
+
+    fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let disk = self.lock();
+        let inode = disk.inode_of(path)?;
+        Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let disk = self.lock();
+        let inode = disk.inode_of(path)?;
+        Ok(disk.inodes[&inode].data.clone())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let inode = disk.inode_of(from)?;
+        disk.names.remove(from);
+        disk.names.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.lock();
+        disk.step()?;
+        disk.inode_of(path)?;
+        disk.names.remove(path);
+        Ok(())
+    }
+
+    fn sync_directory(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let in_directory = |name: &PathBuf| name.parent() == Some(path);
+        disk.durable_names.retain(|name, _| !in_directory(name));
+        let current: Vec<(PathBuf, u64)> = disk.names.iter().filter(|(name, _)| in_directory(name)).map(|(name, inode)| (name.clone(), *inode)).collect();
+        disk.durable_names.extend(current);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_data_and_names_are_lost() {
+        let file_system = SimulatedFileSystem::new();
+        let directory = Path::new("/d");
+        let mut file = file_system.create_file(&directory.join("a")).unwrap();
+        file.write_all(b"durable").unwrap();
+        file.sync_data().unwrap();
+        file_system.sync_directory(directory).unwrap();
+        file.write_all(b" lost").unwrap();
+        file_system.create_file(&directory.join("b")).unwrap();
+        let restarted = file_system.restart(CrashMode::LoseUnsynced);
+        assert_eq!(restarted.read_file(&directory.join("a")).unwrap(), b"durable");
+        assert_eq!(restarted.list_directory(directory).unwrap(), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn crash_point_fails_and_keeps_the_torn_write() {
+        let file_system = SimulatedFileSystem::new();
+        let path = Path::new("/d/a");
+        let mut file = file_system.create_file(path).unwrap();
+        file_system.crash_at(1);
+        assert!(file.write_all(b"abcd").is_err());
+        assert!(file.sync_data().is_err());
+        assert!(file_system.has_crashed());
+        assert_eq!(file_system.file_content(path).unwrap(), b"abcd");
+    }
+}

@@ -1,0 +1,112 @@
+//! The file operations the WAL uses, behind a trait so tests can inject crashes.
+//!
+//! [`StdFileSystem`] is the real implementation (std::fs, `fdatasync`, directory fsync).
+//! [`crate::fault::SimulatedFileSystem`] is an in-memory one that loses unsynced data
+//! at a chosen operation.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+/// An open file the WAL appends to.
+pub trait WalFile: Send + Debug {
+    /// Appends all of `bytes` at the end of the file (not durable until [`WalFile::sync_data`]).
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes every byte written so far durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file to `length_bytes` and makes the new length durable; later writes
+    /// append at the new end.
+    fn truncate(&mut self, length_bytes: u64) -> io::Result<()>;
+}
+
+/// The directory and file operations the WAL needs.
+///
+/// Creating, renaming and removing files is durable only after [`FileSystem::sync_directory`]
+/// on the parent directory; file contents only after [`WalFile::sync_data`].
+pub trait FileSystem: Send + Sync + Debug {
+    /// Creates `path` and its parents if missing.
+    fn create_directory_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of directory `path`.
+    fn list_directory(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Creates (or empties) the file at `path`, open for appending.
+    fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// Opens the existing file at `path` for appending at its end.
+    fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// The whole content of the file at `path`.
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file at `path`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes creations, renames and removals in directory `path` durable.
+    fn sync_directory(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFileSystem;
+
+#[derive(Debug)]
+struct StdFile {
+    file: File,
+}
+
+impl WalFile for StdFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
+        self.file.set_len(length_bytes)?;
+        self.file.seek(SeekFrom::Start(length_bytes))?;
+        self.file.sync_all()
+    }
+}
+
+impl FileSystem for StdFileSystem {
+    fn create_directory_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        Ok(Box::new(StdFile { file }))
+    }
+
+    fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(Box::new(StdFile { file }))
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut content = Vec::new();
+        File::open(path)?.read_to_end(&mut content)?;
+        Ok(content)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_directory(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+}

@@ -1,0 +1,557 @@
+//! The write-ahead log: write paths, group commit, snapshots, compaction, and the
+//! `raft::Storage` implementation.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use raft::{ConfState, Entry, HardState, Index, Snapshot, SnapshotMeta, Storage, StorageError, Term};
+
+use crate::codec::{self, FileIdentity, RecordParts, SnapshotMarker};
+use crate::error::WalError;
+use crate::file_system::{FileSystem, StdFileSystem, WalFile};
+use crate::names;
+use crate::state::LogState;
+
+/// Default size at which a segment is closed and a new one started.
+pub const SEGMENT_SIZE_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+
+/// How to open or create a WAL.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Cluster this node belongs to; written in every file header and checked on open.
+    pub cluster_id: u64,
+    /// This node; written in every file header and checked on open.
+    pub node_id: u64,
+    /// A segment that reaches this size is closed and the next write starts a new one
+    /// (a single record larger than this gets a segment of its own).
+    pub segment_size_bytes_max: u64,
+    /// The file layer (the real one by default; a fault-injecting one in tests).
+    pub file_system: Arc<dyn FileSystem>,
+}
+
+impl WalOptions {
+    /// Options for node `node_id` of cluster `cluster_id`, with default segment size and
+    /// the real file system.
+    pub fn new(cluster_id: u64, node_id: u64) -> Self {
+        WalOptions {
+            cluster_id,
+            node_id,
+            segment_size_bytes_max: SEGMENT_SIZE_BYTES_MAX_DEFAULT,
+            file_system: Arc::new(StdFileSystem),
+        }
+    }
+}
+
+/// What one `raft::Ready` asks to persist, applied in this order: snapshot, entries,
+/// hard state. Each field may be empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// A snapshot received from the leader: replaces the log (see [`Wal::apply_snapshot`]).
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append; a first index at or below the last index replaces the stored
+    /// suffix from there (follower conflict truncation).
+    pub entries: Vec<Entry>,
+    /// The new hard state.
+    pub hard_state: Option<HardState>,
+}
+
+/// A segment the WAL holds, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentInfo {
+    /// Sequence number (file name).
+    pub sequence: u64,
+    /// Highest entry index written in the segment (0 if none): the segment may be
+    /// deleted once the snapshot covers it.
+    pub max_index_written: Index,
+}
+
+/// A validated write, ready to encode.
+#[derive(Debug, Default)]
+struct WritePlan<'a> {
+    snapshot: Option<Snapshot>,
+    marker: Option<SnapshotMarker>,
+    conf_state: Option<ConfState>,
+    entries: &'a [Entry],
+    truncates: bool,
+    hard_state: Option<HardState>,
+}
+
+/// A durable Raft log in a directory of segment and snapshot files.
+///
+/// Writes: [`Wal::write`] (durable on return), or [`Wal::append_batch`] several times and
+/// then one [`Wal::sync`] (group commit: the batches share one `fdatasync`). Reads go
+/// through [`raft::Storage`] and are served from memory (entries since the snapshot are
+/// kept in a `VecDeque`). After `append_batch` and before `sync`, reads already see the
+/// appended data; the driver must not report it persisted (`on_persisted`) before `sync`
+/// returns.
+///
+/// Any I/O failure while writing poisons the WAL: every later write returns
+/// [`WalError::Poisoned`], and the caller must reopen it (recovery decides what is durable).
+#[derive(Debug)]
+pub struct Wal {
+    pub(crate) directory: PathBuf,
+    pub(crate) options: WalOptions,
+    pub(crate) state: LogState,
+    pub(crate) snapshot_data: Bytes,
+    pub(crate) segments: VecDeque<SegmentInfo>,
+    pub(crate) current_file: Box<dyn WalFile>,
+    pub(crate) current_size_bytes: u64,
+    /// True once the current segment holds a record besides its preamble.
+    pub(crate) current_has_records: bool,
+    pub(crate) encode_buffer: Vec<u8>,
+    pub(crate) unsynced: bool,
+    pub(crate) cleanup_pending: bool,
+    pub(crate) poisoned: bool,
+    pub(crate) torn_bytes_truncated: u64,
+}
+
+impl Wal {
+    /// Creates a new, empty WAL in `directory` (created if missing) whose initial
+    /// membership is `conf`. Fails with [`WalError::AlreadyExists`] if it holds segments.
+    pub fn create(directory: impl AsRef<Path>, options: WalOptions, conf: ConfState) -> Result<Wal, WalError> {
+        let directory = directory.as_ref().to_path_buf();
+        let file_system = options.file_system.clone();
+        file_system.create_directory_all(&directory).map_err(|error| WalError::io(&directory, error))?;
+        let listing = names::list(&*file_system, &directory)?;
+        if !listing.segments.is_empty() {
+            return Err(WalError::AlreadyExists { directory });
+        }
+        let mut wal = Wal {
+            directory,
+            options,
+            state: LogState::new(conf),
+            snapshot_data: Bytes::new(),
+            segments: VecDeque::new(),
+            current_file: Box::new(NoFile),
+            current_size_bytes: 0,
+            current_has_records: false,
+            encode_buffer: Vec::new(),
+            unsynced: false,
+            cleanup_pending: false,
+            poisoned: false,
+            torn_bytes_truncated: 0,
+        };
+        wal.start_segment(1)?;
+        Ok(wal)
+    }
+
+    /// Opens the WAL in `directory`, or creates it with membership `conf` if there is none.
+    pub fn open_or_create(directory: impl AsRef<Path>, options: WalOptions, conf: ConfState) -> Result<Wal, WalError> {
+        match Wal::open(directory.as_ref(), options.clone()) {
+            Err(WalError::NotFound { .. }) => Wal::create(directory, options, conf),
+            other => other,
+        }
+    }
+
+    /// Appends `batch` (snapshot, then entries, then hard state) and makes it durable:
+    /// when this returns `Ok`, the batch survives a crash.
+    pub fn write(&mut self, batch: &WriteBatch) -> Result<(), WalError> {
+        self.append_batch(batch)?;
+        self.sync()
+    }
+
+    /// Appends `batch` without waiting for the disk (group commit): the batch is durable
+    /// only once a later [`Wal::sync`] returns. A batch is one record, so after a crash it
+    /// is recovered whole or not at all (batches over 64 MiB are split and may be
+    /// recovered as a prefix of their entries). A snapshot in the batch is written to its
+    /// own file durably before this returns; the log refers to it once synced.
+    pub fn append_batch(&mut self, batch: &WriteBatch) -> Result<(), WalError> {
+        self.check_usable()?;
+        let plan = self.plan_batch(batch)?;
+        self.execute(plan)
+    }
+
+    /// Makes everything appended so far durable (one `fdatasync`), then removes the
+    /// segments and snapshot files a newer snapshot made obsolete.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.check_usable()?;
+        if self.unsynced {
+            let result = self.current_file.sync_data();
+            self.check_io(result, self.current_segment_path())?;
+            self.unsynced = false;
+        }
+        if self.cleanup_pending {
+            self.cleanup_pending = false;
+            self.remove_obsolete_files()?;
+        }
+        Ok(())
+    }
+
+    /// Durably appends `entries`, first removing any stored suffix from `entries[0].index`
+    /// on (as `raft::MemoryStorage::append`).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        self.write(&WriteBatch { entries: entries.to_vec(), ..WriteBatch::default() })
+    }
+
+    /// Durably stores `hard_state`. Its term must not be lower than the stored one.
+    pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
+        self.write(&WriteBatch { hard_state: Some(hard_state), ..WriteBatch::default() })
+    }
+
+    /// Durably replaces the log with `snapshot` (as `raft::MemoryStorage::apply_snapshot`):
+    /// entries after it stay if the log holds the snapshot's (index, term), otherwise the
+    /// log is emptied; the commit index rises to the snapshot index. A snapshot not newer
+    /// than the current one is ignored.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
+        self.write(&WriteBatch { snapshot: Some(snapshot), ..WriteBatch::default() })
+    }
+
+    /// Durably drops the entries up to and including `index`, recording
+    /// `snapshot_data` (the state machine at `index`) with membership `conf` as the
+    /// snapshot (as `raft::MemoryStorage::compact`). Segments wholly covered are deleted.
+    /// An `index` not above the current snapshot is ignored.
+    pub fn compact(&mut self, index: Index, conf: ConfState, snapshot_data: Bytes) -> Result<(), WalError> {
+        self.check_usable()?;
+        if index <= self.state.snapshot_meta.index {
+            return Ok(());
+        }
+        if index > self.state.last_index() {
+            return Err(WalError::InvalidWrite(format!(
+                "compact to {index} beyond the last entry {}",
+                self.state.last_index()
+            )));
+        }
+        let term = self.state.term(index).expect("index is in range");
+        let marker = SnapshotMarker { index, term, conf: conf.clone(), keep_suffix: true };
+        let snapshot = Snapshot { meta: SnapshotMeta { index, term, conf }, data: snapshot_data };
+        self.execute(WritePlan { snapshot: Some(snapshot), marker: Some(marker), ..WritePlan::default() })?;
+        self.sync()
+    }
+
+    /// Durably replaces the current membership (as `raft::MemoryStorage::set_conf_state`,
+    /// used when a config entry is persisted).
+    pub fn set_conf_state(&mut self, conf: ConfState) -> Result<(), WalError> {
+        self.check_usable()?;
+        self.execute(WritePlan { conf_state: Some(conf), ..WritePlan::default() })?;
+        self.sync()
+    }
+
+    /// The stored hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.state.hard_state
+    }
+
+    /// The current snapshot's position and membership (cheap; [`raft::Storage::snapshot`]
+    /// returns it with the data).
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.state.snapshot_meta
+    }
+
+    /// The directory the WAL lives in.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Sequence numbers of the segment files held, oldest first.
+    pub fn segment_sequences(&self) -> Vec<u64> {
+        self.segments.iter().map(|segment| segment.sequence).collect()
+    }
+
+    /// Bytes of a torn tail that recovery cut from the last segment when this WAL was
+    /// opened (0 if none).
+    pub fn torn_bytes_truncated(&self) -> u64 {
+        self.torn_bytes_truncated
+    }
+
+    /// True after a failed write: the WAL must be reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub(crate) fn identity(&self) -> FileIdentity {
+        FileIdentity { cluster_id: self.options.cluster_id, node_id: self.options.node_id }
+    }
+
+    pub(crate) fn current_segment_path(&self) -> PathBuf {
+        let sequence = self.segments.back().expect("a WAL always has a segment").sequence;
+        self.directory.join(names::segment_file_name(sequence))
+    }
+
+    fn check_usable(&self) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Passes `result` through; an error poisons the WAL.
+    pub(crate) fn check_io<T>(&mut self, result: std::io::Result<T>, path: impl Into<PathBuf>) -> Result<T, WalError> {
+        result.map_err(|error| {
+            self.poisoned = true;
+            WalError::io(path, error)
+        })
+    }
+
+    /// Validates `batch` against the log and decides what to write. No side effects.
+    fn plan_batch<'a>(&self, batch: &'a WriteBatch) -> Result<WritePlan<'a>, WalError> {
+        let mut plan = WritePlan::default();
+        let mut snapshot_index = self.state.snapshot_meta.index;
+        let mut last_index = self.state.last_index();
+        let mut hard_state = self.state.hard_state;
+        if let Some(snapshot) = batch.snapshot.as_ref().filter(|snapshot| snapshot.meta.index > snapshot_index) {
+            let meta = &snapshot.meta;
+            let keep_suffix = self.state.term(meta.index) == Ok(meta.term);
+            last_index = if keep_suffix { last_index } else { meta.index };
+            snapshot_index = meta.index;
+            hard_state.commit = hard_state.commit.max(meta.index);
+            plan.marker = Some(SnapshotMarker { index: meta.index, term: meta.term, conf: meta.conf.clone(), keep_suffix });
+            plan.snapshot = Some(snapshot.clone());
+        }
+        if let Some(first) = batch.entries.first() {
+            check_entries(&batch.entries, last_index)?;
+            let skip = batch.entries.len().min(snapshot_index.saturating_sub(first.index - 1) as usize);
+            plan.entries = &batch.entries[skip..];
+            plan.truncates = plan.entries.first().is_some_and(|entry| entry.index <= last_index);
+        }
+        if let Some(new_hard_state) = batch.hard_state {
+            if new_hard_state.term < self.state.hard_state.term {
+                return Err(WalError::InvalidWrite(format!(
+                    "hard state term went backwards: {} after {}",
+                    new_hard_state.term, self.state.hard_state.term
+                )));
+            }
+            hard_state = new_hard_state;
+        }
+        plan.hard_state = Some(hard_state).filter(|hard_state| *hard_state != self.state.hard_state);
+        Ok(plan)
+    }
+
+    /// Writes a validated plan: snapshot file first, then the record(s).
+    fn execute(&mut self, plan: WritePlan<'_>) -> Result<(), WalError> {
+        if let Some(snapshot) = &plan.snapshot {
+            self.store_snapshot_file(snapshot)?;
+        }
+        let fixed_size_bytes = 256 + plan.marker.as_ref().map_or(0, |marker| conf_size_bytes(&marker.conf))
+            + plan.conf_state.as_ref().map_or(0, conf_size_bytes);
+        let entry_budget_bytes = codec::RECORD_SIZE_BYTES_MAX - fixed_size_bytes.min(codec::RECORD_SIZE_BYTES_MAX / 2);
+        let chunks = split_entries(plan.entries, entry_budget_bytes)?;
+        let chunk_count = chunks.len();
+        for (position, chunk) in chunks.into_iter().enumerate() {
+            let (first_chunk, last_chunk) = (position == 0, position + 1 == chunk_count);
+            let parts = RecordParts {
+                snapshot_marker: plan.marker.as_ref().filter(|_| first_chunk),
+                conf_state: plan.conf_state.as_ref().filter(|_| first_chunk),
+                truncates: plan.truncates && first_chunk,
+                entries: chunk,
+                hard_state: plan.hard_state.filter(|_| last_chunk),
+            };
+            self.write_record(&parts)?;
+        }
+        if let Some(snapshot) = plan.snapshot {
+            self.snapshot_data = snapshot.data;
+            self.cleanup_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Encodes one record, rolls the segment if it would overflow, writes and applies it.
+    fn write_record(&mut self, parts: &RecordParts<'_>) -> Result<(), WalError> {
+        let is_empty = parts.snapshot_marker.is_none()
+            && parts.conf_state.is_none()
+            && parts.entries.is_empty()
+            && parts.hard_state.is_none();
+        if is_empty {
+            return Ok(());
+        }
+        self.encode_buffer.clear();
+        let frame_length = codec::encode_frame(&mut self.encode_buffer, |out| codec::encode_record(parts, out)) as u64;
+        if self.current_has_records && self.current_size_bytes + frame_length > self.options.segment_size_bytes_max {
+            let sequence = self.segments.back().expect("a WAL always has a segment").sequence + 1;
+            self.start_segment(sequence)?;
+        }
+        let result = self.current_file.write_all(&self.encode_buffer);
+        self.check_io(result, self.current_segment_path())?;
+        self.current_size_bytes += frame_length;
+        self.current_has_records = true;
+        self.unsynced = true;
+        self.state.apply(parts, false).expect("a validated write applies");
+        let segment = self.segments.back_mut().expect("a WAL always has a segment");
+        if let Some(last) = parts.entries.last() {
+            segment.max_index_written = segment.max_index_written.max(last.index);
+        }
+        debug_assert_eq!(self.state.entries_first_index, self.state.snapshot_meta.index + 1);
+        Ok(())
+    }
+
+    /// Syncs the current segment, then creates segment `sequence` (header and a preamble
+    /// record holding the snapshot position and hard state) under a temporary name,
+    /// syncs it, renames it into place and syncs the directory. It becomes current.
+    pub(crate) fn start_segment(&mut self, sequence: u64) -> Result<(), WalError> {
+        if self.unsynced {
+            let result = self.current_file.sync_data();
+            self.check_io(result, self.current_segment_path())?;
+            self.unsynced = false;
+        }
+        let mut bytes = Vec::with_capacity(codec::SEGMENT_HEADER_SIZE_BYTES + 256);
+        codec::encode_segment_header(self.identity(), sequence, &mut bytes);
+        let meta = &self.state.snapshot_meta;
+        let marker = SnapshotMarker { index: meta.index, term: meta.term, conf: meta.conf.clone(), keep_suffix: true };
+        let preamble = RecordParts { snapshot_marker: Some(&marker), hard_state: Some(self.state.hard_state), ..RecordParts::default() };
+        codec::encode_frame(&mut bytes, |out| codec::encode_record(&preamble, out));
+        let final_path = self.directory.join(names::segment_file_name(sequence));
+        let file = self.write_file_atomically(&final_path, &bytes)?;
+        self.current_file = file;
+        self.current_size_bytes = bytes.len() as u64;
+        self.current_has_records = false;
+        self.segments.push_back(SegmentInfo { sequence, max_index_written: 0 });
+        assert!(self.segments.iter().zip(self.segments.iter().skip(1)).all(|(a, b)| b.sequence == a.sequence + 1));
+        Ok(())
+    }
+
+    /// Writes `bytes` to a temporary file, syncs it, renames it to `final_path` and
+    /// syncs the directory. Returns the open file (positioned at its end).
+    fn write_file_atomically(&mut self, final_path: &Path, bytes: &[u8]) -> Result<Box<dyn WalFile>, WalError> {
+        let file_system = self.options.file_system.clone();
+        let temporary_path = names::temporary_path(final_path);
+        let created = file_system.create_file(&temporary_path);
+        let mut file = self.check_io(created, &temporary_path)?;
+        let written = file.write_all(bytes);
+        self.check_io(written, &temporary_path)?;
+        let synced = file.sync_data();
+        self.check_io(synced, &temporary_path)?;
+        let renamed = file_system.rename(&temporary_path, final_path);
+        self.check_io(renamed, final_path)?;
+        let directory_synced = file_system.sync_directory(&self.directory);
+        self.check_io(directory_synced, self.directory.clone())?;
+        Ok(file)
+    }
+
+    fn store_snapshot_file(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
+        let bytes = codec::encode_snapshot_file(self.identity(), snapshot);
+        let path = self.directory.join(names::snapshot_file_name(snapshot.meta.index, snapshot.meta.term));
+        self.write_file_atomically(&path, &bytes)?;
+        Ok(())
+    }
+
+    /// Removes, oldest first, the segments whose entries the snapshot covers (never the
+    /// current one), then every snapshot file but the current one. Called only once the
+    /// snapshot marker is durable.
+    pub(crate) fn remove_obsolete_files(&mut self) -> Result<(), WalError> {
+        let file_system = self.options.file_system.clone();
+        let snapshot_index = self.state.snapshot_meta.index;
+        while self.segments.len() > 1 && self.segments[0].max_index_written <= snapshot_index {
+            let path = self.directory.join(names::segment_file_name(self.segments[0].sequence));
+            let removed = file_system.remove_file(&path);
+            self.check_io(removed, &path)?;
+            // One directory sync per removal keeps the retained segments contiguous.
+            let synced = file_system.sync_directory(&self.directory);
+            self.check_io(synced, self.directory.clone())?;
+            self.segments.pop_front();
+        }
+        let listing = names::list(&*file_system, &self.directory)?;
+        let current_name = names::snapshot_file_name(snapshot_index, self.state.snapshot_meta.term);
+        let mut removed_any = false;
+        for name in listing.snapshots.iter().filter(|name| **name != current_name) {
+            let path = self.directory.join(name);
+            let removed = file_system.remove_file(&path);
+            self.check_io(removed, &path)?;
+            removed_any = true;
+        }
+        if removed_any {
+            let synced = file_system.sync_directory(&self.directory);
+            self.check_io(synced, self.directory.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `entries` are contiguous and start at most one after `last_index`.
+fn check_entries(entries: &[Entry], last_index: Index) -> Result<(), WalError> {
+    let first_index = entries[0].index;
+    if first_index == 0 || first_index > last_index + 1 {
+        return Err(WalError::InvalidWrite(format!("gap in log: entry {first_index} after {last_index}")));
+    }
+    let contiguous = entries.iter().enumerate().all(|(position, entry)| entry.index == first_index + position as u64);
+    if !contiguous {
+        return Err(WalError::InvalidWrite("entries in a batch are not contiguous".into()));
+    }
+    Ok(())
+}
+
+fn conf_size_bytes(conf: &ConfState) -> usize {
+    8 + 8 * (conf.voters.len() + conf.learners.len())
+}
+
+/// Splits `entries` into runs whose encoding fits `budget_bytes` (always at least one run).
+fn split_entries(entries: &[Entry], budget_bytes: usize) -> Result<Vec<&[Entry]>, WalError> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size_bytes) = (0, 0);
+    for (position, entry) in entries.iter().enumerate() {
+        let entry_size_bytes = codec::encoded_entry_size_bytes(entry);
+        if entry_size_bytes > budget_bytes {
+            return Err(WalError::InvalidWrite(format!("entry {} of {entry_size_bytes} bytes is too large", entry.index)));
+        }
+        if size_bytes + entry_size_bytes > budget_bytes {
+            chunks.push(&entries[start..position]);
+            (start, size_bytes) = (position, 0);
+        }
+        size_bytes += entry_size_bytes;
+    }
+    chunks.push(&entries[start..]);
+    assert!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>() == entries.len(), "chunks cover the batch");
+    Ok(chunks)
+}
+
+/// The file handle of a WAL that has no segment yet (only during `create`).
+#[derive(Debug)]
+struct NoFile;
+
+impl WalFile for NoFile {
+    fn write_all(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment open"))
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn truncate(&mut self, _length_bytes: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment open"))
+    }
+}
+
+impl Storage for Wal {
+    fn initial_state(&self) -> Result<raft::InitialState, StorageError> {
+        Ok(raft::InitialState { hard_state: self.state.hard_state, conf_state: self.state.snapshot_meta.conf.clone() })
+    }
+
+    fn entries(&self, low: Index, high: Index, size_bytes_max: u64) -> Result<Vec<Entry>, StorageError> {
+        assert!(low <= high, "entries: low {low} > high {high}");
+        if low < self.first_index() {
+            return Err(StorageError::Compacted);
+        }
+        if high > self.last_index() + 1 {
+            return Err(StorageError::Unavailable);
+        }
+        let offset = self.state.entries_first_index;
+        let range = (low - offset) as usize..(high - offset) as usize;
+        let mut result = Vec::with_capacity(range.len().min(1024));
+        let mut total_bytes = 0u64;
+        for entry in self.state.entries.range(range) {
+            total_bytes += entry.size_bytes();
+            if !result.is_empty() && total_bytes > size_bytes_max {
+                break;
+            }
+            result.push(entry.clone());
+        }
+        Ok(result)
+    }
+
+    fn term(&self, index: Index) -> Result<Term, StorageError> {
+        self.state.term(index)
+    }
+
+    fn first_index(&self) -> Index {
+        self.state.snapshot_meta.index + 1
+    }
+
+    fn last_index(&self) -> Index {
+        self.state.last_index()
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(Snapshot { meta: self.state.snapshot_meta.clone(), data: self.snapshot_data.clone() })
+    }
+}
