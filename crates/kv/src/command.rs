@@ -1,0 +1,215 @@
+//! [`Command`]: what a Raft log entry carries to the store, and [`Response`]: what
+//! applying it answers. Encoded as `raftkvpb.InternalRequest` / `InternalResponse`.
+
+use proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnRequest, TxnResponse,
+};
+use proto::prost::Message;
+use proto::raftkvpb::{self, internal_request, internal_response, InternalRequest, InternalResponse};
+
+use crate::error::Error;
+
+/// Identity of a client request, for exactly-once application of retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    /// The client session; chosen by the client or the server, unique per client.
+    pub client_id: u64,
+    /// Per-session sequence number; a new request uses the previous one plus one,
+    /// a retry reuses the same number.
+    pub sequence: u64,
+}
+
+/// A state-machine operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operation {
+    /// A read through the log (linearizable without ReadIndex).
+    Range(RangeRequest),
+    /// Write one key.
+    Put(PutRequest),
+    /// Delete a key or range.
+    DeleteRange(DeleteRangeRequest),
+    /// Atomic compare-and-execute.
+    Txn(TxnRequest),
+    /// Drop history below a revision.
+    Compaction(CompactionRequest),
+    /// Create a lease (the server picks a non-zero id before proposing, as etcd does).
+    LeaseGrant(LeaseGrantRequest),
+    /// Delete a lease and its keys (also used for expiry).
+    LeaseRevoke(LeaseRevokeRequest),
+}
+
+/// One log entry's command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// Deduplication identity; `None` applies the command every time it appears.
+    pub request_id: Option<RequestId>,
+    /// What to do.
+    pub operation: Operation,
+}
+
+/// A command that cannot be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes are not a valid `raftkvpb.InternalRequest`.
+    Malformed(String),
+    /// The message carries no operation.
+    MissingOperation,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Malformed(reason) => write!(formatter, "malformed command: {reason}"),
+            DecodeError::MissingOperation => formatter.write_str("command has no operation"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Command {
+    /// A command without deduplication.
+    pub fn new(operation: Operation) -> Command {
+        Command { request_id: None, operation }
+    }
+
+    /// A command deduplicated by `(client_id, sequence)`.
+    pub fn with_request_id(operation: Operation, client_id: u64, sequence: u64) -> Command {
+        Command { request_id: Some(RequestId { client_id, sequence }), operation }
+    }
+
+    /// The protobuf form.
+    pub fn to_message(&self) -> InternalRequest {
+        use internal_request::Operation as Wire;
+        let operation = match &self.operation {
+            Operation::Range(request) => Wire::Range(request.clone()),
+            Operation::Put(request) => Wire::Put(request.clone()),
+            Operation::DeleteRange(request) => Wire::DeleteRange(request.clone()),
+            Operation::Txn(request) => Wire::Txn(request.clone()),
+            Operation::Compaction(request) => Wire::Compaction(*request),
+            Operation::LeaseGrant(request) => Wire::LeaseGrant(*request),
+            Operation::LeaseRevoke(request) => Wire::LeaseRevoke(*request),
+        };
+        InternalRequest {
+            request_id: self
+                .request_id
+                .map(|id| raftkvpb::RequestId { client_id: id.client_id, sequence: id.sequence }),
+            operation: Some(operation),
+        }
+    }
+
+    /// Converts from the protobuf form.
+    pub fn from_message(message: InternalRequest) -> Result<Command, DecodeError> {
+        use internal_request::Operation as Wire;
+        let operation = match message.operation.ok_or(DecodeError::MissingOperation)? {
+            Wire::Range(request) => Operation::Range(request),
+            Wire::Put(request) => Operation::Put(request),
+            Wire::DeleteRange(request) => Operation::DeleteRange(request),
+            Wire::Txn(request) => Operation::Txn(request),
+            Wire::Compaction(request) => Operation::Compaction(request),
+            Wire::LeaseGrant(request) => Operation::LeaseGrant(request),
+            Wire::LeaseRevoke(request) => Operation::LeaseRevoke(request),
+        };
+        let request_id = message.request_id.map(|id| RequestId { client_id: id.client_id, sequence: id.sequence });
+        Ok(Command { request_id, operation })
+    }
+
+    /// Deterministic bytes for a log entry (prost writes fields in tag order).
+    pub fn encode(&self) -> Vec<u8> {
+        let bytes = self.to_message().encode_to_vec();
+        assert!(!bytes.is_empty(), "a command always has an operation");
+        bytes
+    }
+
+    /// Parses bytes written by [`Command::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        let message = InternalRequest::decode(bytes).map_err(|error| DecodeError::Malformed(error.to_string()))?;
+        Command::from_message(message)
+    }
+
+    /// True if the operation can change the store (everything but `Range`).
+    pub fn is_write(&self) -> bool {
+        !matches!(self.operation, Operation::Range(_))
+    }
+}
+
+/// The successful answer to a command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// Answer to [`Operation::Range`].
+    Range(RangeResponse),
+    /// Answer to [`Operation::Put`].
+    Put(PutResponse),
+    /// Answer to [`Operation::DeleteRange`].
+    DeleteRange(DeleteRangeResponse),
+    /// Answer to [`Operation::Txn`].
+    Txn(TxnResponse),
+    /// Answer to [`Operation::Compaction`].
+    Compaction(CompactionResponse),
+    /// Answer to [`Operation::LeaseGrant`].
+    LeaseGrant(LeaseGrantResponse),
+    /// Answer to [`Operation::LeaseRevoke`].
+    LeaseRevoke(LeaseRevokeResponse),
+}
+
+/// Converts an apply result to its recorded protobuf form.
+pub fn result_to_message(result: &Result<Response, Error>) -> InternalResponse {
+    use internal_response::Result as Wire;
+    let wire = match result {
+        Ok(Response::Range(response)) => Wire::Range(response.clone()),
+        Ok(Response::Put(response)) => Wire::Put(response.clone()),
+        Ok(Response::DeleteRange(response)) => Wire::DeleteRange(response.clone()),
+        Ok(Response::Txn(response)) => Wire::Txn(response.clone()),
+        Ok(Response::Compaction(response)) => Wire::Compaction(*response),
+        Ok(Response::LeaseGrant(response)) => Wire::LeaseGrant(response.clone()),
+        Ok(Response::LeaseRevoke(response)) => Wire::LeaseRevoke(*response),
+        Err(error) => Wire::Error(raftkvpb::RequestError {
+            kind: error.kind(),
+            grpc_code: error.grpc_code(),
+            message: error.message().to_string(),
+        }),
+    };
+    InternalResponse { result: Some(wire) }
+}
+
+/// Converts a recorded protobuf response back; `None` if it is malformed.
+pub fn result_from_message(message: &InternalResponse) -> Option<Result<Response, Error>> {
+    use internal_response::Result as Wire;
+    let result = match message.result.as_ref()? {
+        Wire::Range(response) => Ok(Response::Range(response.clone())),
+        Wire::Put(response) => Ok(Response::Put(response.clone())),
+        Wire::DeleteRange(response) => Ok(Response::DeleteRange(response.clone())),
+        Wire::Txn(response) => Ok(Response::Txn(response.clone())),
+        Wire::Compaction(response) => Ok(Response::Compaction(*response)),
+        Wire::LeaseGrant(response) => Ok(Response::LeaseGrant(response.clone())),
+        Wire::LeaseRevoke(response) => Ok(Response::LeaseRevoke(*response)),
+        Wire::Error(error) => Err(Error::from_kind(error.kind)?),
+    };
+    Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips() {
+        let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..PutRequest::default() };
+        let command = Command::with_request_id(Operation::Put(put), 7, 3);
+        let bytes = command.encode();
+        assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+        assert_eq!(bytes, command.encode(), "encoding is deterministic");
+        assert_eq!(Command::decode(&[]), Err(DecodeError::MissingOperation));
+        assert!(matches!(Command::decode(&[0xff]), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let ok: Result<Response, Error> = Ok(Response::Put(PutResponse::default()));
+        assert_eq!(result_from_message(&result_to_message(&ok)), Some(ok));
+        let failed: Result<Response, Error> = Err(Error::DuplicateKey);
+        assert_eq!(result_from_message(&result_to_message(&failed)), Some(failed));
+    }
+}

@@ -1,0 +1,76 @@
+//! Lease records: id, granted TTL and attached keys. Expiry is decided outside the
+//! state machine (a clock-driven leader proposes a revoke), so no time is kept here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Largest TTL etcd accepts, in seconds.
+pub const MAXIMUM_LEASE_TTL_SECONDS: i64 = 9_000_000_000;
+
+/// One lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id (never 0).
+    pub id: i64,
+    /// TTL granted, in seconds.
+    pub granted_ttl_seconds: i64,
+    /// Keys currently attached, in key order.
+    pub keys: BTreeSet<Vec<u8>>,
+}
+
+/// All leases, by id.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Leases {
+    by_id: BTreeMap<i64, Lease>,
+}
+
+impl Leases {
+    /// The lease with this id.
+    pub fn get(&self, id: i64) -> Option<&Lease> {
+        self.by_id.get(&id)
+    }
+
+    /// True if the lease exists.
+    pub fn contains(&self, id: i64) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Adds a lease with no keys.
+    pub fn grant(&mut self, id: i64, granted_ttl_seconds: i64) {
+        assert!(id != 0, "lease id 0 means no lease");
+        let previous = self.by_id.insert(id, Lease { id, granted_ttl_seconds, keys: BTreeSet::new() });
+        assert!(previous.is_none(), "lease ids are unique");
+    }
+
+    /// Removes the lease and returns it (with its keys).
+    pub fn remove(&mut self, id: i64) -> Option<Lease> {
+        self.by_id.remove(&id)
+    }
+
+    /// Moves `key` from lease `old` to lease `new` (0 = none); missing leases are ignored.
+    pub fn reattach(&mut self, key: &[u8], old: i64, new: i64) {
+        if old == new {
+            return;
+        }
+        if let Some(lease) = self.by_id.get_mut(&old) {
+            lease.keys.remove(key);
+        }
+        if let Some(lease) = self.by_id.get_mut(&new) {
+            lease.keys.insert(key.to_vec());
+        }
+    }
+
+    /// A free id chosen deterministically from `seed` (used when a grant asks for id 0).
+    pub fn free_id(&self, seed: u64) -> i64 {
+        let mut candidate = i64::try_from(seed & (i64::MAX as u64)).expect("masked to 63 bits");
+        while candidate == 0 || self.by_id.contains_key(&candidate) {
+            candidate = candidate.wrapping_add(1) & i64::MAX;
+        }
+        assert!(candidate > 0, "lease ids are positive");
+        candidate
+    }
+
+    /// All leases in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_id.values()
+    }
+}
