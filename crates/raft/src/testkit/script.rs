@@ -9,7 +9,7 @@
 //! Setup: `config <key> <value>` (keys `pre-vote`, `check-quorum` on/off, `election-ticks`,
 //! `heartbeat-ticks`, `append-size-bytes`, `seed`; they apply to the next `nodes`),
 //! `nodes N` (a fresh cluster 1..=N; clears variables, labels, counters), `label N text`,
-//! `log N: t t t` (replace N's log by entries of these terms at indexes 1..), `term N T`.
+//! `log set: t t t` (replace each node's log by entries of these terms at indexes 1..), `term N T`.
 //!
 //! Actions: `campaign N`, `propose N cmd...` (one batch), `propose-n N count prefix`,
 //! `tick N [count]`, `run ticks` (every live node ticks, then deliver-all, per tick),
@@ -26,7 +26,7 @@
 //!
 //! Assertions (`expect ...`): `leader N [term T]`, `single-leader [among set]`,
 //! `no-leader [among set]`, `role set role`, `term set op V`, `commit set op V`,
-//! `last-index set op V`, `log set: terms`, `applied set: cmds`, `applied-includes set: cmds`,
+//! `last-index set op V`, `entry set index op term` (0: no entry), `log set: terms`, `applied set: cmds`, `applied-includes set: cmds`,
 //! `applied-equal [set]`, `logs-equal [set]`, `appends A->B op V`,
 //! `appends-until-converged A->B op V`, `step-error none|any|text`,
 //! `pending links [kinds] op V`.
@@ -315,10 +315,12 @@ impl Interpreter {
     }
 
     fn install_log(&mut self, rest: &str) -> Result<(), String> {
-        let (node, terms) = rest.split_once(':').ok_or("usage: log N: t t t")?;
-        let node = self.node(node.trim())?;
+        let (nodes, terms) = rest.split_once(':').ok_or("usage: log SET: t t t")?;
         let terms = parse_numbers(terms)?;
-        self.network()?.install_log(node, &terms)
+        for node in self.set(&nodes.split_whitespace().collect::<String>())? {
+            self.network()?.install_log(node, &terms)?;
+        }
+        Ok(())
     }
 
     fn set_term(&mut self, words: &[&str]) -> Result<(), String> {
@@ -625,6 +627,7 @@ impl Interpreter {
             "logs-equal" | "applied-equal" => self.expect_equal(subject, words.get(1).copied()),
             "appends" | "appends-until-converged" => self.expect_counter(subject, &words[1..]),
             "step-error" => self.expect_step_error(rest),
+            "entry" => self.expect_entry(&words[1..]),
             "pending" => self.expect_pending(&words[1..]),
             other => Err(format!("unknown expectation `{other}`")),
         }
@@ -772,6 +775,22 @@ impl Interpreter {
         });
         if !compare(actual, operator, expected)? {
             return Err(format!("{quantity} {from}->{to} is {actual}, expected {operator} {expected}"));
+        }
+        Ok(())
+    }
+
+    fn expect_entry(&self, words: &[&str]) -> Result<(), String> {
+        let [nodes, index, operator, expected] = words else {
+            return Err("usage: expect entry SET INDEX op TERM".to_string());
+        };
+        let (index, expected) = (self.value(index)?, self.value(expected)?);
+        let network = self.network_ref()?;
+        for node in self.set(nodes)? {
+            let entry = network.log_entries(node).into_iter().find(|entry| entry.index == index);
+            let actual = entry.map_or(0, |entry| entry.term);
+            if !compare(actual, operator, expected)? {
+                return Err(format!("node {node} has term {actual} at index {index} (0: none), expected {operator} {expected}"));
+            }
         }
         Ok(())
     }
