@@ -22,3 +22,4 @@ macro_rules! scenario_test {
 
 scenario_test!(walkthrough, "walkthrough.txt");
 scenario_test!(figure7, "figure7.txt");
+scenario_test!(figure8, "figure8.txt");

@@ -552,13 +552,18 @@ impl Interpreter {
         Ok(among.into_iter().filter(|id| network.is_alive(*id) && !except.contains(id)).collect())
     }
 
+    /// `term`, `commit` or `last-index` of a node (a crashed node: what its storage kept).
     fn node_quantity(&self, quantity: &str, node: NodeId) -> Result<u64, String> {
         let network = self.network_ref()?;
-        let live = network.node(node).ok_or_else(|| format!("node {node} is crashed"))?;
+        let storage = network.storage(node).ok_or_else(|| format!("no node {node}"))?;
+        let (term, commit, last_index) = match network.node(node) {
+            Some(live) => (live.term(), live.commit_index(), live.last_index()),
+            None => (storage.hard_state().term, storage.hard_state().commit, crate::Storage::last_index(storage)),
+        };
         match quantity {
-            "term" => Ok(live.term()),
-            "commit" => Ok(live.commit_index()),
-            "last-index" => Ok(live.last_index()),
+            "term" => Ok(term),
+            "commit" => Ok(commit),
+            "last-index" => Ok(last_index),
             other => Err(format!("unknown quantity `{other}`")),
         }
     }
