@@ -992,14 +992,8 @@ impl<S: Storage> RawNode<S> {
             }
         }
         // Idle followers learn the new commit index now; busy ones with their next append.
-        let idle: Vec<NodeId> = self
-            .progress
-            .iter()
-            .filter(|(_, progress)| progress.state == ProgressState::Replicate && progress.inflights.count() == 0)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in idle {
-            self.send_append(peer, true);
+        for peer in self.peers() {
+            self.send_commit_if_idle(peer);
         }
     }
 
@@ -1018,6 +1012,17 @@ impl<S: Storage> RawNode<S> {
             self.on_commit_advanced();
         }
         self.send_appends_while_possible(from);
+        self.send_commit_if_idle(from);
+    }
+
+    /// A follower with nothing in flight that does not know the latest commit index gets
+    /// it now (R5) instead of waiting for the next heartbeat.
+    fn send_commit_if_idle(&mut self, peer: NodeId) {
+        let Some(progress) = self.progress.get(&peer) else { return };
+        let idle = progress.state == ProgressState::Replicate && progress.inflights.count() == 0;
+        if idle && progress.sent_commit < self.log.committed.min(progress.match_index) {
+            self.send_append(peer, true);
+        }
     }
 
     fn handle_append_reject(&mut self, from: NodeId, rejected: Index, hint_index: Index, hint_term: Term) {
@@ -1089,6 +1094,8 @@ impl<S: Storage> RawNode<S> {
             progress.probe_sent = true;
         }
         let commit = self.log.committed;
+        let last_sent_index = entries.last().map_or(prev_log_index, |entry| entry.index);
+        progress.sent_commit = progress.sent_commit.max(commit.min(last_sent_index));
         let body = MessageBody::Append { prev_log_index, prev_log_term, entries, commit };
         let message = self.message(peer, body);
         self.outbox.push(message);
@@ -1109,8 +1116,9 @@ impl<S: Storage> RawNode<S> {
 
     fn broadcast_heartbeat(&mut self) {
         for peer in self.peers() {
-            let match_index = self.progress.get(&peer).map_or(0, |progress| progress.match_index);
-            let commit = match_index.min(self.log.committed);
+            let Some(progress) = self.progress.get_mut(&peer) else { continue };
+            let commit = progress.match_index.min(self.log.committed);
+            progress.sent_commit = progress.sent_commit.max(commit);
             let body = MessageBody::Heartbeat { commit, read_round: self.read_round };
             let message = self.message(peer, body);
             self.outbox.push(message);

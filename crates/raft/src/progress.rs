@@ -86,6 +86,8 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// Highest ReadIndex round the follower has acknowledged (R7).
     pub(crate) acknowledged_read_round: u64,
+    /// Commit index last sent to the follower (it knows at least this much).
+    pub(crate) sent_commit: Index,
     pub(crate) inflights: Inflights,
 }
 
@@ -101,6 +103,7 @@ impl Progress {
             snapshot_wait_ticks: 0,
             recent_active: true,
             acknowledged_read_round: 0,
+            sent_commit: 0,
             inflights: Inflights::new(inflight_messages_max, inflight_bytes_max),
         }
     }
