@@ -23,3 +23,14 @@ macro_rules! scenario_test {
 scenario_test!(walkthrough, "walkthrough.txt");
 scenario_test!(figure7, "figure7.txt");
 scenario_test!(figure8, "figure8.txt");
+scenario_test!(lab_initial_election, "lab_initial_election.txt");
+scenario_test!(lab_reelection, "lab_reelection.txt");
+scenario_test!(lab_many_elections, "lab_many_elections.txt");
+scenario_test!(lab_fail_agree, "lab_fail_agree.txt");
+scenario_test!(lab_fail_no_agree, "lab_fail_no_agree.txt");
+scenario_test!(lab_rejoin, "lab_rejoin.txt");
+scenario_test!(lab_backup, "lab_backup.txt");
+scenario_test!(lab_concurrent, "lab_concurrent.txt");
+scenario_test!(lab_restart_majority, "lab_restart_majority.txt");
+scenario_test!(lab_no_disrupt, "lab_no_disrupt.txt");
+scenario_test!(bad_input, "bad_input.txt");

@@ -489,7 +489,8 @@ impl Interpreter {
         let mut fields = BTreeMap::new();
         for pair in words.iter().skip(3) {
             let (key, value) = pair.split_once('=').ok_or_else(|| format!("expected key=value, got `{pair}`"))?;
-            fields.insert(key.to_string(), value.to_string());
+            let value = if value.starts_with('$') { self.value(value)?.to_string() } else { value.to_string() };
+            fields.insert(key.to_string(), value);
         }
         let message = build_message(from, to, words.get(2).copied().unwrap_or(""), &fields)?;
         self.last_step = Some(self.network()?.inject(message)?);
@@ -794,7 +795,9 @@ impl Interpreter {
             let entry = network.log_entries(node).into_iter().find(|entry| entry.index == index);
             let actual = entry.map_or(0, |entry| entry.term);
             if !compare(actual, operator, expected)? {
-                return Err(format!("node {node} has term {actual} at index {index} (0: none), expected {operator} {expected}"));
+                return Err(format!(
+                    "node {node} has term {actual} at index {index} (0: none), expected {operator} {expected}"
+                ));
             }
         }
         Ok(())
