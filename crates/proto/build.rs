@@ -2,12 +2,7 @@
 //! generates prost messages plus tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = [
-        "proto/mvccpb.proto",
-        "proto/authpb.proto",
-        "proto/rpc.proto",
-        "proto/raftkvpb.proto",
-    ];
+    let files = ["proto/mvccpb.proto", "proto/authpb.proto", "proto/rpc.proto", "proto/raftkvpb.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -26,11 +26,21 @@ pub struct Config {
     pub maximum_sessions: usize,
     /// Granted lease TTLs are raised to at least this, in seconds (etcd: 2 by default).
     pub minimum_lease_ttl_seconds: i64,
+    /// Bounds history: when set to `Some(n)`, the store compacts itself (as part of
+    /// applying a write, so deterministically) once more than `2 * n` revisions are
+    /// kept, keeping the last `n`. `None` (default, as etcd) keeps history until an
+    /// explicit compaction.
+    pub history_retention_revisions: Option<i64>,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { max_txn_operations: 128, maximum_sessions: DEFAULT_MAXIMUM_SESSIONS, minimum_lease_ttl_seconds: 2 }
+        Config {
+            max_txn_operations: 128,
+            maximum_sessions: DEFAULT_MAXIMUM_SESSIONS,
+            minimum_lease_ttl_seconds: 2,
+            history_retention_revisions: None,
+        }
     }
 }
 
@@ -187,6 +197,7 @@ impl Store {
             .and_then(|()| self.execute(index, &command.operation, &mut write));
         if write.changed() {
             self.current_revision = write.main;
+            self.compact_by_retention();
         }
         if let Ok(response) = &mut result {
             set_header_revision(response, self.current_revision);
@@ -197,6 +208,18 @@ impl Store {
         }
         assert!(write.events.len() as i64 == write.next_sub, "one event per change");
         Applied { result, events: write.events, revision: self.current_revision, duplicate: false }
+    }
+
+    fn compact_by_retention(&mut self) {
+        let Some(keep) = self.config.history_retention_revisions else {
+            return;
+        };
+        assert!(keep > 0, "retention keeps at least one revision");
+        if self.current_revision - self.compact_revision > keep.saturating_mul(2) {
+            let revision = self.current_revision - keep;
+            self.mvcc.compact(revision);
+            self.compact_revision = revision;
+        }
     }
 
     fn execute(&mut self, index: u64, operation: &Operation, write: &mut Write) -> Result<Response, Error> {

@@ -469,3 +469,15 @@ fn same_commands_same_state() {
     let response: RangeResponse = left.store.range(&range_request("key", "\0")).expect("reads");
     assert!(response.count > 0);
 }
+
+#[test]
+fn retention_bounds_history() {
+    let mut harness = Harness::with_config(Config { history_retention_revisions: Some(10), ..Config::default() });
+    for step in 0..100 {
+        harness.put("k", &step.to_string());
+        let kept = harness.store.current_revision() - harness.store.compact_revision();
+        assert!(kept <= 20, "at most twice the retention is kept");
+    }
+    assert!(harness.store.record_count() <= 21);
+    assert_eq!(harness.get("k").map(|kv| kv.version), Some(100));
+}

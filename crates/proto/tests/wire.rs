@@ -35,9 +35,7 @@ fn compare_range_end_uses_field_64() {
     assert_eq!(tail, &[0x82, 0x04, 1, b'l']);
     let transaction = TxnRequest {
         compare: vec![compare],
-        success: vec![RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest::default())),
-        }],
+        success: vec![RequestOp { request: Some(request_op::Request::RequestPut(PutRequest::default())) }],
         failure: vec![],
     };
     let decoded = TxnRequest::decode(transaction.encode_to_vec().as_slice()).expect("decodes");
