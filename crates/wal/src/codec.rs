@@ -162,7 +162,7 @@ pub(crate) fn decode_segment_header(bytes: &[u8]) -> Result<(FileIdentity, u64),
     }
     let stored_checksum = u32::from_le_bytes(bytes[44..48].try_into().expect("4 bytes"));
     if crc32c::crc32c(&bytes[..44]) != stored_checksum {
-        return Err(DecodeError { offset: 44, reason: "segment header checksum mismatch".into() });
+        return Err(DecodeError { offset: 0, reason: "segment header (bytes 0..48) checksum mismatch".into() });
     }
     let version = reader.u32()?;
     if version != FORMAT_VERSION {

@@ -32,6 +32,44 @@ pub enum CrashMode {
     /// Unsynced directory changes (creations, renames, removals) survive; unsynced
     /// bytes are lost.
     KeepDirectoryChanges,
+    /// A random subset (drawn from `seed`) of the unsynced directory changes survives,
+    /// each change whole (a rename is atomic); unsynced bytes are lost.
+    SomeDirectoryChanges {
+        /// Seeds the choice of changes.
+        seed: u64,
+    },
+}
+
+/// A directory change not yet made durable by a directory sync.
+#[derive(Clone, Debug)]
+enum DirectoryChange {
+    Create { path: PathBuf, inode: u64 },
+    Rename { from: PathBuf, to: PathBuf, inode: u64 },
+    Remove { path: PathBuf },
+}
+
+impl DirectoryChange {
+    fn directory(&self) -> Option<&Path> {
+        match self {
+            DirectoryChange::Create { path, .. } | DirectoryChange::Remove { path } => path.parent(),
+            DirectoryChange::Rename { to, .. } => to.parent(),
+        }
+    }
+
+    fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
+        match self {
+            DirectoryChange::Create { path, inode } => {
+                names.insert(path.clone(), *inode);
+            }
+            DirectoryChange::Rename { from, to, inode } => {
+                names.remove(from);
+                names.insert(to.clone(), *inode);
+            }
+            DirectoryChange::Remove { path } => {
+                names.remove(path);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,6 +83,7 @@ struct Disk {
     inodes: HashMap<u64, Inode>,
     names: BTreeMap<PathBuf, u64>,
     durable_names: BTreeMap<PathBuf, u64>,
+    unsynced_changes: Vec<DirectoryChange>,
     next_inode: u64,
     operation_count: u64,
     crash_at_operation: Option<u64>,
@@ -113,11 +152,18 @@ impl SimulatedFileSystem {
     pub fn restart(&self, mode: CrashMode) -> SimulatedFileSystem {
         let disk = self.lock();
         let mut random = raft::SplitMix64::new(match mode {
-            CrashMode::TornWrites { seed } => seed,
+            CrashMode::TornWrites { seed } | CrashMode::SomeDirectoryChanges { seed } => seed,
             _ => 0,
         });
         let names = match mode {
             CrashMode::KeepDirectoryChanges => disk.names.clone(),
+            CrashMode::SomeDirectoryChanges { .. } => {
+                let mut names = disk.durable_names.clone();
+                for change in disk.unsynced_changes.iter().filter(|_| random.chance(1, 2)) {
+                    change.apply(&mut names);
+                }
+                names
+            }
             _ => disk.durable_names.clone(),
         };
         let mut inodes = HashMap::new();
@@ -134,6 +180,11 @@ impl SimulatedFileSystem {
         }
         let restarted = Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
         SimulatedFileSystem { disk: Arc::new(Mutex::new(restarted)) }
+    }
+
+    /// Names of the files in `directory` (current, not necessarily durable).
+    pub fn list_directory_names(&self, directory: &Path) -> Vec<String> {
+        self.list_directory(directory).expect("listing never fails")
     }
 
     /// The current (not necessarily durable) content of the file at `path`.
@@ -212,6 +263,7 @@ impl FileSystem for SimulatedFileSystem {
         disk.next_inode += 1;
         disk.inodes.insert(inode, Inode::default());
         disk.names.insert(path.to_path_buf(), inode);
+        disk.unsynced_changes.push(DirectoryChange::Create { path: path.to_path_buf(), inode });
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
     }
 
@@ -233,6 +285,7 @@ impl FileSystem for SimulatedFileSystem {
         let inode = disk.inode_of(from)?;
         disk.names.remove(from);
         disk.names.insert(to.to_path_buf(), inode);
+        disk.unsynced_changes.push(DirectoryChange::Rename { from: from.to_path_buf(), to: to.to_path_buf(), inode });
         Ok(())
     }
 
@@ -241,6 +294,7 @@ impl FileSystem for SimulatedFileSystem {
         disk.step()?;
         disk.inode_of(path)?;
         disk.names.remove(path);
+        disk.unsynced_changes.push(DirectoryChange::Remove { path: path.to_path_buf() });
         Ok(())
     }
 
@@ -251,6 +305,7 @@ impl FileSystem for SimulatedFileSystem {
         disk.durable_names.retain(|name, _| !in_directory(name));
         let current: Vec<(PathBuf, u64)> = disk.names.iter().filter(|(name, _)| in_directory(name)).map(|(name, inode)| (name.clone(), *inode)).collect();
         disk.durable_names.extend(current);
+        disk.unsynced_changes.retain(|change| change.directory() != Some(path));
         Ok(())
     }
 }
