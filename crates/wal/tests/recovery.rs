@@ -1,0 +1,273 @@
+//! Recovery from damage on the real file system: torn tails, bit flips, wrong identity,
+//! missing files; and the write-path rules (invalid writes, poisoning).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use raft::{ConfState, Entry, EntryKind, HardState, Storage};
+use wal::conformance::{describe, entries};
+use wal::fault::{CrashMode, SimulatedFileSystem};
+use wal::{Wal, WalError, WalOptions, WriteBatch};
+
+const CLUSTER_ID: u64 = 5;
+const NODE_ID: u64 = 3;
+
+fn options(segment_size_bytes_max: u64) -> WalOptions {
+    WalOptions { segment_size_bytes_max, ..WalOptions::new(CLUSTER_ID, NODE_ID) }
+}
+
+fn batch(entries: Vec<Entry>, commit: u64) -> WriteBatch {
+    let term = entries.last().map_or(1, |entry| entry.term);
+    WriteBatch { snapshot: None, entries, hard_state: Some(HardState { term, vote: 1, commit }) }
+}
+
+fn files_with_suffix(directory: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect();
+    paths.sort();
+    paths
+}
+
+type Fingerprint = (raft::InitialState, raft::Snapshot, u64, Vec<Entry>);
+
+/// Writes a log with several segments, a compaction and a final batch; returns the
+/// states before and after the final batch.
+fn build_log(directory: &Path) -> (Fingerprint, Fingerprint) {
+    let mut wal = Wal::create(directory, options(2048), ConfState { voters: vec![1, 2, 3], learners: vec![] }).unwrap();
+    for first in (1..=60).step_by(5) {
+        wal.write(&batch(entries(1, first, first + 4), first)).unwrap();
+    }
+    wal.compact(20, ConfState { voters: vec![1, 2, 3], learners: vec![] }, Bytes::from_static(b"state at 20")).unwrap();
+    wal.write(&batch(entries(2, 58, 70), 50)).unwrap();
+    let before = describe(&wal);
+    wal.write(&batch(entries(2, 71, 73), 60)).unwrap();
+    (before, describe(&wal))
+}
+
+fn copy_directory(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn clean_reopen_recovers_everything() {
+    let directory = tempfile::tempdir().unwrap();
+    let (_, after) = build_log(directory.path());
+    let wal = Wal::open(directory.path(), options(2048)).unwrap();
+    assert_eq!(describe(&wal), after);
+    assert_eq!(wal.torn_bytes_truncated(), 0);
+    assert!(wal.segment_sequences().len() >= 2);
+}
+
+#[test]
+fn torn_tail_is_cut_and_reported() {
+    let directory = tempfile::tempdir().unwrap();
+    let (before, _) = build_log(directory.path());
+    let last = files_with_suffix(directory.path(), ".wal").pop().unwrap();
+    let length = std::fs::metadata(&last).unwrap().len();
+    for cut_bytes in [1, 7, 13, 30] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_directory(directory.path(), copy.path());
+        let copied_last = copy.path().join(last.file_name().unwrap());
+        std::fs::OpenOptions::new().write(true).open(&copied_last).unwrap().set_len(length - cut_bytes).unwrap();
+        let mut wal = Wal::open(copy.path(), options(2048)).unwrap();
+        assert_eq!(describe(&wal), before, "cut {cut_bytes}: the torn batch is dropped whole");
+        assert!(wal.torn_bytes_truncated() > 0);
+        wal.write(&batch(entries(2, 71, 71), 60)).unwrap();
+        drop(wal);
+        let wal = Wal::open(copy.path(), options(2048)).unwrap();
+        assert_eq!((wal.last_index(), wal.torn_bytes_truncated()), (71, 0), "appends after the cut survive");
+    }
+}
+
+#[test]
+fn zero_filled_tail_is_cut() {
+    let directory = tempfile::tempdir().unwrap();
+    let (_, after) = build_log(directory.path());
+    let last = files_with_suffix(directory.path(), ".wal").pop().unwrap();
+    let mut content = std::fs::read(&last).unwrap();
+    content.extend_from_slice(&[0; 4096]);
+    std::fs::write(&last, content).unwrap();
+    let wal = Wal::open(directory.path(), options(2048)).unwrap();
+    assert_eq!(describe(&wal), after);
+    assert_eq!(wal.torn_bytes_truncated(), 4096);
+}
+
+/// Flips one random bit in a random segment; open must fail naming that file at an
+/// offset at or before the flip, or (flip in the last record) cut it as torn.
+#[test]
+fn bit_flips_are_detected() {
+    let directory = tempfile::tempdir().unwrap();
+    let (before, _) = build_log(directory.path());
+    let segments = files_with_suffix(directory.path(), ".wal");
+    let mut random = ChaCha8Rng::seed_from_u64(42);
+    let trials = if std::env::var("RAFTKV_LONG_TESTS").is_ok_and(|value| value == "1") { 2000 } else { 150 };
+    let (mut refused, mut cut) = (0, 0);
+    for trial in 0..trials {
+        let copy = tempfile::tempdir().unwrap();
+        copy_directory(directory.path(), copy.path());
+        let segment = &segments[random.gen_range(0..segments.len())];
+        let path = copy.path().join(segment.file_name().unwrap());
+        let mut content = std::fs::read(&path).unwrap();
+        let position = random.gen_range(0..content.len());
+        content[position] ^= 1 << random.gen_range(0..8);
+        std::fs::write(&path, &content).unwrap();
+        match Wal::open(copy.path(), options(2048)) {
+            Err(WalError::Corrupt { path: error_path, offset, reason }) => {
+                assert_eq!(error_path, path, "trial {trial}: error names the damaged file ({reason})");
+                assert!(offset as usize <= position, "trial {trial}: offset {offset} after the flip at {position}");
+                refused += 1;
+            }
+            Ok(wal) => {
+                assert_eq!(Some(segment), segments.last(), "trial {trial}: only the last segment may have a torn tail");
+                assert!(wal.torn_bytes_truncated() > 0, "trial {trial}: flip at {position} went unnoticed");
+                assert_eq!(describe(&wal), before, "trial {trial}: only the last batch is cut");
+                cut += 1;
+            }
+            Err(other) => panic!("trial {trial}: unexpected error {other}"),
+        }
+    }
+    assert!(refused > 0 && cut > 0, "both outcomes exercised: refused {refused}, cut {cut}");
+}
+
+#[test]
+fn damaged_snapshot_file_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    build_log(directory.path());
+    let snapshot = files_with_suffix(directory.path(), ".snap").pop().expect("a snapshot file");
+    let mut content = std::fs::read(&snapshot).unwrap();
+    let middle = content.len() / 2;
+    content[middle] ^= 0x20;
+    std::fs::write(&snapshot, content).unwrap();
+    let error = Wal::open(directory.path(), options(2048)).unwrap_err();
+    assert!(matches!(&error, WalError::Corrupt { path, .. } if *path == snapshot), "{error}");
+    std::fs::remove_file(&snapshot).unwrap();
+    let error = Wal::open(directory.path(), options(2048)).unwrap_err();
+    assert!(matches!(&error, WalError::MissingFile { path, .. } if *path == snapshot), "{error}");
+}
+
+#[test]
+fn wrong_cluster_or_node_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    build_log(directory.path());
+    for (cluster_id, node_id) in [(CLUSTER_ID + 1, NODE_ID), (CLUSTER_ID, NODE_ID + 1)] {
+        let error = Wal::open(directory.path(), WalOptions::new(cluster_id, node_id)).unwrap_err();
+        assert!(matches!(error, WalError::WrongIdentity { found_cluster_id: CLUSTER_ID, found_node_id: NODE_ID, .. }), "{error}");
+        assert!(error.to_string().contains("segment-"), "the message names the file: {error}");
+    }
+}
+
+#[test]
+fn missing_or_truncated_middle_segment_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(512), ConfState::default()).unwrap();
+    for first in (1..=40).step_by(4) {
+        wal.write(&batch(entries(1, first, first + 3), 0)).unwrap();
+    }
+    drop(wal);
+    let segments = files_with_suffix(directory.path(), ".wal");
+    assert!(segments.len() >= 3, "{segments:?}");
+    let middle = &segments[segments.len() / 2];
+    let length = std::fs::metadata(middle).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(middle).unwrap().set_len(length - 5).unwrap();
+    let error = Wal::open(directory.path(), options(512)).unwrap_err();
+    assert!(matches!(&error, WalError::Corrupt { path, .. } if path == middle), "{error}");
+    std::fs::remove_file(middle).unwrap();
+    let error = Wal::open(directory.path(), options(512)).unwrap_err();
+    assert!(matches!(&error, WalError::MissingFile { path, .. } if path == middle), "{error}");
+}
+
+#[test]
+fn missing_first_segment_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(512), ConfState::default()).unwrap();
+    for first in (1..=40).step_by(4) {
+        wal.write(&batch(entries(1, first, first + 3), 0)).unwrap();
+    }
+    drop(wal);
+    let segments = files_with_suffix(directory.path(), ".wal");
+    std::fs::remove_file(&segments[0]).unwrap();
+    let error = Wal::open(directory.path(), options(512)).unwrap_err();
+    assert!(matches!(error, WalError::Corrupt { ref reason, .. } if reason.contains("missing")), "{error}");
+}
+
+#[test]
+fn open_and_create_report_absence_and_presence() {
+    let directory = tempfile::tempdir().unwrap();
+    assert!(matches!(Wal::open(directory.path(), options(2048)), Err(WalError::NotFound { .. })));
+    Wal::create(directory.path(), options(2048), ConfState::default()).unwrap();
+    let error = Wal::create(directory.path(), options(2048), ConfState::default()).unwrap_err();
+    assert!(matches!(error, WalError::AlreadyExists { .. }));
+}
+
+#[test]
+fn invalid_writes_are_refused_and_write_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(2048), ConfState::default()).unwrap();
+    wal.write(&batch(entries(3, 1, 3), 0)).unwrap();
+    let before = describe(&wal);
+    let gap = wal.append(&entries(3, 5, 6)).unwrap_err();
+    assert!(matches!(gap, WalError::InvalidWrite(_)), "{gap}");
+    let backwards = wal.set_hard_state(HardState { term: 2, vote: 0, commit: 0 }).unwrap_err();
+    assert!(matches!(backwards, WalError::InvalidWrite(_)), "{backwards}");
+    let beyond = wal.compact(4, ConfState::default(), Bytes::new()).unwrap_err();
+    assert!(matches!(beyond, WalError::InvalidWrite(_)), "{beyond}");
+    let not_contiguous = [entries(3, 4, 4), entries(3, 6, 6)].concat();
+    assert!(matches!(wal.append(&not_contiguous), Err(WalError::InvalidWrite(_))));
+    assert_eq!(describe(&wal), before);
+    drop(wal);
+    assert_eq!(describe(&Wal::open(directory.path(), options(2048)).unwrap()), before);
+}
+
+#[test]
+fn a_failed_write_poisons_the_wal() {
+    let file_system = SimulatedFileSystem::new();
+    let options = WalOptions { file_system: Arc::new(file_system.clone()), ..WalOptions::new(CLUSTER_ID, NODE_ID) };
+    let mut wal = Wal::create("/wal", options.clone(), ConfState::default()).unwrap();
+    file_system.crash_at(2);
+    assert!(matches!(wal.append(&entries(1, 1, 1)), Err(WalError::Io { .. })), "the sync fails");
+    assert!(wal.is_poisoned());
+    assert!(matches!(wal.append(&entries(1, 2, 2)), Err(WalError::Poisoned)));
+    let restarted = file_system.restart(CrashMode::LoseUnsynced);
+    let wal = Wal::open("/wal", WalOptions { file_system: Arc::new(restarted), ..options }).unwrap();
+    assert_eq!(wal.last_index(), 0);
+}
+
+#[test]
+fn group_commit_shares_one_sync() {
+    let file_system = SimulatedFileSystem::new();
+    let options = WalOptions { file_system: Arc::new(file_system.clone()), ..WalOptions::new(CLUSTER_ID, NODE_ID) };
+    let mut wal = Wal::create("/wal", options.clone(), ConfState::default()).unwrap();
+    let operations_before = file_system.operation_count();
+    for first in 1..=10 {
+        wal.append_batch(&batch(entries(1, first, first), first - 1)).unwrap();
+    }
+    wal.sync().unwrap();
+    assert_eq!(file_system.operation_count() - operations_before, 11, "ten writes, one sync");
+    let restarted = file_system.restart(CrashMode::LoseUnsynced);
+    let wal = Wal::open("/wal", WalOptions { file_system: Arc::new(restarted), ..options }).unwrap();
+    assert_eq!((wal.last_index(), wal.hard_state().commit), (10, 9));
+}
+
+#[test]
+fn large_batch_is_split_into_records() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(1 << 20), ConfState::default()).unwrap();
+    let big: Vec<Entry> = (1..=40)
+        .map(|index| Entry { term: 1, index, kind: EntryKind::Normal, data: Bytes::from(vec![index as u8; 2 << 20]) })
+        .collect();
+    wal.write(&batch(big.clone(), 40)).unwrap();
+    drop(wal);
+    let wal = Wal::open(directory.path(), options(1 << 20)).unwrap();
+    assert_eq!(wal.entries(1, 41, u64::MAX).unwrap(), big);
+    assert_eq!(wal.hard_state().commit, 40);
+}
