@@ -8,8 +8,10 @@ use super::script::role_name;
 use crate::NodeId;
 
 /// Explains the drawing.
-pub const LEGEND: &str = "legend: one row per node, one column per log index; each cell is the term of the entry\n        \
-                          at that index. [t] = committed (at or below that node's commit index), (t) = not committed.\n";
+pub const LEGEND: &str = concat!(
+    "legend: one row per node, one column per log index; each cell is the term of the entry at that index.\n",
+    "        [t] = committed (at or below that node's commit index), (t) = not yet committed.\n",
+);
 
 /// Draws the logs of every node of `network` under `title`; `labels` adds a note per node
 /// (e.g. `(a)` for a Figure 7 follower).

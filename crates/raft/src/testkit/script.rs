@@ -26,7 +26,8 @@
 //!
 //! Assertions (`expect ...`): `leader N [term T]`, `single-leader [among set]`,
 //! `no-leader [among set]`, `role set role`, `term set op V`, `commit set op V`,
-//! `last-index set op V`, `entry set index op term` (0: no entry), `log set: terms`, `applied set: cmds`, `applied-includes set: cmds`,
+//! `last-index set op V`, `entry set index op term` (0: no entry), `log set: terms`,
+//! `applied set: cmds`, `applied-includes set: cmds`,
 //! `applied-equal [set]`, `logs-equal [set]`, `appends A->B op V`,
 //! `appends-until-converged A->B op V`, `step-error none|any|text`,
 //! `pending links [kinds] op V`.
