@@ -65,6 +65,8 @@
 //! assert_eq!(read.kvs[0].value, b"v");
 //! ```
 
+#![deny(missing_docs)]
+
 mod command;
 mod error;
 mod key_range;

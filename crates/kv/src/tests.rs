@@ -481,3 +481,24 @@ fn retention_bounds_history() {
     assert!(harness.store.record_count() <= 21);
     assert_eq!(harness.get("k").map(|kv| kv.version), Some(100));
 }
+
+#[test]
+fn applied_events_match_history() {
+    let mut harness = Harness::new();
+    let mut live = Vec::new();
+    live.extend(harness.put("a", "1").events);
+    let request = TxnRequest { success: vec![put_op("b", "2"), delete_op("a", "")], ..TxnRequest::default() };
+    let applied = harness.apply(Operation::Txn(request));
+    assert!(matches!(applied.result, Ok(Response::Txn(_))));
+    assert_eq!(applied.events.len(), 2, "one event per change");
+    live.extend(applied.events);
+    let replayed = harness.store.history(2, 100).expect("kept").events;
+    assert_eq!(live, replayed);
+    let read = harness.apply(Operation::Range(range_request("b", "")));
+    assert!(read.events.is_empty());
+    let Ok(Response::Range(response)) = read.result else {
+        panic!("range through the log");
+    };
+    assert_eq!(response.header.map(|header| header.revision), Some(3));
+    assert_eq!(response.kvs.len(), 1);
+}

@@ -18,6 +18,8 @@
 //! Server traits have default method bodies that answer `Unimplemented`, so a
 //! service implements only the methods it supports.
 
+#![deny(missing_docs)]
+
 /// Multi-version key-value records (`mvccpb`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod mvccpb {
