@@ -391,6 +391,43 @@ impl Network {
         Err(format!("network still busy after {rounds_max} delivery rounds ({} in flight)", self.in_flight.len()))
     }
 
+    /// One unit of time on an unreliable network, `ticks` times: every live node ticks, then
+    /// the messages in flight are delivered once each in a seeded random order; each is lost
+    /// with probability `loss_percent`% and delivered twice with `duplicate_percent`%.
+    /// Messages they cause wait for the next tick (delay).
+    pub fn run_unreliable(&mut self, ticks: u32, loss_percent: u64, duplicate_percent: u64) -> Result<(), String> {
+        for _ in 0..ticks {
+            for id in self.ids() {
+                if self.is_alive(id) {
+                    self.tick(id, 1)?;
+                }
+            }
+            let mut batch: Vec<Message> = self.in_flight.drain(..).collect();
+            for position in (1..batch.len()).rev() {
+                let other = self.random.range(0, position as u64 + 1) as usize;
+                batch.swap(position, other);
+            }
+            for message in batch {
+                if self.random.chance(loss_percent, 100) {
+                    self.counters.dropped += 1;
+                    continue;
+                }
+                if self.random.chance(duplicate_percent, 100) {
+                    self.in_flight.push_back(message.clone());
+                }
+                self.deliver_one(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live node that leads in the highest term, if any.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        let leaders = self.ids().into_iter().filter_map(|id| self.node(id).map(|node| (id, node)));
+        let leaders = leaders.filter(|(_, node)| node.role() == crate::Role::Leader);
+        leaders.max_by_key(|(_, node)| node.term()).map(|(id, _)| id)
+    }
+
     /// Turns the naive-leader emulation on or off (see the scenario docs).
     pub fn set_naive_backtracking(&mut self, enabled: bool) {
         self.naive_backtracking = enabled;

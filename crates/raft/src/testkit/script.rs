@@ -15,6 +15,9 @@
 //! `tick N [count]`, `run ticks` (every live node ticks, then deliver-all, per tick),
 //! `deliver links [kinds]`, `deliver-all [rounds]`, `drop links [kinds]`,
 //! `partition 1,2 | 3,4,5` (`others` = nodes not listed), `isolate set`, `isolate-random K`,
+//! `run-unreliable ticks loss% duplicate%` (seeded random order, loss, duplication, delay),
+//! `propose-any cmd...` (as `cmd-K`, K counting these proposals, on the current leader if any;
+//! refusals ignored),
 //! `heal`, `crash set`, `restart set`, `naive-backtracking on|off`, `count reset`,
 //! `inject A->B kind key=value...` (kinds `append`, `heartbeat`, `vote`, `appendresp`;
 //! keys `term`, `prev-index`, `prev-term`, `entries=t@i,t@i`, `commit`, `last-index`,
@@ -28,7 +31,7 @@
 //! `no-leader [among set]`, `role set role`, `term set op V`, `commit set op V`,
 //! `last-index set op V`, `entry set index op term` (0: no entry), `log set: terms`,
 //! `applied set: cmds`, `applied-includes set: cmds`,
-//! `applied-equal [set]`, `logs-equal [set]`, `appends A->B op V`,
+//! `applied-equal [set]`, `applied-consistent`, `logs-equal [set]`, `appends A->B op V`,
 //! `appends-until-converged A->B op V`, `step-error none|any|text`,
 //! `pending links [kinds] op V`.
 
@@ -176,6 +179,7 @@ struct Interpreter {
     transcript: String,
     measurements: Vec<Measurement>,
     last_step: Option<Result<(), StepError>>,
+    proposals: u64,
 }
 
 /// An active `repeat` block: where it starts, where it ends, iterations left.
@@ -196,6 +200,7 @@ impl Interpreter {
             transcript: String::new(),
             measurements: Vec::new(),
             last_step: None,
+            proposals: 0,
         }
     }
 
@@ -372,6 +377,25 @@ impl Interpreter {
                 self.network()?.deliver_all(rounds).map(|_| ())
             }
             "deliver" | "drop" => self.deliver_or_drop(command, words),
+            "run-unreliable" => {
+                let [ticks, loss, duplicate] = [argument(1), argument(2), argument(3)].map(|word| self.value(word));
+                self.network()?.run_unreliable(ticks? as u32, loss?, duplicate?)
+            }
+            "propose-any" => {
+                self.proposals += 1;
+                let number = self.proposals;
+                let network = self.network()?;
+                let commands: Vec<Bytes> =
+                    words[1..].iter().map(|word| Bytes::from(format!("{word}-{number}"))).collect();
+                match network.current_leader() {
+                    // Refusals (e.g. a deposed leader) are a client's ordinary retry case here.
+                    Some(leader) => {
+                        let _ = network.propose(leader, commands);
+                        Ok(())
+                    }
+                    None => Ok(()),
+                }
+            }
             _ => self.act_on_topology(command, words),
         }
     }
@@ -632,6 +656,7 @@ impl Interpreter {
             "term" | "commit" | "last-index" => self.expect_quantity(subject, &words[1..]),
             "log" | "applied" | "applied-includes" => self.expect_listing(subject, rest),
             "logs-equal" | "applied-equal" => self.expect_equal(subject, words.get(1).copied()),
+            "applied-consistent" => self.expect_applied_consistent(),
             "appends" | "appends-until-converged" => self.expect_counter(subject, &words[1..]),
             "step-error" => self.expect_step_error(rest),
             "entry" => self.expect_entry(&words[1..]),
@@ -752,6 +777,24 @@ impl Interpreter {
                     abbreviate(&first),
                     abbreviate(&other)
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// State-machine safety: of any two nodes' applied commands, one is a prefix of the other.
+    fn expect_applied_consistent(&self) -> Result<(), String> {
+        let network = self.network_ref()?;
+        let lists: Vec<(NodeId, Vec<String>)> = network.ids().into_iter().map(|id| (id, network.applied(id))).collect();
+        for (first, first_list) in &lists {
+            for (second, second_list) in &lists {
+                let shorter = first_list.len().min(second_list.len());
+                if first_list[..shorter] != second_list[..shorter] {
+                    let position = (0..shorter).find(|position| first_list[*position] != second_list[*position]);
+                    return Err(format!(
+                        "nodes {first} and {second} applied different commands at position {position:?}"
+                    ));
+                }
             }
         }
         Ok(())
