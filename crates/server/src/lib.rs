@@ -1,1 +1,10 @@
-//! placeholder
+//! A raftkv node: drives the Raft core (`raft`) over the write-ahead log (`wal`), applies
+//! committed commands to the key-value state machine (`kv`), talks to peers over TCP and
+//! serves etcd's v3 gRPC API.
+//!
+//! Data flows one way: client → [`grpc`] → [`handle::NodeHandle`] → raft loop ([`driver`])
+//! → (WAL, peers) → raft loop → `kv::Store` → client.
+
+#![warn(missing_docs)]
+
+pub mod handle;

@@ -1,0 +1,138 @@
+//! The interface the client-facing services (gRPC, dashboard) use to reach the node.
+//!
+//! Everything here is cheap to clone and safe to share between tasks.
+
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
+
+/// Why a request could not be served. Each maps to the gRPC status etcd uses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    /// No leader is known right now (etcd: Unavailable "etcdserver: no leader").
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The leader changed while the request was in flight; its outcome is unknown
+    /// (etcd: Unavailable "etcdserver: leader changed").
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// The request did not complete in time; it may still be applied
+    /// (etcd: Unavailable "etcdserver: request timed out").
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Too many requests in flight (etcd: ResourceExhausted "etcdserver: too many requests").
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The request exceeds the size limit (etcd: InvalidArgument "etcdserver: request is too large").
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// The node is stopping.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The state machine refused the command (carries etcd's error).
+    #[error("{}", .0.message())]
+    Kv(kv::Error),
+}
+
+/// A cluster member, as `Cluster.MemberList` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Member id (etcd prints it in hex).
+    pub id: u64,
+    /// `--name`.
+    pub name: String,
+    /// Peer URLs.
+    pub peer_urls: Vec<String>,
+    /// Client URLs (known for this node; for others as far as learned).
+    pub client_urls: Vec<String>,
+    /// True for a non-voting learner.
+    pub is_learner: bool,
+}
+
+/// A snapshot of the node's Raft and store state, for `Maintenance.Status`, headers and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This member's id.
+    pub member_id: u64,
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// Current leader, 0 if unknown.
+    pub leader: u64,
+    /// Current Raft term.
+    pub term: u64,
+    /// Raft commit index.
+    pub commit_index: u64,
+    /// Raft applied index.
+    pub applied_index: u64,
+    /// Store revision.
+    pub revision: i64,
+    /// Approximate bytes of data on disk.
+    pub db_size_bytes: i64,
+    /// True for a learner.
+    pub is_learner: bool,
+}
+
+/// The node as the services see it. Obtained from the running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) inner: Arc<dyn NodeApi>,
+}
+
+/// What a running node offers its services. Implemented by the raft loop.
+pub trait NodeApi: Send + Sync + 'static {
+    /// Replicates `command` through Raft and returns the state machine's answer once
+    /// applied on this node. A command without a request id gets one from this node.
+    fn write(&self, command: kv::Command) -> futures::future::BoxFuture<'static, Result<kv::Response, ServerError>>;
+    /// Returns once this node's store has applied everything committed before the call
+    /// (ReadIndex, R7): reads made after it are linearizable.
+    fn read_barrier(&self) -> futures::future::BoxFuture<'static, Result<(), ServerError>>;
+    /// The state machine, for reads (serializable as it is; linearizable after `read_barrier`).
+    fn store(&self) -> Arc<RwLock<kv::Store>>;
+    /// Current status.
+    fn status(&self) -> NodeStatus;
+    /// Current members.
+    fn members(&self) -> Vec<Member>;
+}
+
+impl NodeHandle {
+    /// Wraps a node implementation.
+    pub fn new(inner: Arc<dyn NodeApi>) -> Self {
+        NodeHandle { inner }
+    }
+
+    /// See [`NodeApi::write`].
+    pub async fn write(&self, command: kv::Command) -> Result<kv::Response, ServerError> {
+        self.inner.write(command).await
+    }
+
+    /// See [`NodeApi::read_barrier`].
+    pub async fn read_barrier(&self) -> Result<(), ServerError> {
+        self.inner.read_barrier().await
+    }
+
+    /// See [`NodeApi::store`].
+    pub fn store(&self) -> Arc<RwLock<kv::Store>> {
+        self.inner.store()
+    }
+
+    /// See [`NodeApi::status`].
+    pub fn status(&self) -> NodeStatus {
+        self.inner.status()
+    }
+
+    /// See [`NodeApi::members`].
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.members()
+    }
+
+    /// etcd's response header for this node at store revision `revision`.
+    pub fn header(&self, revision: i64) -> proto::etcdserverpb::ResponseHeader {
+        let status = self.status();
+        proto::etcdserverpb::ResponseHeader {
+            cluster_id: status.cluster_id,
+            member_id: status.member_id,
+            revision,
+            raft_term: status.term,
+        }
+    }
+}
