@@ -458,25 +458,49 @@ mod tests {
 
     #[test]
     fn record_round_trip() {
-        let marker = SnapshotMarker { index: 4, term: 2, conf: ConfState { voters: vec![1, 2], learners: vec![3] }, keep_suffix: true };
-        let entries = vec![entry(2, 5, b"a"), entry(3, 6, b""), Entry { kind: EntryKind::Config, ..entry(3, 7, b"xyz") }];
+        let marker = SnapshotMarker {
+            index: 4,
+            term: 2,
+            conf: ConfState { voters: vec![1, 2], learners: vec![3] },
+            keep_suffix: true,
+        };
+        let entries =
+            vec![entry(2, 5, b"a"), entry(3, 6, b""), Entry { kind: EntryKind::Config, ..entry(3, 7, b"xyz") }];
         let conf = ConfState { voters: vec![9], learners: vec![] };
         let hard_state = HardState { term: 3, vote: 2, commit: 6 };
-        let parts = RecordParts { snapshot_marker: Some(&marker), conf_state: Some(&conf), truncates: true, entries: &entries, hard_state: Some(hard_state) };
+        let parts = RecordParts {
+            snapshot_marker: Some(&marker),
+            conf_state: Some(&conf),
+            truncates: true,
+            entries: &entries,
+            hard_state: Some(hard_state),
+        };
         let mut out = Vec::new();
         let frame_length = encode_frame(&mut out, |buffer| encode_record(&parts, buffer));
         assert_eq!(frame_length, out.len());
         let FrameRead::Valid { payload, next_offset } = read_frame(&out, 0) else { panic!("frame must be valid") };
         assert_eq!(next_offset, out.len());
         let record = decode_record(payload).unwrap();
-        let expected = Record { snapshot_marker: Some(marker), conf_state: Some(conf), truncates: true, entries, hard_state: Some(hard_state) };
+        let expected = Record {
+            snapshot_marker: Some(marker),
+            conf_state: Some(conf),
+            truncates: true,
+            entries,
+            hard_state: Some(hard_state),
+        };
         assert_eq!(record, expected);
     }
 
     #[test]
     fn flipped_byte_invalidates_frame() {
         let entries = vec![entry(1, 1, b"hello")];
-        let parts = RecordParts { snapshot_marker: None, conf_state: None, truncates: false, entries: &entries, hard_state: None };
+        let parts = RecordParts {
+            snapshot_marker: None,
+            conf_state: None,
+            truncates: false,
+            entries: &entries,
+            hard_state: None,
+        };
         let mut out = Vec::new();
         encode_frame(&mut out, |buffer| encode_record(&parts, buffer));
         for position in 0..out.len() {
@@ -489,7 +513,10 @@ mod tests {
     #[test]
     fn snapshot_file_round_trip_and_damage() {
         let identity = FileIdentity { cluster_id: 7, node_id: 3 };
-        let snapshot = Snapshot { meta: SnapshotMeta { index: 9, term: 4, conf: ConfState { voters: vec![1], learners: vec![] } }, data: Bytes::from_static(b"state") };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index: 9, term: 4, conf: ConfState { voters: vec![1], learners: vec![] } },
+            data: Bytes::from_static(b"state"),
+        };
         let mut bytes = encode_snapshot_file(identity, &snapshot);
         assert_eq!(decode_snapshot_file(&bytes).unwrap(), (identity, snapshot));
         bytes[20] ^= 1;

@@ -7,7 +7,9 @@
 //! in this crate's tests.
 
 use bytes::Bytes;
-use raft::{ConfState, Entry, EntryKind, HardState, Index, MemoryStorage, Snapshot, SnapshotMeta, Storage, StorageError, Term};
+use raft::{
+    ConfState, Entry, EntryKind, HardState, Index, MemoryStorage, Snapshot, SnapshotMeta, Storage, StorageError, Term,
+};
 
 /// A storage the suite can write to and restart.
 pub trait ConformanceTarget: Storage + Sized {

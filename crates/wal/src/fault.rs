@@ -105,7 +105,10 @@ impl Disk {
     }
 
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
-        self.names.get(path).copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())))
+        self.names
+            .get(path)
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())))
     }
 }
 
@@ -178,7 +181,8 @@ impl SimulatedFileSystem {
             }
             inodes.insert(*inode_number, Inode { data: survived.clone(), durable_data: survived });
         }
-        let restarted = Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
+        let restarted =
+            Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
         SimulatedFileSystem { disk: Arc::new(Mutex::new(restarted)) }
     }
 
@@ -303,7 +307,12 @@ impl FileSystem for SimulatedFileSystem {
         disk.step()?;
         let in_directory = |name: &PathBuf| name.parent() == Some(path);
         disk.durable_names.retain(|name, _| !in_directory(name));
-        let current: Vec<(PathBuf, u64)> = disk.names.iter().filter(|(name, _)| in_directory(name)).map(|(name, inode)| (name.clone(), *inode)).collect();
+        let current: Vec<(PathBuf, u64)> = disk
+            .names
+            .iter()
+            .filter(|(name, _)| in_directory(name))
+            .map(|(name, inode)| (name.clone(), *inode))
+            .collect();
         disk.durable_names.extend(current);
         disk.unsynced_changes.retain(|change| change.directory() != Some(path));
         Ok(())

@@ -52,7 +52,8 @@ impl Wal {
                 return Err(WalError::MissingFile { path, reason });
             }
             let mut info = SegmentInfo { sequence, max_index_written: 0 };
-            let replay = replay_segment(&*file_system, &path, identity, &mut info, sequence == last_sequence, &mut state)?;
+            let replay =
+                replay_segment(&*file_system, &path, identity, &mut info, sequence == last_sequence, &mut state)?;
             segments.push_back(info);
             last_replay = Some(replay);
         }
@@ -100,9 +101,8 @@ fn replay_segment(
             FrameRead::End => break,
             FrameRead::Valid { payload, next_offset } => {
                 let payload_offset = offset + codec::FRAME_HEADER_SIZE_BYTES;
-                let record = codec::decode_record(payload).map_err(|error| {
-                    WalError::corrupt(path, (payload_offset + error.offset) as u64, error.reason)
-                })?;
+                let record = codec::decode_record(payload)
+                    .map_err(|error| WalError::corrupt(path, (payload_offset + error.offset) as u64, error.reason))?;
                 state.apply(&record.parts(), true).map_err(|reason| WalError::corrupt(path, offset as u64, reason))?;
                 if let Some(last) = record.entries.last() {
                     info.max_index_written = info.max_index_written.max(last.index);
@@ -140,7 +140,12 @@ fn check_identity(path: &Path, found: FileIdentity, expected: FileIdentity) -> R
 }
 
 /// Loads and checks the snapshot file the log refers to (none for index 0).
-fn load_snapshot(file_system: &dyn FileSystem, directory: &Path, identity: FileIdentity, state: &LogState) -> Result<Bytes, WalError> {
+fn load_snapshot(
+    file_system: &dyn FileSystem,
+    directory: &Path,
+    identity: FileIdentity,
+    state: &LogState,
+) -> Result<Bytes, WalError> {
     let meta = &state.snapshot_meta;
     if meta.index == 0 {
         return Ok(Bytes::new());
@@ -154,8 +159,8 @@ fn load_snapshot(file_system: &dyn FileSystem, directory: &Path, identity: FileI
         }
         Err(error) => return Err(WalError::io(path, error)),
     };
-    let (found_identity, snapshot) =
-        codec::decode_snapshot_file(&bytes).map_err(|error| WalError::corrupt(&path, error.offset as u64, error.reason))?;
+    let (found_identity, snapshot) = codec::decode_snapshot_file(&bytes)
+        .map_err(|error| WalError::corrupt(&path, error.offset as u64, error.reason))?;
     check_identity(&path, found_identity, identity)?;
     if (snapshot.meta.index, snapshot.meta.term) != (meta.index, meta.term) {
         let reason = format!("holds snapshot ({}, {})", snapshot.meta.index, snapshot.meta.term);

@@ -149,7 +149,11 @@ impl LogState {
                 snapshot_index
             ));
         }
-        assert!(self.entries.iter().enumerate().all(|(position, entry)| entry.index == self.entries_first_index + position as u64));
+        assert!(self
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(position, entry)| entry.index == self.entries_first_index + position as u64));
         Ok(())
     }
 }

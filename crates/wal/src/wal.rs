@@ -296,7 +296,8 @@ impl Wal {
             last_index = if keep_suffix { last_index } else { meta.index };
             snapshot_index = meta.index;
             hard_state.commit = hard_state.commit.max(meta.index);
-            plan.marker = Some(SnapshotMarker { index: meta.index, term: meta.term, conf: meta.conf.clone(), keep_suffix });
+            plan.marker =
+                Some(SnapshotMarker { index: meta.index, term: meta.term, conf: meta.conf.clone(), keep_suffix });
             plan.snapshot = Some(snapshot.clone());
         }
         if let Some(first) = batch.entries.first() {
@@ -323,7 +324,8 @@ impl Wal {
         if let Some(snapshot) = &plan.snapshot {
             self.store_snapshot_file(snapshot)?;
         }
-        let fixed_size_bytes = 256 + plan.marker.as_ref().map_or(0, |marker| conf_size_bytes(&marker.conf))
+        let fixed_size_bytes = 256
+            + plan.marker.as_ref().map_or(0, |marker| conf_size_bytes(&marker.conf))
             + plan.conf_state.as_ref().map_or(0, conf_size_bytes);
         let entry_budget_bytes = codec::RECORD_SIZE_BYTES_MAX - fixed_size_bytes.min(codec::RECORD_SIZE_BYTES_MAX / 2);
         let chunks = split_entries(plan.entries, entry_budget_bytes)?;
@@ -388,7 +390,11 @@ impl Wal {
         codec::encode_segment_header(self.identity(), sequence, &mut bytes);
         let meta = &self.state.snapshot_meta;
         let marker = SnapshotMarker { index: meta.index, term: meta.term, conf: meta.conf.clone(), keep_suffix: true };
-        let preamble = RecordParts { snapshot_marker: Some(&marker), hard_state: Some(self.state.hard_state), ..RecordParts::default() };
+        let preamble = RecordParts {
+            snapshot_marker: Some(&marker),
+            hard_state: Some(self.state.hard_state),
+            ..RecordParts::default()
+        };
         codec::encode_frame(&mut bytes, |out| codec::encode_record(&preamble, out));
         let final_path = self.directory.join(names::segment_file_name(sequence));
         let file = self.write_file_atomically(&final_path, &bytes)?;
@@ -481,7 +487,10 @@ fn split_entries(entries: &[Entry], budget_bytes: usize) -> Result<Vec<&[Entry]>
     for (position, entry) in entries.iter().enumerate() {
         let entry_size_bytes = codec::encoded_entry_size_bytes(entry);
         if entry_size_bytes > budget_bytes {
-            return Err(WalError::InvalidWrite(format!("entry {} of {entry_size_bytes} bytes is too large", entry.index)));
+            return Err(WalError::InvalidWrite(format!(
+                "entry {} of {entry_size_bytes} bytes is too large",
+                entry.index
+            )));
         }
         if size_bytes + entry_size_bytes > budget_bytes {
             chunks.push(&entries[start..position]);

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use raft::{ConfState, Entry, EntryKind, HardState, MemoryStorage, Snapshot, SnapshotMeta, Storage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::{ConfState, Entry, EntryKind, HardState, MemoryStorage, Snapshot, SnapshotMeta, Storage};
 use wal::conformance::describe;
 use wal::fault::{CrashMode, SimulatedFileSystem};
 use wal::{Wal, WalOptions, WriteBatch};
@@ -134,7 +134,11 @@ fn summary(state: &Fingerprint) -> String {
     let data_bytes: usize = entries.iter().map(|entry| entry.data.len()).sum();
     format!(
         "{:?} conf {:?} snapshot ({}, {}, {:?} bytes) first {first_index} terms {terms:?} ({data_bytes} data bytes)",
-        initial.hard_state, initial.conf_state, snapshot.meta.index, snapshot.meta.term, snapshot.data.len()
+        initial.hard_state,
+        initial.conf_state,
+        snapshot.meta.index,
+        snapshot.meta.term,
+        snapshot.data.len()
     )
 }
 
@@ -162,9 +166,14 @@ fn options(file_system: &SimulatedFileSystem, segment_size_bytes_max: u64) -> Wa
 
 /// Runs the workload, crashing at operation `crash_point` (if any). Returns the file
 /// system, the last acknowledged state number and the last state number started.
-fn run_until_crash(workload: &Workload, crash_point: Option<u64>, segment_size_bytes_max: u64) -> (SimulatedFileSystem, usize, usize) {
+fn run_until_crash(
+    workload: &Workload,
+    crash_point: Option<u64>,
+    segment_size_bytes_max: u64,
+) -> (SimulatedFileSystem, usize, usize) {
     let file_system = SimulatedFileSystem::new();
-    let mut wal = Wal::create(directory(), options(&file_system, segment_size_bytes_max), ConfState::default()).unwrap();
+    let mut wal =
+        Wal::create(directory(), options(&file_system, segment_size_bytes_max), ConfState::default()).unwrap();
     if let Some(crash_point) = crash_point {
         file_system.crash_at(crash_point);
     }
@@ -172,7 +181,7 @@ fn run_until_crash(workload: &Workload, crash_point: Option<u64>, segment_size_b
     for (position, operation) in workload.operations.iter().enumerate() {
         if run_operation(&mut wal, operation).is_err() {
             assert!(file_system.has_crashed(), "operation {position} failed without a crash: {operation:?}");
-            assert!(wal.is_poisoned() || matches!(run_operation(&mut wal, &Operation::Sync), Err(_)));
+            assert!(wal.is_poisoned() || run_operation(&mut wal, &Operation::Sync).is_err());
             return (file_system, acknowledged, position + 1);
         }
         if is_acknowledging(operation) {
@@ -184,7 +193,14 @@ fn run_until_crash(workload: &Workload, crash_point: Option<u64>, segment_size_b
 
 /// Reopens after a crash and checks the recovered state, then checks that the WAL
 /// still accepts writes and that they survive another restart.
-fn check_recovery(workload: &Workload, file_system: &SimulatedFileSystem, acknowledged: usize, started: usize, mode: CrashMode, context: &str) {
+fn check_recovery(
+    workload: &Workload,
+    file_system: &SimulatedFileSystem,
+    acknowledged: usize,
+    started: usize,
+    mode: CrashMode,
+    context: &str,
+) {
     let restarted = file_system.restart(mode);
     let mut wal = Wal::open(directory(), options(&restarted, 1024))
         .unwrap_or_else(|error| panic!("{context} {mode:?}: open failed: {error}"));
@@ -199,8 +215,12 @@ fn check_recovery(workload: &Workload, file_system: &SimulatedFileSystem, acknow
     let next_index = wal.last_index() + 1;
     let term = wal.hard_state().term.max(wal.term(wal.last_index()).unwrap()) + 1;
     let entry = Entry { term, index: next_index, kind: EntryKind::Normal, data: Bytes::from_static(b"after") };
-    wal.write(&WriteBatch { entries: vec![entry], hard_state: Some(HardState { term, vote: 1, commit: 0 }), snapshot: None })
-        .unwrap_or_else(|error| panic!("{context} {mode:?}: write after recovery failed: {error}"));
+    wal.write(&WriteBatch {
+        entries: vec![entry],
+        hard_state: Some(HardState { term, vote: 1, commit: 0 }),
+        snapshot: None,
+    })
+    .unwrap_or_else(|error| panic!("{context} {mode:?}: write after recovery failed: {error}"));
     let expected = describe(&wal);
     drop(wal);
     let reopened = Wal::open(directory(), options(&restarted, 1024)).unwrap();
@@ -215,11 +235,16 @@ fn crash_at_every_point(seed: u64, length: usize, segment_size_bytes_max: u64) {
     assert_eq!(summary(&describe(&reopened)), summary(workload.states.last().unwrap()), "seed {seed}: clean run");
     assert!(describe(&reopened) == *workload.states.last().unwrap(), "seed {seed}: clean run recovers the final state");
     // Crash points counted from after `create`.
-    let create_operations = { let probe = SimulatedFileSystem::new(); Wal::create(directory(), options(&probe, 1024), ConfState::default()).unwrap(); probe.operation_count() };
+    let create_operations = {
+        let probe = SimulatedFileSystem::new();
+        Wal::create(directory(), options(&probe, 1024), ConfState::default()).unwrap();
+        probe.operation_count()
+    };
     let crash_points = file_system.operation_count() - create_operations;
     assert!(crash_points < 100_000, "the loop is bounded");
     for crash_point in 1..=crash_points {
-        let (file_system, acknowledged, started) = run_until_crash(&workload, Some(crash_point), segment_size_bytes_max);
+        let (file_system, acknowledged, started) =
+            run_until_crash(&workload, Some(crash_point), segment_size_bytes_max);
         assert!(file_system.has_crashed());
         let context = format!("seed {seed} crash point {crash_point}/{crash_points}");
         for mode in crash_modes(crash_point) {

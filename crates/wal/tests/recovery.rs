@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use raft::{ConfState, Entry, EntryKind, HardState, Storage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::{ConfState, Entry, EntryKind, HardState, Storage};
 use wal::conformance::{describe, entries};
 use wal::fault::{CrashMode, SimulatedFileSystem};
 use wal::{Wal, WalError, WalOptions, WriteBatch};
@@ -161,7 +161,10 @@ fn wrong_cluster_or_node_is_refused() {
     build_log(directory.path());
     for (cluster_id, node_id) in [(CLUSTER_ID + 1, NODE_ID), (CLUSTER_ID, NODE_ID + 1)] {
         let error = Wal::open(directory.path(), WalOptions::new(cluster_id, node_id)).unwrap_err();
-        assert!(matches!(error, WalError::WrongIdentity { found_cluster_id: CLUSTER_ID, found_node_id: NODE_ID, .. }), "{error}");
+        assert!(
+            matches!(error, WalError::WrongIdentity { found_cluster_id: CLUSTER_ID, found_node_id: NODE_ID, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("segment-"), "the message names the file: {error}");
     }
 }
