@@ -1,1 +1,280 @@
-fn main() {}
+//! The `raftkv` binary.
+//!
+//! `raftkv sim` runs the deterministic cluster simulator (see the `sim` crate): many
+//! seeded runs, each checking every Raft safety invariant after every step. Its last
+//! stdout line is a summary `sim: runs=… violations=… steps=… commits=… elapsed_ms=…`;
+//! on a violation it prints the seed, the invariant, the trace tail and the command that
+//! replays the run, and exits with status 1.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+
+/// A Raft consensus library and an etcd-v3-compatible replicated key-value server.
+#[derive(Parser, Debug)]
+#[command(name = "raftkv", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the deterministic cluster simulator (or render a protocol scenario).
+    Sim(SimArgs),
+}
+
+/// Options of `raftkv sim`.
+#[derive(Args, Debug, Clone)]
+struct SimArgs {
+    /// Number of seeded runs.
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Seed of the first run (run i uses start-seed + i). Default: chosen from the clock.
+    #[arg(long)]
+    start_seed: Option<u64>,
+    /// Cluster size (3, 5 or 7 are typical; 1..=9 allowed).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Faults to inject: comma list of loss,dup,reorder,delay,partition,oneway,crash,torn,snapshot; or all / none.
+    #[arg(long, default_value = "all")]
+    faults: String,
+    /// Events per run while faults are injected (default: the simulator's).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Concurrent clients per run.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// Worker threads (each run is single-threaded; results do not depend on this).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Keep going after a violation (report every failing seed).
+    #[arg(long)]
+    keep_going: bool,
+    /// Instead of simulating, print a scripted scenario step by step (walkthrough, figure7, figure8).
+    #[arg(long)]
+    scenario: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(arguments) => run_sim_command(&arguments),
+    }
+}
+
+fn run_sim_command(arguments: &SimArgs) -> ExitCode {
+    if let Some(name) = &arguments.scenario {
+        return match raft::testkit::render_scenario(name) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("raftkv sim: scenario {name:?}: {reason}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let faults = match sim::Faults::parse(&arguments.faults) {
+        Ok(faults) => faults,
+        Err(reason) => {
+            eprintln!("raftkv sim: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    let start_seed = arguments.start_seed.unwrap_or_else(|| {
+        // The only non-deterministic input: the CLI picks a seed; the simulator never reads the clock.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or(0);
+        let seed = raft::SplitMix64::new(nanos as u64).next_u64() >> 16;
+        println!("sim: no --start-seed given, using --start-seed {seed}");
+        seed
+    });
+    let mut base =
+        sim::Options { nodes: arguments.nodes as usize, faults, clients: arguments.clients, ..sim::Options::default() };
+    if let Some(steps) = arguments.steps {
+        base.steps_max = steps;
+    }
+    let batch = Batch { arguments: arguments.clone(), base, start_seed };
+    let outcome = batch.run();
+    outcome.report(&batch);
+    if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A batch of runs with consecutive seeds.
+struct Batch {
+    arguments: SimArgs,
+    base: sim::Options,
+    start_seed: u64,
+}
+
+/// Aggregated results of a batch.
+#[derive(Default)]
+struct Outcome {
+    runs: u64,
+    steps: u64,
+    commits: u64,
+    elapsed: Duration,
+    /// Failing runs (index, result), in run order.
+    failures: Vec<(u64, sim::RunResult)>,
+}
+
+/// Per-run figures kept until the batch ends (so totals do not depend on thread timing).
+struct RunFigures {
+    index: u64,
+    steps: u64,
+    commits: u64,
+    failure: Option<sim::RunResult>,
+}
+
+impl Batch {
+    fn options_for(&self, index: u64) -> sim::Options {
+        sim::Options { seed: self.start_seed.wrapping_add(index), ..self.base.clone() }
+    }
+
+    fn run(&self) -> Outcome {
+        let started = Instant::now();
+        let jobs =
+            self.arguments.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+        let next_index = AtomicU64::new(0);
+        let stop_after = AtomicU64::new(u64::MAX);
+        let mut figures = Vec::new();
+        let mut progress = Progress::new(self.arguments.runs);
+        std::thread::scope(|scope| {
+            let (sender, receiver) = mpsc::channel::<RunFigures>();
+            for _ in 0..jobs {
+                let sender = sender.clone();
+                let (next_index, stop_after) = (&next_index, &stop_after);
+                scope.spawn(move || loop {
+                    let index = next_index.fetch_add(1, Ordering::Relaxed);
+                    if index >= self.arguments.runs || index > stop_after.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = sim::run(&self.options_for(index));
+                    let failed = !result.violations.is_empty();
+                    if failed && !self.arguments.keep_going {
+                        stop_after.fetch_min(index, Ordering::Relaxed);
+                    }
+                    let (steps, commits) = (result.steps, result.commits);
+                    let failure = failed.then_some(result);
+                    if sender.send(RunFigures { index, steps, commits, failure }).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(sender);
+            for run in receiver {
+                progress.update(figures.len() as u64 + 1, run.failure.is_some(), started);
+                figures.push(run);
+            }
+        });
+        progress.finish();
+        Self::aggregate(figures, stop_after.load(Ordering::Relaxed), started.elapsed())
+    }
+
+    fn aggregate(mut figures: Vec<RunFigures>, stop_after: u64, elapsed: Duration) -> Outcome {
+        figures.sort_by_key(|run| run.index);
+        let mut outcome = Outcome { elapsed, ..Outcome::default() };
+        for run in figures.into_iter().filter(|run| run.index <= stop_after) {
+            outcome.runs += 1;
+            outcome.steps += run.steps;
+            outcome.commits += run.commits;
+            if let Some(failure) = run.failure {
+                outcome.failures.push((run.index, failure));
+            }
+        }
+        outcome
+    }
+
+    fn replay_command(&self, seed: u64) -> String {
+        let mut command = format!(
+            "cargo run --release -- sim --runs 1 --start-seed {seed} --nodes {} --faults {}",
+            self.base.nodes, self.base.faults
+        );
+        if let Some(steps) = self.arguments.steps {
+            command += &format!(" --steps {steps}");
+        }
+        if self.arguments.clients != 3 {
+            command += &format!(" --clients {}", self.arguments.clients);
+        }
+        command
+    }
+}
+
+impl Outcome {
+    fn report(&self, batch: &Batch) {
+        for (index, result) in &self.failures {
+            let seed = batch.options_for(*index).seed;
+            println!(
+                "sim: VIOLATION in run {index} (seed {seed}, nodes {}, faults {})",
+                batch.base.nodes, batch.base.faults
+            );
+            for violation in &result.violations {
+                println!("  invariant: {}", violation.invariant);
+                println!("  step:      {}", violation.step);
+                println!("  message:   {}", violation.message);
+            }
+            println!("  last {} trace steps:", result.trace_tail.len());
+            for line in &result.trace_tail {
+                println!("    {line}");
+            }
+            println!("  replay: {}", batch.replay_command(seed));
+        }
+        println!(
+            "sim: runs={} violations={} steps={} commits={} elapsed_ms={}",
+            self.runs,
+            self.failures.len(),
+            self.steps,
+            self.commits,
+            self.elapsed.as_millis()
+        );
+    }
+}
+
+/// A one-line progress bar on stderr, shown only when stderr is a terminal.
+struct Progress {
+    total: u64,
+    enabled: bool,
+    failures: u64,
+    last_drawn: Option<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Progress { total, enabled: std::io::stderr().is_terminal() && total > 1, failures: 0, last_drawn: None }
+    }
+
+    fn update(&mut self, done: u64, failed: bool, started: Instant) {
+        self.failures += u64::from(failed);
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if self.last_drawn.is_some_and(|last| now - last < Duration::from_millis(100)) && done < self.total {
+            return;
+        }
+        self.last_drawn = Some(now);
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH / self.total.max(1)) as usize;
+        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(WIDTH as usize - filled));
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let mut stderr = std::io::stderr();
+        let _ =
+            write!(stderr, "\rsim [{bar}] {done}/{} runs, {} violations, {rate:.0} runs/s ", self.total, self.failures);
+        let _ = stderr.flush();
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.last_drawn.is_some() {
+            eprintln!();
+        }
+    }
+}

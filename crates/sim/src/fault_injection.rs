@@ -76,6 +76,7 @@ impl Simulator {
             }
         };
         self.network.partition(&group_of);
+        self.statistics.partitions += 1;
         self.note(description);
         self.schedule_heal();
     }
@@ -98,6 +99,7 @@ impl Simulator {
                 deaf_to.push(peer + 1);
             }
         }
+        self.statistics.partitions += 1;
         self.note(format!("one-way: n{} can send but hears nothing from {deaf_to:?}", sender + 1));
         self.schedule_heal();
     }
@@ -116,6 +118,8 @@ impl Simulator {
         let torn = self.options.faults.torn;
         let description = self.nodes[victim].crash(torn, &mut self.rng, &mut self.view.nodes[victim]);
         self.changed.push(victim);
+        self.statistics.crashes += 1;
+        self.statistics.torn_writes += u64::from(description.contains("torn:"));
         self.note(description);
         let down_time = self.rng.range(1, 40) * TICK_INTERVAL_TIME;
         self.queue.schedule_after(down_time, EventKind::Restart { position: victim });

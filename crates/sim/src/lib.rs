@@ -33,7 +33,7 @@ mod state_machine;
 mod trace;
 pub mod view;
 
-pub use options::{Faults, Options};
+pub use options::{Faults, Options, Sabotage};
 pub use simulator::run;
 
 /// A broken invariant, found at `step`.
@@ -60,6 +60,29 @@ pub struct RunResult {
     pub acknowledged: u64,
     /// The last trace lines (events), oldest first.
     pub trace_tail: Vec<String>,
+    /// What the run exercised.
+    pub statistics: Statistics,
+}
+
+/// Counts of what a run exercised (to see that faults really happen).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Messages handed to the network.
+    pub messages_sent: u64,
+    /// Messages lost, partitioned away or sent to a crashed node.
+    pub messages_dropped: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Crashes that left a torn write.
+    pub torn_writes: u64,
+    /// Symmetric and one-way partitions started.
+    pub partitions: u64,
+    /// Log compactions.
+    pub compactions: u64,
+    /// Snapshots received and restored (InstallSnapshot).
+    pub snapshots_installed: u64,
+    /// Highest term reached by any node.
+    pub term_max: u64,
 }
 
 /// FNV-1a hash of an entry's kind and payload: what checkers compare entries by.

@@ -10,6 +10,7 @@ use raft::{
     Storage,
 };
 
+use crate::options::Sabotage;
 use crate::state_machine::StateMachine;
 use crate::trace::NodeState;
 use crate::view::{EntryView, LogView, NodeView};
@@ -32,6 +33,8 @@ pub struct ReadyOutput {
     pub writes: Vec<u64>,
     /// Operation ids applied, in order.
     pub applied_operations: Vec<u64>,
+    /// Snapshots restored into the state machine.
+    pub snapshots_installed: u64,
     /// Broken driver contracts (the core handed out something inconsistent).
     pub problems: Vec<String>,
 }
@@ -47,6 +50,8 @@ pub struct SimNode {
     crashed_storage: Option<MemoryStorage>,
     pending: VecDeque<PendingWrite>,
     state_machine: StateMachine,
+    /// The deliberate bug this node's driver has, if any.
+    pub sabotage: Sabotage,
     /// Time the disk finishes its last queued write (writes complete in order).
     pub disk_busy_until: u64,
 }
@@ -79,6 +84,7 @@ impl SimNode {
             pending: VecDeque::new(),
             state_machine,
             disk_busy_until: 0,
+            sabotage: Sabotage::None,
         })
     }
 
@@ -137,8 +143,23 @@ impl SimNode {
     }
 
     fn handle_ready(&mut self, ready: Ready, view: &mut NodeView, output: &mut ReadyOutput) {
+        if std::env::var("SIM_DEBUG").ok().and_then(|v| v.parse::<u64>().ok()) == Some(self.id) {
+            eprintln!(
+                "DEBUG n{} ready snap={:?} entries={:?} hs={:?} committed={:?} seq={} mirror=({},{}, last {})",
+                self.id,
+                ready.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
+                ready.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+                ready.hard_state,
+                ready.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+                ready.persist_sequence,
+                view.log.snapshot_index,
+                view.log.snapshot_term,
+                view.log.last_index()
+            );
+        }
         output.messages.extend(ready.messages);
         if let Some(snapshot) = &ready.snapshot {
+            output.snapshots_installed += 1;
             mirror_snapshot(view, snapshot);
             match StateMachine::decode(&snapshot.data) {
                 Ok((state_machine, applied)) => {
@@ -174,6 +195,11 @@ impl SimNode {
             };
             self.pending.push_back(write);
             output.writes.push(persist_sequence);
+            if self.sabotage == Sabotage::AcknowledgeBeforeSync {
+                if let Some(raw) = self.raw.as_mut() {
+                    raw.on_persisted(persist_sequence);
+                }
+            }
         }
     }
 
@@ -198,7 +224,9 @@ impl SimNode {
             ));
         }
         write_to(raw.storage_mut(), &write);
-        raw.on_persisted(persist_sequence);
+        if self.sabotage != Sabotage::AcknowledgeBeforeSync {
+            raw.on_persisted(persist_sequence);
+        }
         Ok(())
     }
 
@@ -220,7 +248,7 @@ impl SimNode {
             {
                 let prefix = rng.range(0, write.entries.len() as u64 + 1) as usize;
                 storage.append(&write.entries[..prefix]);
-                description += &format!(", torn write kept {prefix}/{} entries", write.entries.len());
+                description += &format!(", torn: kept {prefix}/{} entries", write.entries.len());
             }
         }
         self.pending.clear();
@@ -232,7 +260,10 @@ impl SimNode {
     /// Restarts a crashed node from its durable storage; the state machine is restored
     /// from the storage's snapshot (empty if none) and the rest is re-applied.
     pub fn restart(&mut self, seed: u64, view: &mut NodeView) -> Result<(), String> {
-        let Some(storage) = self.crashed_storage.take() else { return Ok(()) };
+        let Some(mut storage) = self.crashed_storage.take() else { return Ok(()) };
+        if self.sabotage == Sabotage::ForgetVote {
+            storage = forget_vote(&storage);
+        }
         let snapshot = storage.snapshot().map_err(|error| error.to_string())?;
         let (state_machine, applied) = StateMachine::decode(&snapshot.data)?;
         let mut config = Config::new(self.id);
@@ -257,14 +288,16 @@ impl SimNode {
 
     /// Compacts the log when more than `threshold_entries` applied and durably committed
     /// entries follow the snapshot, keeping the last `keep_entries` of them.
-    pub fn maybe_compact(&mut self, view: &mut NodeView, threshold_entries: u64, keep_entries: u64) {
-        let Some(raw) = self.raw.as_mut() else { return };
+    /// Returns true if it compacted.
+    pub fn maybe_compact(&mut self, view: &mut NodeView, threshold_entries: u64, keep_entries: u64) -> bool {
+        let Some(raw) = self.raw.as_mut() else { return false };
         let storage = raw.storage();
         let snapshot_index = storage.first_index() - 1;
         let durable = self.state_machine.applied_index.min(storage.hard_state().commit).min(storage.last_index());
         let target = durable.saturating_sub(keep_entries);
-        if target < snapshot_index + threshold_entries.max(1) {
-            return;
+        let snapshot_pending = self.pending.iter().any(|write| write.snapshot.is_some());
+        if target < snapshot_index + threshold_entries.max(1) || target <= view.log.snapshot_index || snapshot_pending {
+            return false;
         }
         let data = self.state_machine.encode(target, &view.applied);
         let conf = ConfState { voters: raw.voters().to_vec(), learners: Vec::new() };
@@ -274,6 +307,7 @@ impl SimNode {
         view.log.entries.drain(..drop);
         view.log.snapshot_index = target;
         view.log.snapshot_term = snapshot_term;
+        true
     }
 
     /// Compares the mirror in `view` with what the core reports (all entries if `full`).
@@ -302,6 +336,17 @@ impl SimNode {
         }
         None
     }
+}
+
+/// The same log with term and vote forgotten (the [`Sabotage::ForgetVote`] bug).
+fn forget_vote(storage: &MemoryStorage) -> MemoryStorage {
+    let snapshot = storage.snapshot().unwrap_or_default();
+    let mut forgetful = MemoryStorage::new_with_voters(&snapshot.meta.conf.voters);
+    forgetful.apply_snapshot(snapshot);
+    forgetful.append(storage.all_entries());
+    let commit = storage.hard_state().commit;
+    forgetful.set_hard_state(HardState { term: 0, vote: raft::NO_NODE, commit });
+    forgetful
 }
 
 /// Mirrors an installed snapshot: entries after it survive only if the log matches it.

@@ -102,6 +102,20 @@ impl fmt::Display for Faults {
     }
 }
 
+/// Deliberate driver bugs, to show that the checkers catch what they should.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sabotage {
+    /// A correct driver.
+    #[default]
+    None,
+    /// A restarted node forgets its term and vote (hard state not persisted): it may
+    /// vote twice in a term.
+    ForgetVote,
+    /// Writes are reported persisted before they are durable: a crash loses entries the
+    /// node already acknowledged.
+    AcknowledgeBeforeSync,
+}
+
 /// Everything that determines a run. Two runs with equal options are identical.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -119,6 +133,8 @@ pub struct Options {
     pub clients: usize,
     /// Trace lines kept for reports.
     pub trace_lines_max: usize,
+    /// A deliberate driver bug (tests of the checkers only).
+    pub sabotage: Sabotage,
 }
 
 impl Default for Options {
@@ -131,6 +147,7 @@ impl Default for Options {
             faults: Faults::all(),
             clients: 3,
             trace_lines_max: 50,
+            sabotage: Sabotage::None,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::options::Options;
 use crate::state_machine::encode_command;
 use crate::trace::{Trace, TraceEvent};
 use crate::view::{ClusterView, NodeView};
-use crate::{RunResult, Violation};
+use crate::{RunResult, Statistics, Violation};
 
 /// Logical time between two ticks of one node.
 pub const TICK_INTERVAL_TIME: Time = 100;
@@ -40,6 +40,8 @@ pub(crate) struct FaultPlan {
     pub(crate) compaction_keep_entries: u64,
     /// Mean time between fault actions.
     pub(crate) fault_interval_time: Time,
+    /// Upper bound (exclusive) of one write's fsync latency.
+    pub(crate) fsync_time_max: Time,
 }
 
 pub(crate) struct Simulator {
@@ -56,6 +58,7 @@ pub(crate) struct Simulator {
     pub(crate) changed: Vec<usize>,
     pub(crate) violations: Vec<Violation>,
     pub(crate) settling: bool,
+    pub(crate) statistics: Statistics,
 }
 
 /// Runs one simulation. Never panics: a panic inside the core is reported as a violation.
@@ -87,7 +90,9 @@ impl Simulator {
         let voters: Vec<NodeId> = (1..=options.nodes as NodeId).collect();
         let mut nodes = Vec::with_capacity(options.nodes);
         for &id in &voters {
-            nodes.push(SimNode::new(id, &voters, rng.next_u64())?);
+            let mut node = SimNode::new(id, &voters, rng.next_u64())?;
+            node.sabotage = options.sabotage;
+            nodes.push(node);
         }
         let parameters = NetworkParameters::draw(&options.faults, &mut rng);
         let plan = FaultPlan {
@@ -95,6 +100,7 @@ impl Simulator {
             compaction_threshold_entries: rng.range(3, 40),
             compaction_keep_entries: rng.range(0, 6),
             fault_interval_time: rng.range(3, 20) * TICK_INTERVAL_TIME,
+            fsync_time_max: rng.range(5, 3 * TICK_INTERVAL_TIME),
         };
         let view = ClusterView { step: 0, nodes: voters.iter().map(|&id| NodeView::new(id)).collect() };
         Ok(Simulator {
@@ -111,6 +117,7 @@ impl Simulator {
             changed: Vec::new(),
             violations: Vec::new(),
             settling: false,
+            statistics: Statistics::default(),
         })
     }
 
@@ -121,6 +128,10 @@ impl Simulator {
             commits: self.view.nodes.iter().map(|node| node.applied.len() as u64).max().unwrap_or(0),
             acknowledged: self.clients.acknowledged(),
             trace_tail: self.trace.render(),
+            statistics: Statistics {
+                term_max: self.view.nodes.iter().map(|node| node.term).max().unwrap_or(0),
+                ..self.statistics
+            },
         }
     }
 
@@ -266,6 +277,7 @@ impl Simulator {
             None
         };
         if let Some(reason) = reason {
+            self.statistics.messages_dropped += 1;
             self.trace.push(self.view.step, self.queue.now(), TraceEvent::Drop { from, to, name, reason });
             return;
         }
@@ -297,6 +309,7 @@ impl Simulator {
         let mut output = ReadyOutput::default();
         let view = &mut self.view.nodes[position];
         self.nodes[position].drain_ready(view, &mut output);
+        self.statistics.snapshots_installed += output.snapshots_installed;
         for message in output.messages {
             self.send(position, message);
         }
@@ -312,7 +325,9 @@ impl Simulator {
         }
         if self.options.faults.snapshot {
             let (threshold, keep) = (self.plan.compaction_threshold_entries, self.plan.compaction_keep_entries);
-            self.nodes[position].maybe_compact(&mut self.view.nodes[position], threshold, keep);
+            if self.nodes[position].maybe_compact(&mut self.view.nodes[position], threshold, keep) {
+                self.statistics.compactions += 1;
+            }
         }
         let full = self.view.step % FULL_VIEW_CHECK_STEPS == position as u64;
         let problems =
@@ -332,6 +347,8 @@ impl Simulator {
         }
         let (from, name) = (message.from, message.body.name());
         let outcome = self.network.send(message, from_position, to as usize - 1, &mut self.rng, &mut self.queue);
+        self.statistics.messages_sent += 1;
+        self.statistics.messages_dropped += u64::from(!matches!(outcome, SendOutcome::Sent { .. }));
         let reason = match outcome {
             SendOutcome::Sent { .. } => return,
             SendOutcome::Lost => "lost",
@@ -341,7 +358,7 @@ impl Simulator {
     }
 
     fn schedule_fsync(&mut self, position: usize, persist_sequence: u64) {
-        let latency = self.rng.range(1, 30);
+        let latency = self.rng.range(1, self.plan.fsync_time_max);
         let incarnation = self.view.nodes[position].incarnation;
         let time = (self.queue.now() + latency).max(self.nodes[position].disk_busy_until);
         self.nodes[position].disk_busy_until = time;
