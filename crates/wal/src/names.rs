@@ -53,10 +53,15 @@ pub(crate) struct Listing {
     pub temporaries: Vec<String>,
 }
 
-/// Lists and classifies the files of `directory`; other files are ignored.
+/// Lists and classifies the files of `directory` (none if it does not exist); other
+/// files are ignored.
 pub(crate) fn list(file_system: &dyn FileSystem, directory: &Path) -> Result<Listing, WalError> {
-    let names = file_system.list_directory(directory).map_err(|error| WalError::io(directory, error))?;
     let mut listing = Listing::default();
+    let names = match file_system.list_directory(directory) {
+        Ok(names) => names,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(error) => return Err(WalError::io(directory, error)),
+    };
     for name in names {
         if name.ends_with(TEMPORARY_SUFFIX) {
             listing.temporaries.push(name);

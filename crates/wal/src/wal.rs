@@ -114,6 +114,10 @@ impl Wal {
         let directory = directory.as_ref().to_path_buf();
         let file_system = options.file_system.clone();
         file_system.create_directory_all(&directory).map_err(|error| WalError::io(&directory, error))?;
+        if let Some(parent) = directory.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            // The directory entry itself must survive a crash.
+            file_system.sync_directory(parent).map_err(|error| WalError::io(parent, error))?;
+        }
         let listing = names::list(&*file_system, &directory)?;
         if !listing.segments.is_empty() {
             return Err(WalError::AlreadyExists { directory });

@@ -207,6 +207,10 @@ fn missing_first_segment_is_refused() {
 fn open_and_create_report_absence_and_presence() {
     let directory = tempfile::tempdir().unwrap();
     assert!(matches!(Wal::open(directory.path(), options(2048)), Err(WalError::NotFound { .. })));
+    let nested = directory.path().join("not/yet");
+    assert!(matches!(Wal::open(&nested, options(2048)), Err(WalError::NotFound { .. })));
+    Wal::open_or_create(&nested, options(2048), ConfState::default()).unwrap();
+    Wal::open_or_create(&nested, options(2048), ConfState::default()).unwrap();
     Wal::create(directory.path(), options(2048), ConfState::default()).unwrap();
     let error = Wal::create(directory.path(), options(2048), ConfState::default()).unwrap_err();
     assert!(matches!(error, WalError::AlreadyExists { .. }));
