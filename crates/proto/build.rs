@@ -2,7 +2,7 @@
 //! generates prost messages plus tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/mvccpb.proto", "proto/authpb.proto", "proto/rpc.proto", "proto/raftkvpb.proto"];
+    let files = ["proto/mvccpb.proto", "proto/authpb.proto", "proto/rpc.proto", "proto/raftkvpb.proto", "proto/raftkvpeer.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(true)
+        .bytes(".raftkvpeer")
         .compile_fds(descriptors)?;
     Ok(())
 }

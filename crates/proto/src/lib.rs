@@ -44,6 +44,12 @@ pub mod raftkvpb {
     include!(concat!(env!("OUT_DIR"), "/raftkvpb.rs"));
 }
 
+/// raftkv's peer protocol: handshake and Raft messages between nodes (`raftkvpeer`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod raftkvpeer {
+    include!(concat!(env!("OUT_DIR"), "/raftkvpeer.rs"));
+}
+
 /// Re-exported so dependants encode and decode with the same prost version.
 pub use prost;
 /// Re-exported so dependants build clients and servers with the same tonic version.
