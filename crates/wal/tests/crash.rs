@@ -65,10 +65,14 @@ fn random_batch(random: &mut ChaCha8Rng, model: &MemoryStorage, term: &mut u64) 
     if random.gen_bool(0.85) {
         let sizes = [1, 1, 2, 3, 8, 16, 40];
         let count = sizes[random.gen_range(0..sizes.len())];
-        let next = batch.snapshot.as_ref().map_or(last + 1, |snapshot| snapshot.meta.index.max(last) + 1);
+        let mut after_snapshot = model.clone();
+        if let Some(snapshot) = &batch.snapshot {
+            after_snapshot.apply_snapshot(snapshot.clone());
+        }
+        let next = after_snapshot.last_index() + 1;
         let first_index = if random.gen_bool(0.2) {
             *term += 1; // a new leader overwrites a conflicting suffix
-            random.gen_range(first.min(next)..=next)
+            random.gen_range(after_snapshot.first_index().min(next)..=next)
         } else {
             next
         };
