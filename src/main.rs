@@ -62,6 +62,8 @@ struct SimArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic inside a run is caught and reported as a violation; print one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("raftkv: panic: {info}")));
     match cli.command {
         Command::Sim(arguments) => run_sim_command(&arguments),
     }

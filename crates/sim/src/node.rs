@@ -50,6 +50,8 @@ pub struct SimNode {
     crashed_storage: Option<MemoryStorage>,
     pending: VecDeque<PendingWrite>,
     state_machine: StateMachine,
+    /// With [`Sabotage::AcknowledgeBeforeSync`]: what really reached the disk.
+    really_durable: Option<MemoryStorage>,
     /// The deliberate bug this node's driver has, if any.
     pub sabotage: Sabotage,
     /// Time the disk finishes its last queued write (writes complete in order).
@@ -84,6 +86,7 @@ impl SimNode {
             pending: VecDeque::new(),
             state_machine,
             disk_busy_until: 0,
+            really_durable: None,
             sabotage: Sabotage::None,
         })
     }
@@ -143,20 +146,6 @@ impl SimNode {
     }
 
     fn handle_ready(&mut self, ready: Ready, view: &mut NodeView, output: &mut ReadyOutput) {
-        if std::env::var("SIM_DEBUG").ok().and_then(|v| v.parse::<u64>().ok()) == Some(self.id) {
-            eprintln!(
-                "DEBUG n{} ready snap={:?} entries={:?} hs={:?} committed={:?} seq={} mirror=({},{}, last {})",
-                self.id,
-                ready.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
-                ready.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
-                ready.hard_state,
-                ready.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
-                ready.persist_sequence,
-                view.log.snapshot_index,
-                view.log.snapshot_term,
-                view.log.last_index()
-            );
-        }
         output.messages.extend(ready.messages);
         if let Some(snapshot) = &ready.snapshot {
             output.snapshots_installed += 1;
@@ -196,9 +185,7 @@ impl SimNode {
             self.pending.push_back(write);
             output.writes.push(persist_sequence);
             if self.sabotage == Sabotage::AcknowledgeBeforeSync {
-                if let Some(raw) = self.raw.as_mut() {
-                    raw.on_persisted(persist_sequence);
-                }
+                self.acknowledge_before_sync();
             }
         }
     }
@@ -209,6 +196,17 @@ impl SimNode {
         view.role = raw.role();
         view.term = raw.term();
         view.commit = raw.commit_index();
+    }
+
+    /// The [`Sabotage::AcknowledgeBeforeSync`] bug: the newest write goes to storage and
+    /// is reported persisted at once; only its fsync event makes it really durable.
+    fn acknowledge_before_sync(&mut self) {
+        let (Some(raw), Some(write)) = (self.raw.as_mut(), self.pending.back()) else { return };
+        if self.really_durable.is_none() {
+            self.really_durable = Some(raw.storage().clone());
+        }
+        write_to(raw.storage_mut(), write);
+        raw.on_persisted(write.persist_sequence);
     }
 
     /// Makes the oldest pending write durable and tells the core.
@@ -223,10 +221,13 @@ impl SimNode {
                 self.id, write.persist_sequence
             ));
         }
-        write_to(raw.storage_mut(), &write);
-        if self.sabotage != Sabotage::AcknowledgeBeforeSync {
-            raw.on_persisted(persist_sequence);
+        if self.sabotage == Sabotage::AcknowledgeBeforeSync {
+            let durable = self.really_durable.get_or_insert_with(|| MemoryStorage::new_with_voters(raw.voters()));
+            write_to(durable, &write);
+            return Ok(());
         }
+        write_to(raw.storage_mut(), &write);
+        raw.on_persisted(persist_sequence);
         Ok(())
     }
 
@@ -235,7 +236,7 @@ impl SimNode {
     /// entries too. Returns a description for the trace.
     pub fn crash(&mut self, torn: bool, rng: &mut SplitMix64, view: &mut NodeView) -> String {
         let Some(raw) = self.raw.take() else { return format!("n{} already down", self.id) };
-        let mut storage = raw.storage().clone();
+        let mut storage = self.really_durable.take().unwrap_or_else(|| raw.storage().clone());
         let mut description = format!("crash n{} ({} writes pending", self.id, self.pending.len());
         if torn && !self.pending.is_empty() {
             let complete = rng.range(0, self.pending.len() as u64 + 1) as usize;

@@ -111,8 +111,8 @@ pub enum Sabotage {
     /// A restarted node forgets its term and vote (hard state not persisted): it may
     /// vote twice in a term.
     ForgetVote,
-    /// Writes are reported persisted before they are durable: a crash loses entries the
-    /// node already acknowledged.
+    /// Writes are reported persisted as soon as they reach the OS cache, before fsync: a
+    /// crash loses entries (and votes) the node already acknowledged.
     AcknowledgeBeforeSync,
 }
 

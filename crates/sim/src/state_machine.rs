@@ -29,6 +29,11 @@ pub fn decode_operation(data: &[u8]) -> Option<u64> {
     (data.len() == COMMAND_BYTES).then(|| u64::from_le_bytes(bytes))
 }
 
+/// The little-endian u64 at `offset` of `data` (which must hold it).
+fn read_word(data: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(data[offset..offset + 8].try_into().expect("8 bytes"))
+}
+
 /// Extra per-node state-machine data next to the applied list kept in the node's view.
 #[derive(Clone, Debug, Default)]
 pub struct StateMachine {
@@ -76,14 +81,12 @@ impl StateMachine {
         if data.is_empty() {
             return Ok((state, applied));
         }
-        if data.len() < 8 || (data.len() - 8) % RECORD_BYTES != 0 {
+        if data.len() < 8 || !(data.len() - 8).is_multiple_of(RECORD_BYTES) {
             return Err(format!("state machine snapshot of {} bytes is malformed", data.len()));
         }
-        let word = |offset: usize| u64::from_le_bytes(data[offset..offset + 8].try_into().expect("8 bytes"));
-        state.applied_index = word(0);
+        state.applied_index = read_word(data, 0);
         for record in data[8..].chunks_exact(RECORD_BYTES) {
-            let value =
-                |field: usize| u64::from_le_bytes(record[field * 8..field * 8 + 8].try_into().expect("8 bytes"));
+            let value = |field: usize| read_word(record, field * 8);
             applied.push(AppliedView { index: value(0), term: value(1), data_hash: value(2) });
             state.operations.push(value(3));
             state.operation_set.insert(value(3));
