@@ -7,4 +7,10 @@
 
 #![warn(missing_docs)]
 
+pub mod codec;
+pub mod config;
+pub mod driver;
 pub mod handle;
+pub mod metrics;
+pub mod node;
+pub mod transport;

@@ -1,0 +1,424 @@
+//! The Raft loop: one thread that owns the core, the WAL and the state machine, and runs
+//! the driver cycle: inputs → `Ready` → send (leader: in parallel with its own fsync) →
+//! persist + fsync (group commit: one fsync per `Ready`) → apply → answer clients.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use raft::{ConfState, EntryKind, Message, RawNode, ReadState, Ready, Role, SoftState};
+use tokio::sync::{oneshot, RwLock};
+use wal::{Wal, WriteBatch};
+
+use crate::handle::{NodeStatus, ServerError};
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+
+/// Inputs handled per loop turn at most before the loop processes a `Ready` (batching bound).
+const INPUTS_PER_TURN_MAX: usize = 4096;
+/// Client proposals waiting for their entry to apply, at most.
+pub const WAITING_PROPOSALS_MAX: usize = 65_536;
+/// Bytes of the proposal token that prefixes every command in the log.
+const TOKEN_BYTES: usize = 8;
+
+/// Something for the Raft loop to do.
+pub enum Input {
+    /// A message from a peer.
+    Peer(Message),
+    /// A client write: replicate `command` and answer with the state machine's result.
+    Propose {
+        /// The command.
+        command: kv::Command,
+        /// Where the answer goes.
+        respond: oneshot::Sender<Result<kv::Response, ServerError>>,
+    },
+    /// A linearizable-read barrier (ReadIndex, R7).
+    Read {
+        /// Answered once the store has applied the read index.
+        respond: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// Stop the loop.
+    Stop,
+}
+
+/// The node's status, readable from any thread.
+#[derive(Default)]
+pub struct SharedStatus {
+    /// Member id.
+    pub member_id: u64,
+    /// Cluster id.
+    pub cluster_id: u64,
+    /// Known leader.
+    pub leader: AtomicU64,
+    /// Term.
+    pub term: AtomicU64,
+    /// Commit index.
+    pub commit_index: AtomicU64,
+    /// Applied index.
+    pub applied_index: AtomicU64,
+    /// Store revision.
+    pub revision: AtomicI64,
+    /// Bytes of WAL data on disk (approximate).
+    pub db_size_bytes: AtomicI64,
+}
+
+impl SharedStatus {
+    /// A plain copy.
+    pub fn load(&self) -> NodeStatus {
+        NodeStatus {
+            member_id: self.member_id,
+            cluster_id: self.cluster_id,
+            leader: self.leader.load(Ordering::Relaxed),
+            term: self.term.load(Ordering::Relaxed),
+            commit_index: self.commit_index.load(Ordering::Relaxed),
+            applied_index: self.applied_index.load(Ordering::Relaxed),
+            revision: self.revision.load(Ordering::Relaxed),
+            db_size_bytes: self.db_size_bytes.load(Ordering::Relaxed),
+            is_learner: false,
+        }
+    }
+}
+
+struct Waiter<T> {
+    respond: oneshot::Sender<Result<T, ServerError>>,
+    deadline_tick: u64,
+}
+
+/// ReadIndex requests: queued (not yet asked), in flight (asked), waiting for apply.
+#[derive(Default)]
+struct Reads {
+    queued: Vec<Waiter<()>>,
+    in_flight: HashMap<u64, (Instant, Vec<Waiter<()>>)>,
+    waiting_for_apply: Vec<(u64, Vec<Waiter<()>>)>,
+    next_context: u64,
+}
+
+/// Settings of the loop.
+pub struct DriverOptions {
+    /// Wall time of one Raft tick.
+    pub tick_interval: Duration,
+    /// Ticks a client request may wait.
+    pub request_timeout_ticks: u64,
+    /// Applied entries between snapshots.
+    pub snapshot_count: u64,
+}
+
+/// The Raft loop's state. Run it on its own thread with [`Driver::run`].
+pub struct Driver {
+    node: RawNode<Wal>,
+    store: Arc<RwLock<kv::Store>>,
+    transport: Transport,
+    metrics: Arc<Metrics>,
+    status: Arc<SharedStatus>,
+    options: DriverOptions,
+    proposals: HashMap<u64, Waiter<kv::Response>>,
+    reads: Reads,
+    next_token: u64,
+    ticks: u64,
+    last_snapshot_index: u64,
+    soft_state: SoftState,
+}
+
+impl Driver {
+    /// A loop over `node` whose state machine is `store`.
+    pub fn new(
+        node: RawNode<Wal>,
+        store: Arc<RwLock<kv::Store>>,
+        transport: Transport,
+        metrics: Arc<Metrics>,
+        status: Arc<SharedStatus>,
+        options: DriverOptions,
+        token_seed: u64,
+    ) -> Driver {
+        assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
+        let last_snapshot_index = node.storage().snapshot_meta().index;
+        let soft_state = node.soft_state();
+        Driver {
+            node,
+            store,
+            transport,
+            metrics,
+            status,
+            options,
+            proposals: HashMap::new(),
+            reads: Reads::default(),
+            next_token: token_seed | 1,
+            ticks: 0,
+            last_snapshot_index,
+            soft_state,
+        }
+    }
+
+    /// Runs until [`Input::Stop`] or until every sender is gone. Returns an error if the
+    /// WAL fails (the node must stop: it can no longer promise durability).
+    pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), wal::WalError> {
+        let mut next_tick = Instant::now() + self.options.tick_interval;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => self.handle(input),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            for _ in 0..INPUTS_PER_TURN_MAX {
+                match inputs.try_recv() {
+                    Ok(Input::Stop) => return Ok(()),
+                    Ok(input) => self.handle(input),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick();
+                next_tick = (next_tick + self.options.tick_interval).max(now);
+            }
+            self.issue_reads();
+            self.process_ready()?;
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Peer(message) => {
+                if let Err(error) = self.node.step(message) {
+                    tracing::warn!(%error, "refused peer message");
+                }
+            }
+            Input::Propose { command, respond } => self.propose(command, respond),
+            Input::Read { respond } => {
+                let deadline_tick = self.ticks + self.options.request_timeout_ticks;
+                self.reads.queued.push(Waiter { respond, deadline_tick });
+            }
+            Input::Stop => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn propose(&mut self, command: kv::Command, respond: oneshot::Sender<Result<kv::Response, ServerError>>) {
+        if self.proposals.len() >= WAITING_PROPOSALS_MAX {
+            let _ = respond.send(Err(ServerError::TooManyRequests));
+            return;
+        }
+        let token = self.next_token;
+        self.next_token = self.next_token.wrapping_add(2);
+        let encoded = command.encode();
+        let mut data = BytesMut::with_capacity(TOKEN_BYTES + encoded.len());
+        data.put_u64_le(token);
+        data.extend_from_slice(&encoded);
+        self.metrics.proposals.inc();
+        match self.node.propose(data.freeze()) {
+            Ok(()) => {
+                let deadline_tick = self.ticks + self.options.request_timeout_ticks;
+                self.proposals.insert(token, Waiter { respond, deadline_tick });
+            }
+            Err(error) => {
+                self.metrics.proposals_failed.inc();
+                let error = match error {
+                    raft::ProposeError::Busy => ServerError::TooManyRequests,
+                    raft::ProposeError::TooLarge => ServerError::RequestTooLarge,
+                    raft::ProposeError::NoLeader | raft::ProposeError::NotLeader { .. } => ServerError::NoLeader,
+                };
+                let _ = respond.send(Err(error));
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.node.tick();
+        self.ticks += 1;
+        let now_tick = self.ticks;
+        let expired: Vec<u64> =
+            self.proposals.iter().filter(|(_, waiter)| waiter.deadline_tick <= now_tick).map(|(token, _)| *token).collect();
+        for token in expired {
+            let waiter = self.proposals.remove(&token).expect("listed above");
+            self.metrics.proposals_failed.inc();
+            let _ = waiter.respond.send(Err(ServerError::Timeout));
+        }
+        let expired_reads: Vec<u64> = self
+            .reads
+            .in_flight
+            .iter()
+            .filter(|(_, (_, waiters))| waiters.iter().all(|waiter| waiter.deadline_tick <= now_tick))
+            .map(|(context, _)| *context)
+            .collect();
+        for context in expired_reads {
+            let (_, waiters) = self.reads.in_flight.remove(&context).expect("listed above");
+            answer_all(waiters, || Err(ServerError::Timeout));
+        }
+        for (peer, length) in self.transport.queue_lengths() {
+            self.metrics.peer_queue_length.with_label_values(&[&format!("{peer:x}")]).set(length as i64);
+        }
+    }
+
+    fn issue_reads(&mut self) {
+        if self.reads.queued.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.reads.queued);
+        let context = self.reads.next_context;
+        self.reads.next_context += 1;
+        match self.node.read_index(Bytes::copy_from_slice(&context.to_le_bytes())) {
+            Ok(()) => {
+                self.reads.in_flight.insert(context, (Instant::now(), waiters));
+            }
+            Err(raft::ProposeError::Busy) => answer_all(waiters, || Err(ServerError::TooManyRequests)),
+            Err(_) => answer_all(waiters, || Err(ServerError::NoLeader)),
+        }
+    }
+
+    fn process_ready(&mut self) -> Result<(), wal::WalError> {
+        for _ in 0..64 {
+            if !self.node.has_ready() {
+                break;
+            }
+            let ready = self.node.ready();
+            self.handle_ready(ready)?;
+        }
+        self.maybe_snapshot();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), wal::WalError> {
+        if let Some(soft_state) = ready.soft_state {
+            self.on_soft_state(soft_state);
+        }
+        // Messages may leave before our own fsync: the core held back whatever must wait.
+        let must_persist = ready.must_persist();
+        for message in ready.messages {
+            self.transport.send(message);
+        }
+        if must_persist {
+            let started = Instant::now();
+            let batch =
+                WriteBatch { snapshot: ready.snapshot.clone(), entries: ready.entries, hard_state: ready.hard_state };
+            self.node.storage_mut().write(&batch)?;
+            self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
+            self.node.on_persisted(ready.persist_sequence);
+        }
+        if let Some(snapshot) = ready.snapshot {
+            self.restore_snapshot(&snapshot.data, snapshot.meta.index);
+        }
+        self.apply(ready.committed_entries);
+        self.on_read_states(ready.read_states);
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, soft_state: SoftState) {
+        if soft_state.leader != self.soft_state.leader {
+            self.metrics.leader_changes.inc();
+            tracing::info!(leader = %format!("{:x}", soft_state.leader), term = soft_state.term, "leader changed");
+            // Reads confirmed by the old leader can no longer be completed.
+            for (_, (_, waiters)) in self.reads.in_flight.drain() {
+                answer_all(waiters, || Err(ServerError::LeaderChanged));
+            }
+        }
+        self.metrics.is_leader.set(i64::from(soft_state.role == Role::Leader));
+        self.soft_state = soft_state;
+    }
+
+    fn restore_snapshot(&mut self, data: &[u8], index: u64) {
+        let mut store = self.store.blocking_write();
+        if let Err(error) = store.restore_in_place(data) {
+            // The leader sent a snapshot we cannot read: stop rather than diverge.
+            panic!("cannot restore snapshot at index {index}: {error}");
+        }
+        assert_eq!(store.applied_index(), index, "snapshot data and metadata disagree");
+        self.last_snapshot_index = index;
+        tracing::info!(index, "restored snapshot from leader");
+    }
+
+    fn apply(&mut self, entries: Vec<raft::Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut store = self.store.blocking_write();
+        for entry in entries {
+            if entry.kind != EntryKind::Normal || entry.data.len() < TOKEN_BYTES {
+                store.advance_applied_index(entry.index);
+                continue;
+            }
+            let token = u64::from_le_bytes(entry.data[..TOKEN_BYTES].try_into().expect("8 bytes"));
+            let command = match kv::Command::decode(&entry.data[TOKEN_BYTES..]) {
+                Ok(command) => command,
+                Err(error) => {
+                    tracing::error!(index = entry.index, %error, "undecodable command in the log; skipped");
+                    store.advance_applied_index(entry.index);
+                    continue;
+                }
+            };
+            let applied = store.apply(entry.index, &command);
+            if let Some(waiter) = self.proposals.remove(&token) {
+                let _ = waiter.respond.send(applied.result.map_err(ServerError::Kv));
+            }
+        }
+        self.status.revision.store(store.current_revision(), Ordering::Relaxed);
+        let applied_index = store.applied_index();
+        drop(store);
+        self.release_reads(applied_index);
+    }
+
+    fn on_read_states(&mut self, read_states: Vec<ReadState>) {
+        for read_state in read_states {
+            let Ok(bytes) = <[u8; 8]>::try_from(read_state.context.as_ref()) else { continue };
+            let context = u64::from_le_bytes(bytes);
+            if let Some((started, waiters)) = self.reads.in_flight.remove(&context) {
+                self.metrics.read_index_duration_seconds.observe(started.elapsed().as_secs_f64());
+                self.reads.waiting_for_apply.push((read_state.index, waiters));
+            }
+        }
+        let applied_index = self.node.applied_index();
+        self.release_reads(applied_index);
+    }
+
+    fn release_reads(&mut self, applied_index: u64) {
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.reads.waiting_for_apply).into_iter().partition(|(index, _)| *index <= applied_index);
+        self.reads.waiting_for_apply = waiting;
+        for (_, waiters) in ready {
+            answer_all(waiters, || Ok(()));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let applied = self.node.applied_index();
+        if applied < self.last_snapshot_index + self.options.snapshot_count {
+            return;
+        }
+        let store = self.store.blocking_read();
+        if store.applied_index() != applied {
+            return; // the store lags the core only transiently; try next turn
+        }
+        let data = Bytes::from(store.snapshot());
+        drop(store);
+        let conf = ConfState { voters: self.node.voters().to_vec(), learners: self.node.learners().to_vec() };
+        match self.node.storage_mut().compact(applied, conf, data) {
+            Ok(()) => {
+                self.last_snapshot_index = applied;
+                self.metrics.snapshots_taken.inc();
+                tracing::info!(index = applied, "snapshot taken, log compacted");
+            }
+            Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
+        }
+    }
+
+    fn publish_status(&self) {
+        let hard_state = self.node.hard_state();
+        self.status.term.store(hard_state.term, Ordering::Relaxed);
+        self.status.leader.store(self.node.leader(), Ordering::Relaxed);
+        self.status.commit_index.store(hard_state.commit, Ordering::Relaxed);
+        self.status.applied_index.store(self.node.applied_index(), Ordering::Relaxed);
+        self.metrics.term.set(hard_state.term as i64);
+        self.metrics.commit_index.set(hard_state.commit as i64);
+        self.metrics.applied_index.set(self.node.applied_index() as i64);
+        self.metrics.apply_lag_entries.set(hard_state.commit.saturating_sub(self.node.applied_index()) as i64);
+    }
+}
+
+fn answer_all<T>(waiters: Vec<Waiter<T>>, answer: impl Fn() -> Result<T, ServerError>) {
+    for waiter in waiters {
+        let _ = waiter.respond.send(answer());
+    }
+}

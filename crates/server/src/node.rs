@@ -1,0 +1,266 @@
+//! Starting a node from `raftkv serve` flags: data dir, WAL recovery, state machine
+//! restore, listeners, the peer transport and the Raft loop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, RwLock};
+
+use crate::config::{self, InitialMember, ServeArgs};
+use crate::driver::{Driver, DriverOptions, Input, SharedStatus};
+use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
+use crate::metrics::Metrics;
+use crate::transport::{self, PeerDirectory, Transport};
+
+/// Inputs queued for the Raft loop at most (client requests beyond it are refused).
+const INPUT_QUEUE_MAX: usize = 16_384;
+
+/// Everything resolved from the flags before anything starts.
+#[derive(Clone, Debug)]
+pub struct NodePlan {
+    /// This member.
+    pub local: InitialMember,
+    /// All members of the initial cluster.
+    pub members: Vec<InitialMember>,
+    /// Cluster id.
+    pub cluster_id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The flags.
+    pub args: ServeArgs,
+}
+
+/// Resolves and checks the flags.
+pub fn plan(args: &ServeArgs) -> Result<NodePlan, String> {
+    let members = config::parse_initial_cluster(&args.initial_cluster, &args.initial_cluster_token)?;
+    let local = members
+        .iter()
+        .find(|member| member.name == args.name)
+        .cloned()
+        .ok_or_else(|| format!("--initial-cluster has no member named '{}' (--name)", args.name))?;
+    let mut advertised = config::split_urls(&args.initial_advertise_peer_urls);
+    advertised.sort();
+    if advertised != local.peer_urls {
+        return Err(format!(
+            "--initial-advertise-peer-urls {:?} does not match --initial-cluster's URLs for '{}': {:?}",
+            advertised, args.name, local.peer_urls
+        ));
+    }
+    for url in config::split_urls(&args.listen_client_urls).iter().chain(&config::split_urls(&args.listen_peer_urls)) {
+        config::parse_url(url)?;
+    }
+    if args.heartbeat_interval == 0 || args.election_timeout < 2 * args.heartbeat_interval {
+        return Err("--election-timeout must be at least twice --heartbeat-interval".into());
+    }
+    let cluster_id = config::cluster_id(&members, &args.initial_cluster_token);
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raftkv", args.name)));
+    Ok(NodePlan { local, members, cluster_id, data_dir, args: args.clone() })
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// What services use to reach it.
+    pub handle: NodeHandle,
+    /// Addresses the client listeners are bound to.
+    pub client_listeners: Vec<TcpListener>,
+    /// Metrics of this node.
+    pub metrics: Arc<Metrics>,
+    inputs: SyncSender<Input>,
+    raft_thread: Option<std::thread::JoinHandle<Result<(), wal::WalError>>>,
+}
+
+impl RunningNode {
+    /// Stops the Raft loop and waits for it; returns its error if the WAL failed.
+    pub fn stop(mut self) -> Result<(), wal::WalError> {
+        let _ = self.inputs.try_send(Input::Stop);
+        match self.raft_thread.take() {
+            Some(thread) => thread.join().unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the Raft thread's handle (to watch for a fatal WAL error).
+    pub fn take_raft_thread(&mut self) -> Option<std::thread::JoinHandle<Result<(), wal::WalError>>> {
+        self.raft_thread.take()
+    }
+}
+
+/// Opens the data dir, recovers, binds the listeners and starts the peer transport and
+/// the Raft loop. Must run inside a tokio runtime.
+pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
+    let args = &plan.args;
+    std::fs::create_dir_all(&plan.data_dir).map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
+    let voters: Vec<u64> = plan.members.iter().map(|member| member.id).collect();
+    let wal_options = wal::WalOptions::new(plan.cluster_id, plan.local.id);
+    let conf = raft::ConfState { voters, learners: vec![] };
+    let wal_dir = plan.data_dir.join("wal");
+    let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
+    let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
+    let store = restore_store(&wal, kv_config)?;
+    let tick_interval = Duration::from_millis(args.heartbeat_interval);
+    let mut raft_config = raft::Config::new(plan.local.id);
+    raft_config.election_ticks = (args.election_timeout / args.heartbeat_interval) as u32;
+    raft_config.applied = store.applied_index();
+    raft_config.random_seed = rand::random();
+    let node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
+    let metrics = Metrics::new();
+    let peers: BTreeMap<u64, String> = plan
+        .members
+        .iter()
+        .filter(|member| member.id != plan.local.id)
+        .map(|member| Ok((member.id, config::parse_url(&member.peer_urls[0])?)))
+        .collect::<Result<_, String>>()?;
+    let directory = Arc::new(PeerDirectory { cluster_id: plan.cluster_id, local_id: plan.local.id, peers });
+    let transport = Transport::start(directory.clone(), metrics.clone());
+    let (inputs, receiver) = sync_channel(INPUT_QUEUE_MAX);
+    for url in config::split_urls(&args.listen_peer_urls) {
+        let listener = bind(&url).await?;
+        tokio::spawn(transport::serve_peers(listener, directory.clone(), inputs.clone(), Input::Peer, metrics.clone()));
+    }
+    let status = Arc::new(SharedStatus { member_id: plan.local.id, cluster_id: plan.cluster_id, ..Default::default() });
+    let store = Arc::new(RwLock::new(store));
+    let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
+    let options = DriverOptions { tick_interval, request_timeout_ticks, snapshot_count: args.snapshot_count };
+    let driver =
+        Driver::new(node, store.clone(), transport, metrics.clone(), status.clone(), options, rand::random());
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || driver.run(receiver))
+        .map_err(|error| format!("cannot start the raft thread: {error}"))?;
+    let mut client_listeners = Vec::new();
+    for url in config::split_urls(&args.listen_client_urls) {
+        client_listeners.push(bind(&url).await?);
+    }
+    let api = LocalNode {
+        inputs: inputs.clone(),
+        store,
+        status: status.clone(),
+        members: member_list(&plan),
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+        request_size_bytes_max: args.max_request_bytes,
+    };
+    let handle = NodeHandle::new(Arc::new(api));
+    start_metrics(args, metrics.clone(), status).await?;
+    Ok(RunningNode { handle, client_listeners, metrics, inputs, raft_thread: Some(raft_thread) })
+}
+
+fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, String> {
+    use raft::Storage;
+    let snapshot = wal.snapshot().map_err(|error| error.to_string())?;
+    if snapshot.meta.index == 0 {
+        return Ok(kv::Store::new(kv_config));
+    }
+    let store = kv::Store::restore(kv_config, &snapshot.data)
+        .map_err(|error| format!("snapshot at index {} is unreadable: {error}", snapshot.meta.index))?;
+    if store.applied_index() != snapshot.meta.index {
+        return Err(format!(
+            "snapshot data is at index {} but its metadata says {}",
+            store.applied_index(),
+            snapshot.meta.index
+        ));
+    }
+    Ok(store)
+}
+
+async fn start_metrics(args: &ServeArgs, metrics: Arc<Metrics>, status: Arc<SharedStatus>) -> Result<(), String> {
+    for url in config::split_urls(&args.listen_metrics_urls) {
+        let listener = bind(&url).await?;
+        let status = status.clone();
+        let healthy = Arc::new(move || status.leader.load(std::sync::atomic::Ordering::Relaxed) != 0);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::metrics::serve_http(listener, metrics, healthy).await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Binds `http://host:port`.
+pub async fn bind(url: &str) -> Result<TcpListener, String> {
+    let address = config::parse_url(url)?;
+    TcpListener::bind(&address).await.map_err(|error| format!("cannot listen on {url}: {error}"))
+}
+
+fn member_list(plan: &NodePlan) -> Vec<Member> {
+    plan.members
+        .iter()
+        .map(|member| Member {
+            id: member.id,
+            name: member.name.clone(),
+            peer_urls: member.peer_urls.clone(),
+            client_urls: if member.id == plan.local.id {
+                config::split_urls(&plan.args.advertise_client_urls)
+            } else {
+                Vec::new()
+            },
+            is_learner: false,
+        })
+        .collect()
+}
+
+/// [`NodeApi`] over the Raft loop's input queue.
+struct LocalNode {
+    inputs: SyncSender<Input>,
+    store: Arc<RwLock<kv::Store>>,
+    status: Arc<SharedStatus>,
+    members: Vec<Member>,
+    request_timeout: Duration,
+    request_size_bytes_max: usize,
+}
+
+impl LocalNode {
+    fn submit<T: Send + 'static>(
+        &self,
+        input: Input,
+        receiver: oneshot::Receiver<Result<T, ServerError>>,
+    ) -> BoxFuture<'static, Result<T, ServerError>> {
+        let sent = match self.inputs.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ServerError::TooManyRequests),
+            Err(TrySendError::Disconnected(_)) => Err(ServerError::Stopped),
+        };
+        let timeout = self.request_timeout;
+        Box::pin(async move {
+            sent?;
+            match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ServerError::Stopped),
+                Err(_) => Err(ServerError::Timeout),
+            }
+        })
+    }
+}
+
+impl NodeApi for LocalNode {
+    fn write(&self, command: kv::Command) -> BoxFuture<'static, Result<kv::Response, ServerError>> {
+        let (respond, receiver) = oneshot::channel();
+        if command.encode().len() > self.request_size_bytes_max {
+            return Box::pin(async { Err(ServerError::RequestTooLarge) });
+        }
+        self.submit(Input::Propose { command, respond }, receiver)
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'static, Result<(), ServerError>> {
+        let (respond, receiver) = oneshot::channel();
+        self.submit(Input::Read { respond }, receiver)
+    }
+
+    fn store(&self) -> Arc<RwLock<kv::Store>> {
+        self.store.clone()
+    }
+
+    fn status(&self) -> NodeStatus {
+        self.status.load()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.members.clone()
+    }
+}

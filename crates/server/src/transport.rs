@@ -1,0 +1,333 @@
+//! Peer transport over TCP: one persistent outgoing connection per peer, many messages
+//! per write, bounded queues, reconnect with backoff, and a handshake that keeps out
+//! nodes of other clusters and unknown members.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use proto::raftkvpeer as wire;
+use raft::{Message, MessageBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, CodecError, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES};
+use crate::metrics::Metrics;
+
+/// Messages queued per peer before new ones are dropped (Raft retransmits).
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Bytes written per batch at most (many messages per write).
+const WRITE_BATCH_BYTES_MAX: usize = 4 << 20;
+/// Largest snapshot accepted from a peer.
+const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(20);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
+
+/// Who we are and who may talk to us.
+#[derive(Clone, Debug)]
+pub struct PeerDirectory {
+    /// The cluster id every handshake must carry.
+    pub cluster_id: u64,
+    /// This node's id.
+    pub local_id: u64,
+    /// Every other member's id and peer address (`host:port`).
+    pub peers: BTreeMap<u64, String>,
+}
+
+/// Sends Raft messages to peers. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    queues: Arc<BTreeMap<u64, mpsc::Sender<Message>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Starts one writer task per peer on the current tokio runtime.
+    pub fn start(directory: Arc<PeerDirectory>, metrics: Arc<Metrics>) -> Transport {
+        let mut queues = BTreeMap::new();
+        for (peer, address) in &directory.peers {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+            queues.insert(*peer, sender);
+            let writer = PeerWriter {
+                directory: directory.clone(),
+                peer: *peer,
+                address: address.clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(writer.run(receiver));
+        }
+        Transport { queues: Arc::new(queues), metrics }
+    }
+
+    /// Queues `message`; drops it (counted) if the peer's queue is full or unknown.
+    pub fn send(&self, message: Message) {
+        let Some(queue) = self.queues.get(&message.to) else {
+            tracing::warn!(to = message.to, "dropping message to unknown peer");
+            return;
+        };
+        if let Err(error) = queue.try_send(message) {
+            let peer = match &error {
+                mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message) => message.to,
+            };
+            self.metrics.peer_messages_dropped.with_label_values(&[&format!("{peer:x}")]).inc();
+        }
+    }
+
+    /// Messages waiting in each peer's queue.
+    pub fn queue_lengths(&self) -> Vec<(u64, usize)> {
+        self.queues.iter().map(|(peer, queue)| (*peer, queue.max_capacity() - queue.capacity())).collect()
+    }
+}
+
+struct PeerWriter {
+    directory: Arc<PeerDirectory>,
+    peer: u64,
+    address: String,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerWriter {
+    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+        let mut delay = RECONNECT_DELAY_MIN;
+        loop {
+            let stream = match self.connect().await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connect failed");
+                    // Messages queued meanwhile are stale; drop them rather than flood later.
+                    while queue.try_recv().is_ok() {}
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+                    continue;
+                }
+            };
+            delay = RECONNECT_DELAY_MIN;
+            match self.pump(stream, &mut queue).await {
+                Ok(()) => return, // queue closed: the node is stopping
+                Err(error) => tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connection lost"),
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let mut stream = TcpStream::connect(&self.address).await?;
+        stream.set_nodelay(true)?;
+        let handshake = wire::Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: self.directory.cluster_id,
+            from: self.directory.local_id,
+            to: self.peer,
+        };
+        let mut buffer = BytesMut::new();
+        codec::encode_frame(&handshake, &mut buffer);
+        stream.write_all(&buffer).await?;
+        Ok(stream)
+    }
+
+    async fn pump(&self, mut stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+        let mut buffer = BytesMut::with_capacity(64 << 10);
+        loop {
+            let Some(first) = queue.recv().await else { return Ok(()) };
+            buffer.clear();
+            encode_message(&first, &mut buffer);
+            while buffer.len() < WRITE_BATCH_BYTES_MAX {
+                let Ok(next) = queue.try_recv() else { break };
+                encode_message(&next, &mut buffer);
+            }
+            self.metrics.peer_bytes_sent.inc_by(buffer.len() as u64);
+            stream.write_all(&buffer).await?;
+        }
+    }
+}
+
+fn envelope(payload: wire::envelope::Payload) -> wire::Envelope {
+    wire::Envelope { payload: Some(payload) }
+}
+
+/// Encodes a message; a snapshot's data goes first, in chunks.
+fn encode_message(message: &Message, buffer: &mut BytesMut) {
+    if let MessageBody::InstallSnapshot { snapshot } = &message.body {
+        let total_bytes = snapshot.data.len() as u64;
+        let mut offset = 0usize;
+        while offset < snapshot.data.len() {
+            let end = (offset + SNAPSHOT_CHUNK_BYTES).min(snapshot.data.len());
+            let chunk = wire::SnapshotChunk {
+                snapshot_index: snapshot.meta.index,
+                snapshot_term: snapshot.meta.term,
+                offset_bytes: offset as u64,
+                total_bytes,
+                data: snapshot.data.slice(offset..end),
+            };
+            codec::encode_frame(&envelope(wire::envelope::Payload::Chunk(chunk)), buffer);
+            offset = end;
+        }
+    }
+    codec::encode_frame(&envelope(wire::envelope::Payload::Message(codec::message_to_wire(message))), buffer);
+}
+
+/// Accepts peer connections and delivers their messages to `inbound`.
+pub async fn serve_peers<I: Send + 'static>(
+    listener: TcpListener,
+    directory: Arc<PeerDirectory>,
+    inbound: SyncSender<I>,
+    wrap: fn(Message) -> I,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let (stream, address) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let reader = PeerReader { directory: directory.clone(), inbound: inbound.clone(), wrap, metrics: metrics.clone() };
+        tokio::spawn(async move {
+            if let Err(error) = reader.run(stream).await {
+                tracing::warn!(%address, %error, "closed peer connection");
+            }
+        });
+    }
+}
+
+/// Why an incoming peer connection was closed.
+#[derive(Debug, thiserror::Error)]
+enum ReaderError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+struct PeerReader<I> {
+    directory: Arc<PeerDirectory>,
+    inbound: SyncSender<I>,
+    wrap: fn(Message) -> I,
+    metrics: Arc<Metrics>,
+}
+
+/// A snapshot's data being reassembled from chunks.
+struct Assembly {
+    index: u64,
+    term: u64,
+    total_bytes: u64,
+    data: BytesMut,
+}
+
+impl<I> PeerReader<I> {
+    async fn run(self, mut stream: TcpStream) -> Result<(), ReaderError> {
+        stream.set_nodelay(true)?;
+        let mut buffer = BytesMut::with_capacity(64 << 10);
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, &mut buffer))
+            .await
+            .map_err(|_| ReaderError::Refused("no handshake".into()))??;
+        let Some(handshake) = handshake else { return Ok(()) };
+        let peer = self.check_handshake(codec::decode(handshake)?)?;
+        let mut assembly: Option<Assembly> = None;
+        loop {
+            let Some(payload) = read_frame(&mut stream, &mut buffer).await? else { return Ok(()) };
+            self.metrics.peer_bytes_received.inc_by(payload.len() as u64);
+            let envelope: wire::Envelope = codec::decode(payload)?;
+            match envelope.payload {
+                Some(wire::envelope::Payload::Chunk(chunk)) => assemble(&mut assembly, chunk)?,
+                Some(wire::envelope::Payload::Message(message)) => {
+                    let data = take_snapshot_data(&mut assembly, &message);
+                    let message = codec::message_from_wire(message, data)?;
+                    if message.from != peer || message.to != self.directory.local_id {
+                        return Err(ReaderError::Refused(format!("message {:x}->{:x} on this connection", message.from, message.to)));
+                    }
+                    self.deliver(message);
+                }
+                None => return Err(CodecError::Malformed("empty envelope".into()).into()),
+            }
+        }
+    }
+
+    fn check_handshake(&self, handshake: wire::Handshake) -> Result<u64, ReaderError> {
+        if handshake.protocol_version != PROTOCOL_VERSION {
+            return Err(ReaderError::Refused(format!("protocol version {}", handshake.protocol_version)));
+        }
+        if handshake.cluster_id != self.directory.cluster_id {
+            return Err(ReaderError::Refused(format!(
+                "peer {:x} belongs to cluster {:x}, not {:x}",
+                handshake.from, handshake.cluster_id, self.directory.cluster_id
+            )));
+        }
+        if !self.directory.peers.contains_key(&handshake.from) {
+            return Err(ReaderError::Refused(format!("unknown member {:x}", handshake.from)));
+        }
+        if handshake.to != self.directory.local_id {
+            return Err(ReaderError::Refused(format!("addressed to member {:x}, this is {:x}", handshake.to, self.directory.local_id)));
+        }
+        Ok(handshake.from)
+    }
+
+    fn deliver(&self, message: Message) {
+        match self.inbound.try_send((self.wrap)(message)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.metrics.inbound_messages_dropped.inc(),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+fn assemble(assembly: &mut Option<Assembly>, chunk: wire::SnapshotChunk) -> Result<(), ReaderError> {
+    if chunk.total_bytes > SNAPSHOT_BYTES_MAX {
+        return Err(ReaderError::Refused(format!("snapshot of {} bytes is too large", chunk.total_bytes)));
+    }
+    if chunk.offset_bytes == 0 {
+        *assembly = Some(Assembly {
+            index: chunk.snapshot_index,
+            term: chunk.snapshot_term,
+            total_bytes: chunk.total_bytes,
+            data: BytesMut::with_capacity(chunk.total_bytes.min(64 << 20) as usize),
+        });
+    }
+    let Some(current) = assembly.as_mut() else {
+        return Err(CodecError::Malformed("snapshot chunk without a start".into()).into());
+    };
+    let in_order = current.index == chunk.snapshot_index
+        && current.term == chunk.snapshot_term
+        && current.data.len() as u64 == chunk.offset_bytes
+        && chunk.offset_bytes + chunk.data.len() as u64 <= current.total_bytes;
+    if !in_order {
+        *assembly = None;
+        return Err(CodecError::Malformed("snapshot chunk out of order".into()).into());
+    }
+    current.data.extend_from_slice(&chunk.data);
+    Ok(())
+}
+
+fn take_snapshot_data(assembly: &mut Option<Assembly>, message: &wire::RaftMessage) -> Bytes {
+    let complete = assembly.as_ref().is_some_and(|current| {
+        current.index == message.snapshot_index
+            && current.term == message.snapshot_term
+            && current.data.len() as u64 == current.total_bytes
+    });
+    if message.kind == 9 && complete {
+        return assembly.take().expect("checked").data.freeze();
+    }
+    Bytes::new()
+}
+
+/// Reads until one whole frame is buffered; `None` at a clean end of stream.
+async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Option<Bytes>, ReaderError> {
+    loop {
+        if let Some(payload) = codec::decode_frame(buffer)? {
+            return Ok(Some(payload));
+        }
+        if stream.read_buf(buffer).await? == 0 {
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            return Err(CodecError::Malformed("connection closed mid-frame".into()).into());
+        }
+    }
+}
