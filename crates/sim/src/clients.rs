@@ -12,6 +12,8 @@ pub struct Operation {
     pub acknowledge_step: Option<u64>,
     /// Node position the current attempt went to.
     pub node: usize,
+    /// A linearizable read (ReadIndex) rather than a write.
+    pub read: bool,
 }
 
 /// A client's state.
@@ -40,12 +42,13 @@ impl Clients {
         Clients { clients: vec![Client::default(); count], operations: Vec::new(), operations_max }
     }
 
-    /// Starts a new operation for `client`; returns its id (`None` at the bound).
-    pub fn invoke(&mut self, client: usize, step: u64) -> Option<u64> {
+    /// Starts a new operation (a read if `read`) for `client`; returns its id (`None` at
+    /// the bound).
+    pub fn invoke(&mut self, client: usize, step: u64, read: bool) -> Option<u64> {
         if self.operations.len() >= self.operations_max || self.clients[client].pending.is_some() {
             return None;
         }
-        self.operations.push(Operation { client, invoke_step: step, acknowledge_step: None, node: 0 });
+        self.operations.push(Operation { client, invoke_step: step, acknowledge_step: None, node: 0, read });
         let id = self.operations.len() as u64;
         self.clients[client].pending = Some(id);
         Some(id)
@@ -70,6 +73,15 @@ impl Clients {
         Some(client)
     }
 
+    /// Writes acknowledged before `step` that `applied` (a node's applied set) lacks.
+    pub fn missing_before(&self, step: u64, applied: impl Fn(u64) -> bool) -> Option<u64> {
+        let acknowledged_before = |operation: &Operation| operation.acknowledge_step.is_some_and(|ack| ack < step);
+        (1..=self.operations.len() as u64).find(|&id| {
+            let operation = &self.operations[id as usize - 1];
+            !operation.read && acknowledged_before(operation) && !applied(id)
+        })
+    }
+
     /// Number of acknowledged operations.
     pub fn acknowledged(&self) -> u64 {
         self.operations.iter().filter(|operation| operation.acknowledge_step.is_some()).count() as u64
@@ -78,5 +90,29 @@ impl Clients {
     /// True if some client waits for an acknowledgement.
     pub fn any_pending(&self) -> bool {
         self.clients.iter().any(|client| client.pending.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_and_missing_writes() {
+        let mut clients = Clients::new(2, 10);
+        let write = clients.invoke(0, 1, false).expect("under the bound");
+        assert_eq!(clients.invoke(0, 2, false), None, "one outstanding operation per client");
+        clients.operation_mut(write).expect("exists").node = 3;
+        assert_eq!(clients.acknowledge(write, 2, 5), None, "wrong node");
+        assert_eq!(clients.acknowledge(write, 3, 5), Some(0));
+        let read = clients.invoke(1, 6, true).expect("under the bound");
+        assert!(clients.any_pending());
+        // A read that began after the write was acknowledged must see it.
+        assert_eq!(clients.missing_before(6, |_| false), Some(write));
+        assert_eq!(clients.missing_before(6, |id| id == write), None);
+        // A read that began before the acknowledgement need not.
+        assert_eq!(clients.missing_before(5, |_| false), None);
+        assert_eq!(clients.acknowledged(), 1);
+        assert!(clients.operation_mut(read).expect("exists").read);
     }
 }

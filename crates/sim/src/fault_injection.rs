@@ -118,6 +118,7 @@ impl Simulator {
         let torn = self.options.faults.torn;
         let description = self.nodes[victim].crash(torn, &mut self.rng, &mut self.view.nodes[victim]);
         self.changed.push(victim);
+        self.pending_reads[victim].clear();
         self.statistics.crashes += 1;
         self.statistics.torn_writes += u64::from(description.contains("torn:"));
         self.note(description);

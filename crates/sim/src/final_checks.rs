@@ -35,10 +35,9 @@ pub fn check(view: &ClusterView, operations_by_node: &[&[u64]], history: &[Opera
     }
     for (node, operations) in view.nodes.iter().zip(operations_by_node) {
         let applied: std::collections::HashSet<u64> = operations.iter().copied().collect();
-        let lost = history
-            .iter()
-            .enumerate()
-            .find(|(id, operation)| operation.acknowledge_step.is_some() && !applied.contains(&(*id as u64 + 1)));
+        let lost = history.iter().enumerate().find(|(id, operation)| {
+            !operation.read && operation.acknowledge_step.is_some() && !applied.contains(&(*id as u64 + 1))
+        });
         if let Some((id, operation)) = lost {
             let message = format!(
                 "operation {} of client {} acknowledged at step {:?} is not applied on node {}",
@@ -69,6 +68,7 @@ fn check_real_time_order(step: u64, indexes: &[u64], operations: &[u64], history
     let mut acknowledged: Vec<(u64, u64, usize)> = history
         .iter()
         .enumerate()
+        .filter(|(_, operation)| !operation.read)
         .filter_map(|(position, operation)| Some((operation.acknowledge_step?, first_index[position], position)))
         .collect();
     acknowledged.sort_unstable();
@@ -105,7 +105,7 @@ mod tests {
     use raft::Role;
 
     fn operation(invoke_step: u64, acknowledge_step: Option<u64>) -> Operation {
-        Operation { client: 0, invoke_step, acknowledge_step, node: 0 }
+        Operation { client: 0, invoke_step, acknowledge_step, node: 0, read: false }
     }
 
     fn applied(indexes: &[u64]) -> Vec<AppliedView> {

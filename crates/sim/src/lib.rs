@@ -11,7 +11,8 @@
 //! [`view::ClusterView`]; at the end of a run (after healing every fault and letting the
 //! cluster settle) the client history is checked: no acknowledged command lost, every node
 //! applied the same sequence, and acknowledged commands are ordered as they were in real
-//! time.
+//! time. Clients also make linearizable reads (ReadIndex); each read is checked, when
+//! served, to see every write acknowledged before it began.
 //!
 //! ```no_run
 //! let result = sim::run(&sim::Options { nodes: 5, seed: 42, ..sim::Options::default() });
@@ -81,6 +82,8 @@ pub struct Statistics {
     pub compactions: u64,
     /// Snapshots received and restored (InstallSnapshot).
     pub snapshots_installed: u64,
+    /// Linearizable reads served (and checked).
+    pub reads_served: u64,
     /// Highest term reached by any node.
     pub term_max: u64,
 }

@@ -33,6 +33,8 @@ pub struct ReadyOutput {
     pub writes: Vec<u64>,
     /// Operation ids applied, in order.
     pub applied_operations: Vec<u64>,
+    /// Reads confirmed by the core: (context, index to apply before serving).
+    pub read_states: Vec<(bytes::Bytes, Index)>,
     /// Snapshots restored into the state machine.
     pub snapshots_installed: u64,
     /// Broken driver contracts (the core handed out something inconsistent).
@@ -147,6 +149,7 @@ impl SimNode {
 
     fn handle_ready(&mut self, ready: Ready, view: &mut NodeView, output: &mut ReadyOutput) {
         output.messages.extend(ready.messages);
+        output.read_states.extend(ready.read_states.into_iter().map(|read| (read.context, read.index)));
         if let Some(snapshot) = &ready.snapshot {
             output.snapshots_installed += 1;
             mirror_snapshot(view, snapshot);

@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use bytes::Bytes;
 use raft::{NodeId, Role, SplitMix64};
 
 use crate::clients::Clients;
@@ -59,6 +60,8 @@ pub(crate) struct Simulator {
     pub(crate) violations: Vec<Violation>,
     pub(crate) settling: bool,
     pub(crate) statistics: Statistics,
+    /// Per node position: confirmed reads (operation id, index to apply first).
+    pub(crate) pending_reads: Vec<Vec<(u64, raft::Index)>>,
 }
 
 /// Runs one simulation. Never panics: a panic inside the core is reported as a violation.
@@ -118,6 +121,7 @@ impl Simulator {
             violations: Vec::new(),
             settling: false,
             statistics: Statistics::default(),
+            pending_reads: vec![Vec::new(); options.nodes],
         })
     }
 
@@ -317,12 +321,22 @@ impl Simulator {
             self.schedule_fsync(position, persist_sequence);
         }
         for operation in output.applied_operations {
-            if let Some(client) = self.clients.acknowledge(operation, position, self.view.step) {
-                self.note(format!("ack op {operation} client {client} by n{}", position + 1));
-                let think = self.rng.range(0, 2 * TICK_INTERVAL_TIME);
-                self.queue.schedule_after(think, EventKind::ClientInvoke { client });
+            self.acknowledge(operation, position, "");
+        }
+        for (context, index) in output.read_states {
+            let Some(operation) = context.get(..8).and_then(|bytes| bytes.try_into().ok()).map(u64::from_le_bytes)
+            else {
+                continue;
+            };
+            let waiting = self
+                .clients
+                .operation_mut(operation)
+                .is_some_and(|record| record.read && record.acknowledge_step.is_none() && record.node == position);
+            if waiting {
+                self.pending_reads[position].push((operation, index));
             }
         }
+        self.serve_reads(position);
         if self.options.faults.snapshot {
             let (threshold, keep) = (self.plan.compaction_threshold_entries, self.plan.compaction_keep_entries);
             if self.nodes[position].maybe_compact(&mut self.view.nodes[position], threshold, keep) {
@@ -336,6 +350,42 @@ impl Simulator {
             self.violations.push(Violation { invariant: "driver_contract".to_string(), message, step: self.view.step });
         }
         self.changed.push(position);
+    }
+
+    /// Acknowledges `operation` to its client if the client waits for `position`.
+    fn acknowledge(&mut self, operation: u64, position: usize, how: &str) {
+        if let Some(client) = self.clients.acknowledge(operation, position, self.view.step) {
+            self.note(format!("ack op {operation} client {client} by n{}{how}", position + 1));
+            let think = self.rng.range(0, 2 * TICK_INTERVAL_TIME);
+            self.queue.schedule_after(think, EventKind::ClientInvoke { client });
+        }
+    }
+
+    /// Serves the node's confirmed reads whose index it has applied, checking that each
+    /// sees every write acknowledged before the read began (R7, linearizable reads).
+    fn serve_reads(&mut self, position: usize) {
+        let applied_index = self.nodes[position].applied_index();
+        let mut reads = std::mem::take(&mut self.pending_reads[position]);
+        reads.retain(|&(operation, index)| {
+            if index > applied_index {
+                return true;
+            }
+            let Some(invoke_step) = self.clients.operation_mut(operation).map(|record| record.invoke_step) else {
+                return false;
+            };
+            let node = &self.nodes[position];
+            if let Some(missing) = self.clients.missing_before(invoke_step, |id| node.has_applied(id)) {
+                let message = format!(
+                    "read op {operation} served by node {} at applied index {applied_index} (read index {index}) misses write op {missing} acknowledged before the read began",
+                    position + 1
+                );
+                self.violations.push(Violation { invariant: "linearizable_read".to_string(), message, step: self.view.step });
+            }
+            self.acknowledge(operation, position, " (read)");
+            self.statistics.reads_served += 1;
+            false
+        });
+        self.pending_reads[position] = reads;
     }
 
     fn send(&mut self, from_position: usize, message: raft::Message) {
@@ -369,7 +419,8 @@ impl Simulator {
         if self.settling {
             return;
         }
-        if self.clients.invoke(client, self.view.step).is_some() {
+        let read = self.rng.chance(1, 4);
+        if self.clients.invoke(client, self.view.step, read).is_some() {
             self.client_submit(client);
         }
     }
@@ -381,20 +432,19 @@ impl Simulator {
         let attempt = self.clients.clients[client].attempt;
         let position = self.rng.range(0, self.nodes.len() as u64) as usize;
         self.clients.operation_mut(operation).expect("pending operation exists").node = position;
-        if self.nodes[position].has_applied(operation) {
-            self.clients.acknowledge(operation, position, self.view.step);
-            self.note(format!("ack op {operation} client {client} by n{} (already applied)", position + 1));
-            let think = self.rng.range(0, 2 * TICK_INTERVAL_TIME);
-            self.queue.schedule_after(think, EventKind::ClientInvoke { client });
+        let read = self.clients.operation_mut(operation).is_some_and(|record| record.read);
+        if !read && self.nodes[position].has_applied(operation) {
+            self.acknowledge(operation, position, " (already applied)");
             return;
         }
-        let command = encode_command(client as u64, operation);
         let outcome = match self.nodes[position].raw_mut() {
-            Some(raw) => raw.propose(command).map_err(|error| format!("{error:?}")),
-            None => Err("node down".to_string()),
+            Some(raw) if read => raw.read_index(Bytes::copy_from_slice(&operation.to_le_bytes())),
+            Some(raw) => raw.propose(encode_command(client as u64, operation)),
+            None => Err(raft::ProposeError::NoLeader),
         };
+        let verb = if read { "reads" } else { "proposes" };
         self.note(format!(
-            "client {client} proposes op {operation} (attempt {attempt}) to n{}: {outcome:?}",
+            "client {client} {verb} op {operation} (attempt {attempt}) via n{}: {outcome:?}",
             position + 1
         ));
         let retry_after = match outcome {

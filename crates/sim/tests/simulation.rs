@@ -49,6 +49,7 @@ fn run_batch(nodes: usize, faults: Faults, start_seed: u64, runs: u64) -> (u64, 
         totals.partitions += statistics.partitions;
         totals.compactions += statistics.compactions;
         totals.snapshots_installed += statistics.snapshots_installed;
+        totals.reads_served += statistics.reads_served;
         totals.term_max = totals.term_max.max(statistics.term_max);
     }
     (commits, totals)
@@ -61,7 +62,7 @@ fn five_nodes_all_faults() {
     // The faults really happen.
     assert!(totals.crashes > 0 && totals.torn_writes > 0 && totals.partitions > 0, "{totals:?}");
     assert!(totals.compactions > 0 && totals.snapshots_installed > 0, "{totals:?}");
-    assert!(totals.messages_dropped > 0 && totals.term_max > 1, "{totals:?}");
+    assert!(totals.messages_dropped > 0 && totals.term_max > 1 && totals.reads_served > 0, "{totals:?}");
 }
 
 #[test]
