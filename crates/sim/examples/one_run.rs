@@ -1,5 +1,5 @@
 //! Runs one simulation and prints its statistics and trace tail:
-//! `cargo run --release -p raftkv-sim --example one_run -- SEED [NODES] [FAULTS] [STEPS]`.
+//! `cargo run --release -p raftkv-sim --example one_run -- SEED [NODES] [FAULTS] [STEPS] [TRACE_LINES]`.
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -9,7 +9,7 @@ fn main() {
     options.nodes = argument(1).and_then(|text| text.parse().ok()).unwrap_or(5);
     options.faults = argument(2).map(|text| sim::Faults::parse(text).expect("faults")).unwrap_or_else(sim::Faults::all);
     options.steps_max = argument(3).and_then(|text| text.parse().ok()).unwrap_or(options.steps_max);
-    options.trace_lines_max = 200;
+    options.trace_lines_max = argument(4).and_then(|text| text.parse().ok()).unwrap_or(200);
     let result = sim::run(&options);
     for line in &result.trace_tail {
         println!("{line}");
