@@ -36,6 +36,11 @@ pub struct Config {
     pub applied: Index,
     /// Seed of the election-timeout randomness.
     pub random_seed: u64,
+    /// For a node that (re)joins a running cluster with an empty log (e.g. its data was
+    /// lost): it neither votes nor campaigns until it has caught up with the commit index
+    /// the leader announced in its first AppendEntries or snapshot. Without this, a node
+    /// that forgot its log could help elect a leader that lacks committed entries.
+    pub abstain_until_caught_up: bool,
 }
 
 /// An invalid configuration.
@@ -68,6 +73,7 @@ impl Config {
             apply_batch_bytes_max: 16 << 20,
             applied: 0,
             random_seed: id,
+            abstain_until_caught_up: false,
         }
     }
 

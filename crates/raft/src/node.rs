@@ -176,6 +176,9 @@ pub struct RawNode<S: Storage> {
     persisted_sequence: u64,
     previous_hard_state: HardState,
     previous_soft_state: SoftState,
+    /// While set, this node neither votes nor campaigns (see `Config::abstain_until_caught_up`);
+    /// `Some(0)` until a leader announced its commit index, then `Some(target)`.
+    abstain_until: Option<Index>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -218,7 +221,12 @@ impl<S: Storage> RawNode<S> {
             persisted_sequence: 0,
             previous_hard_state: hard_state,
             previous_soft_state: soft_state,
+            abstain_until: None,
         };
+        let empty = node.log.last_index() == 0 && hard_state.term == 0;
+        if node.config.abstain_until_caught_up && empty {
+            node.abstain_until = Some(0);
+        }
         node.become_follower(hard_state.term, NO_NODE);
         if !node.is_voter(node.config.id) {
             node.role = Role::Learner;
@@ -609,7 +617,7 @@ impl<S: Storage> RawNode<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed_ticks += 1;
-        let promotable = self.is_voter(self.config.id) && !self.log.pending_snapshot();
+        let promotable = self.is_voter(self.config.id) && !self.log.pending_snapshot() && self.abstain_until.is_none();
         if promotable && self.election_elapsed_ticks >= self.randomized_election_ticks {
             self.election_elapsed_ticks = 0;
             if self.config.pre_vote {
@@ -718,7 +726,8 @@ impl<S: Storage> RawNode<S> {
         match &message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 // A deposed leader learns the new term from this answer and steps down.
-                let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round: 0 });
+                let last_index = self.log.last_index();
+                let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round: 0, last_index });
                 self.held.push(reply);
             }
             MessageBody::PreVote { .. } => {
@@ -748,7 +757,7 @@ impl<S: Storage> RawNode<S> {
         let our_last_term = self.log.last_term();
         let up_to_date = last_log_term > our_last_term
             || (last_log_term == our_last_term && last_log_index >= self.log.last_index());
-        let grant = can_vote && up_to_date && self.is_voter(self.config.id);
+        let grant = can_vote && up_to_date && self.is_voter(self.config.id) && self.abstain_until.is_none();
         let term = if grant { message.term } else { self.term };
         let body = if pre_vote {
             MessageBody::PreVoteResponse { reject: !grant }
@@ -799,18 +808,24 @@ impl<S: Storage> RawNode<S> {
         match message.body {
             MessageBody::Append { prev_log_index, prev_log_term, entries, commit } => {
                 self.heard_from_leader(message.from);
-                self.handle_append(message.from, prev_log_index, prev_log_term, &entries, commit)
+                self.note_leader_commit(commit);
+                let result = self.handle_append(message.from, prev_log_index, prev_log_term, &entries, commit);
+                self.maybe_stop_abstaining();
+                result
             }
             MessageBody::Heartbeat { commit, read_round } => {
                 self.heard_from_leader(message.from);
                 self.log.commit_to(commit.min(self.log.last_index()));
-                let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round });
+                let last_index = self.log.last_index();
+                let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round, last_index });
                 self.held.push(reply);
                 Ok(())
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 self.heard_from_leader(message.from);
+                self.note_leader_commit(snapshot.meta.index);
                 self.handle_snapshot(message.from, snapshot);
+                self.maybe_stop_abstaining();
                 Ok(())
             }
             MessageBody::ReadIndexResponse { context, index } => {
@@ -825,6 +840,20 @@ impl<S: Storage> RawNode<S> {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    fn note_leader_commit(&mut self, commit: Index) {
+        if self.abstain_until == Some(0) {
+            self.abstain_until = Some(commit.max(1));
+        }
+    }
+
+    fn maybe_stop_abstaining(&mut self) {
+        if let Some(target) = self.abstain_until {
+            if target > 0 && self.log.committed >= target {
+                self.abstain_until = None;
+            }
         }
     }
 
@@ -912,8 +941,8 @@ impl<S: Storage> RawNode<S> {
                 }
                 Ok(())
             }
-            MessageBody::HeartbeatResponse { read_round } => {
-                self.handle_heartbeat_response(message.from, read_round);
+            MessageBody::HeartbeatResponse { read_round, last_index } => {
+                self.handle_heartbeat_response(message.from, read_round, last_index);
                 Ok(())
             }
             MessageBody::Propose { commands } => {
@@ -1036,9 +1065,15 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
+    fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64, last_index: Index) {
         let Some(progress) = self.progress.get_mut(&from) else { return };
         progress.acknowledged_read_round = progress.acknowledged_read_round.max(read_round);
+        if last_index < progress.match_index {
+            // The follower lost entries it acknowledged (or this answer is stale): probe it
+            // from its log's end. Lowering match never lowers the commit index.
+            progress.match_index = last_index;
+            progress.become_probe();
+        }
         if progress.state == ProgressState::Probe {
             progress.probe_sent = false;
         }

@@ -160,6 +160,11 @@ impl Progress {
         if self.next_index == 0 || self.next_index - 1 != rejected {
             return false;
         }
+        if rejected <= self.match_index {
+            // The follower no longer holds entries it acknowledged (its data was wiped):
+            // replicate to it from scratch. Lowering match never lowers the commit index.
+            self.match_index = next_probe.min(rejected.saturating_sub(1));
+        }
         self.next_index = rejected.min(next_probe + 1).max(self.match_index + 1);
         self.probe_sent = false;
         assert!(self.next_index > self.match_index);
@@ -202,7 +207,9 @@ mod tests {
         assert!(!progress.maybe_decrease_to(5, 1), "stale: we sent prev=10");
         assert!(progress.maybe_decrease_to(10, 1));
         assert_eq!(progress.next_index, 4);
-        assert!(progress.maybe_decrease_to(3, 0) || progress.next_index == 4);
+        assert!(progress.maybe_decrease_to(3, 0), "a probe at the match index rejected: data was lost");
+        assert_eq!(progress.match_index, 0);
+        assert_eq!(progress.next_index, 1);
     }
 
     #[test]

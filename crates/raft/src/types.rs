@@ -162,6 +162,9 @@ pub enum MessageBody {
     HeartbeatResponse {
         /// Echo of `read_round`.
         read_round: u64,
+        /// The follower's last log index: below the leader's match index it reveals a
+        /// follower that lost acknowledged entries (wiped data), to be repaired from scratch.
+        last_index: Index,
     },
     /// InstallSnapshot (§7): the follower's next entries were compacted (R9).
     InstallSnapshot {

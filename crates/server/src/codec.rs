@@ -106,10 +106,16 @@ fn entry_from_wire(entry: wire::Entry) -> Result<Entry, CodecError> {
 
 /// `raft::Message` → wire message (snapshot data excluded: it travels in chunks).
 pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
-    let mut out =
-        wire::RaftMessage { from: message.from, to: message.to, term: message.term, kind: kind_code(&message.body), ..Default::default() };
+    let mut out = wire::RaftMessage {
+        from: message.from,
+        to: message.to,
+        term: message.term,
+        kind: kind_code(&message.body),
+        ..Default::default()
+    };
     match &message.body {
-        MessageBody::PreVote { last_log_index, last_log_term } | MessageBody::Vote { last_log_index, last_log_term } => {
+        MessageBody::PreVote { last_log_index, last_log_term }
+        | MessageBody::Vote { last_log_index, last_log_term } => {
             out.last_log_index = *last_log_index;
             out.last_log_term = *last_log_term;
         }
@@ -130,7 +136,10 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
             out.commit = *commit;
             out.read_round = *read_round;
         }
-        MessageBody::HeartbeatResponse { read_round } => out.read_round = *read_round,
+        MessageBody::HeartbeatResponse { read_round, last_index } => {
+            out.read_round = *read_round;
+            out.last_log_index = *last_index;
+        }
         MessageBody::InstallSnapshot { snapshot } => {
             out.snapshot_index = snapshot.meta.index;
             out.snapshot_term = snapshot.meta.term;
@@ -168,7 +177,7 @@ pub fn message_from_wire(message: wire::RaftMessage, snapshot_data: Bytes) -> Re
             hint_term: message.hint_term,
         },
         7 => MessageBody::Heartbeat { commit: message.commit, read_round: message.read_round },
-        8 => MessageBody::HeartbeatResponse { read_round: message.read_round },
+        8 => MessageBody::HeartbeatResponse { read_round: message.read_round, last_index: message.last_log_index },
         9 => {
             let conf = message.snapshot_conf.unwrap_or_default();
             let meta = SnapshotMeta {
@@ -196,7 +205,10 @@ mod tests {
             _ => Bytes::new(),
         };
         let mut buffer = BytesMut::new();
-        encode_frame(&wire::Envelope { payload: Some(wire::envelope::Payload::Message(message_to_wire(&message))) }, &mut buffer);
+        encode_frame(
+            &wire::Envelope { payload: Some(wire::envelope::Payload::Message(message_to_wire(&message))) },
+            &mut buffer,
+        );
         let payload = decode_frame(&mut buffer).unwrap().unwrap();
         assert!(buffer.is_empty());
         let envelope: wire::Envelope = decode(payload).unwrap();
@@ -217,7 +229,11 @@ mod tests {
             MessageBody::ReadIndexResponse { context: Bytes::from_static(b"c"), index: 3 },
             MessageBody::InstallSnapshot {
                 snapshot: Snapshot {
-                    meta: SnapshotMeta { index: 9, term: 2, conf: ConfState { voters: vec![1, 2, 3], learners: vec![] } },
+                    meta: SnapshotMeta {
+                        index: 9,
+                        term: 2,
+                        conf: ConfState { voters: vec![1, 2, 3], learners: vec![] },
+                    },
                     data: Bytes::from_static(b"state"),
                 },
             },

@@ -152,8 +152,9 @@ mod tests {
                 .unwrap();
         assert_eq!(members.len(), 3);
         assert!(members.iter().all(|member| member.id != 0));
-        let again = parse_initial_cluster("c=http://127.0.0.1:2382,a=http://127.0.0.1:2380,b=http://127.0.0.1:2381", "t")
-            .unwrap();
+        let again =
+            parse_initial_cluster("c=http://127.0.0.1:2382,a=http://127.0.0.1:2380,b=http://127.0.0.1:2381", "t")
+                .unwrap();
         assert_eq!(members, again, "order of the flag does not matter");
         assert_eq!(cluster_id(&members, "t"), cluster_id(&again, "t"));
         assert_ne!(cluster_id(&members, "t"), cluster_id(&members, "other"));

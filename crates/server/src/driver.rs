@@ -229,8 +229,12 @@ impl Driver {
         self.node.tick();
         self.ticks += 1;
         let now_tick = self.ticks;
-        let expired: Vec<u64> =
-            self.proposals.iter().filter(|(_, waiter)| waiter.deadline_tick <= now_tick).map(|(token, _)| *token).collect();
+        let expired: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, waiter)| waiter.deadline_tick <= now_tick)
+            .map(|(token, _)| *token)
+            .collect();
         for token in expired {
             let waiter = self.proposals.remove(&token).expect("listed above");
             self.metrics.proposals_failed.inc();
@@ -374,8 +378,9 @@ impl Driver {
     }
 
     fn release_reads(&mut self, applied_index: u64) {
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.reads.waiting_for_apply).into_iter().partition(|(index, _)| *index <= applied_index);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads.waiting_for_apply)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied_index);
         self.reads.waiting_for_apply = waiting;
         for (_, waiters) in ready {
             answer_all(waiters, || Ok(()));

@@ -10,7 +10,9 @@
 pub mod codec;
 pub mod config;
 pub mod driver;
+pub mod grpc;
 pub mod handle;
 pub mod metrics;
 pub mod node;
 pub mod transport;
+pub mod up;

@@ -94,7 +94,8 @@ impl RunningNode {
 /// the Raft loop. Must run inside a tokio runtime.
 pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let args = &plan.args;
-    std::fs::create_dir_all(&plan.data_dir).map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
+    std::fs::create_dir_all(&plan.data_dir)
+        .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
     let voters: Vec<u64> = plan.members.iter().map(|member| member.id).collect();
     let wal_options = wal::WalOptions::new(plan.cluster_id, plan.local.id);
     let conf = raft::ConfState { voters, learners: vec![] };
@@ -126,8 +127,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let store = Arc::new(RwLock::new(store));
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let options = DriverOptions { tick_interval, request_timeout_ticks, snapshot_count: args.snapshot_count };
-    let driver =
-        Driver::new(node, store.clone(), transport, metrics.clone(), status.clone(), options, rand::random());
+    let driver = Driver::new(node, store.clone(), transport, metrics.clone(), status.clone(), options, rand::random());
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || driver.run(receiver))

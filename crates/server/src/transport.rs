@@ -186,7 +186,8 @@ pub async fn serve_peers<I: Send + 'static>(
                 continue;
             }
         };
-        let reader = PeerReader { directory: directory.clone(), inbound: inbound.clone(), wrap, metrics: metrics.clone() };
+        let reader =
+            PeerReader { directory: directory.clone(), inbound: inbound.clone(), wrap, metrics: metrics.clone() };
         tokio::spawn(async move {
             if let Err(error) = reader.run(stream).await {
                 tracing::warn!(%address, %error, "closed peer connection");
@@ -241,7 +242,10 @@ impl<I> PeerReader<I> {
                     let data = take_snapshot_data(&mut assembly, &message);
                     let message = codec::message_from_wire(message, data)?;
                     if message.from != peer || message.to != self.directory.local_id {
-                        return Err(ReaderError::Refused(format!("message {:x}->{:x} on this connection", message.from, message.to)));
+                        return Err(ReaderError::Refused(format!(
+                            "message {:x}->{:x} on this connection",
+                            message.from, message.to
+                        )));
                     }
                     self.deliver(message);
                 }
@@ -264,7 +268,10 @@ impl<I> PeerReader<I> {
             return Err(ReaderError::Refused(format!("unknown member {:x}", handshake.from)));
         }
         if handshake.to != self.directory.local_id {
-            return Err(ReaderError::Refused(format!("addressed to member {:x}, this is {:x}", handshake.to, self.directory.local_id)));
+            return Err(ReaderError::Refused(format!(
+                "addressed to member {:x}, this is {:x}",
+                handshake.to, self.directory.local_id
+            )));
         }
         Ok(handshake.from)
     }

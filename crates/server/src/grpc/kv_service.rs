@@ -1,0 +1,153 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+
+use kv::{Command, Operation, Response};
+use proto::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use proto::prost::Message;
+use tonic::{Request, Status};
+
+use super::read_txn;
+use super::request_id_from_metadata;
+use super::status::{status_from_kv_error, status_from_server_error};
+use crate::handle::{NodeHandle, ServerError};
+
+/// etcd's `KV` service over a node. Writes are validated locally, then replicated;
+/// reads are served locally, after a ReadIndex barrier unless `serializable`.
+#[derive(Clone)]
+pub struct KvService {
+    handle: NodeHandle,
+    request_size_bytes_max: usize,
+}
+
+impl KvService {
+    /// A service for `handle` that refuses writes whose encoded request is larger than
+    /// `request_size_bytes_max` (etcd's `--max-request-bytes`, 1.5 MiB by default) with
+    /// "etcdserver: request is too large".
+    pub fn new(handle: NodeHandle, request_size_bytes_max: usize) -> KvService {
+        assert!(request_size_bytes_max > 0, "requests must be allowed some bytes");
+        KvService { handle, request_size_bytes_max }
+    }
+
+    /// Checks and replicates a write; returns the state machine's answer.
+    async fn propose(
+        &self,
+        operation: Operation,
+        request_size_bytes: usize,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Response, Status> {
+        if request_size_bytes > self.request_size_bytes_max {
+            return Err(status_from_server_error(ServerError::RequestTooLarge));
+        }
+        let request_id = request_id_from_metadata(metadata)?;
+        let command = Command { request_id, operation };
+        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        self.handle.write(command).await.map_err(status_from_server_error)
+    }
+
+    /// Runs `read` on the local store: linearizable (after a ReadIndex barrier) unless
+    /// `serializable`.
+    async fn read<T>(
+        &self,
+        serializable: bool,
+        read: impl FnOnce(&kv::Store) -> Result<T, kv::Error>,
+    ) -> Result<T, Status> {
+        if !serializable {
+            self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        }
+        let store = self.handle.store();
+        let guard = store.read().await;
+        read(&guard).map_err(status_from_kv_error)
+    }
+
+    /// Serves a transaction without writes from the local store, as etcd does.
+    async fn read_only_txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
+        let command = Command::new(Operation::Txn(txn));
+        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        let Operation::Txn(txn) = command.operation else {
+            return Err(Status::internal("raftkv: transaction changed kind"));
+        };
+        let serializable = read_txn::is_serializable(&txn);
+        let mut response = self.read(serializable, |store| read_txn::evaluate(store, &txn)).await?;
+        response.header = self.header(response.header);
+        Ok(response)
+    }
+
+    /// The full header (cluster, member, term) for the store revision `kv` put in `header`.
+    fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        let revision = header.map_or(0, |header| header.revision);
+        Some(self.handle.header(revision))
+    }
+}
+
+fn unexpected(response: &Response) -> Status {
+    Status::internal(format!("raftkv: unexpected state machine answer {response:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<tonic::Response<RangeResponse>, Status> {
+        let request = request.into_inner();
+        let mut response = self.read(request.serializable, |store| store.range(&request)).await?;
+        response.header = self.header(response.header);
+        Ok(tonic::Response::new(response))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<tonic::Response<PutResponse>, Status> {
+        let (metadata, _, put) = request.into_parts();
+        let size_bytes = put.encoded_len();
+        match self.propose(Operation::Put(put), size_bytes, &metadata).await? {
+            Response::Put(mut response) => {
+                response.header = self.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<tonic::Response<DeleteRangeResponse>, Status> {
+        let (metadata, _, delete) = request.into_parts();
+        let size_bytes = delete.encoded_len();
+        match self.propose(Operation::DeleteRange(delete), size_bytes, &metadata).await? {
+            Response::DeleteRange(mut response) => {
+                response.header = self.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<tonic::Response<TxnResponse>, Status> {
+        let (metadata, _, txn) = request.into_parts();
+        if read_txn::is_read_only(&txn) {
+            return self.read_only_txn(txn).await.map(tonic::Response::new);
+        }
+        let size_bytes = txn.encoded_len();
+        match self.propose(Operation::Txn(txn), size_bytes, &metadata).await? {
+            Response::Txn(mut response) => {
+                response.header = self.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<tonic::Response<CompactionResponse>, Status> {
+        let (metadata, _, compaction) = request.into_parts();
+        let size_bytes = compaction.encoded_len();
+        match self.propose(Operation::Compaction(compaction), size_bytes, &metadata).await? {
+            Response::Compaction(mut response) => {
+                response.header = self.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `etcdserverpb.Maintenance`: Status, HashKV, Hash, Alarm, Defragment. Snapshot,
+//! MoveLeader and Downgrade answer `Unimplemented`.
+
+use proto::etcdserverpb::{
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::status::status_from_kv_error;
+use crate::handle::{NodeHandle, ServerError};
+
+/// The version `Maintenance.Status` reports: the etcd API version raftkv implements, with
+/// raftkv's own version as semver build metadata (ignored by version comparisons, so
+/// clients that require etcd 3.4 accept it; etcdctl prints it as is).
+pub const SERVER_VERSION: &str = concat!("3.4.0+raftkv.", env!("CARGO_PKG_VERSION"));
+
+/// etcd's `Maintenance` service over a node.
+#[derive(Clone)]
+pub struct MaintenanceService {
+    handle: NodeHandle,
+}
+
+impl MaintenanceService {
+    /// A service for `handle`.
+    pub fn new(handle: NodeHandle) -> MaintenanceService {
+        MaintenanceService { handle }
+    }
+
+    fn current_header(&self) -> Option<proto::etcdserverpb::ResponseHeader> {
+        Some(self.handle.header(self.handle.status().revision))
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let status = self.handle.status();
+        let mut errors = Vec::new();
+        if status.leader == 0 {
+            // As etcd 3.4: a member without a leader says so in `errors`.
+            errors.push(ServerError::NoLeader.to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(self.handle.header(status.revision)),
+            version: SERVER_VERSION.to_string(),
+            db_size: status.db_size_bytes,
+            leader: status.leader,
+            raft_index: status.commit_index,
+            raft_term: status.term,
+            raft_applied_index: status.applied_index,
+            errors,
+            db_size_in_use: status.db_size_bytes,
+            is_learner: status.is_learner,
+            ..StatusResponse::default()
+        }))
+    }
+
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.handle.store();
+        let store = store.read().await;
+        if revision > store.current_revision() {
+            return Err(status_from_kv_error(kv::Error::FutureRevision));
+        }
+        if revision > 0 && revision < store.compact_revision() {
+            return Err(status_from_kv_error(kv::Error::Compacted));
+        }
+        let (hash, compact_revision, hash_revision) = store.hash_kv(revision);
+        let header = Some(self.handle.header(store.current_revision()));
+        Ok(Response::new(HashKvResponse { header, hash, compact_revision, hash_revision }))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.handle.store();
+        let store = store.read().await;
+        let full = store.hash();
+        // Fold the 64-bit state hash into etcd's 32-bit field.
+        let hash = (full ^ (full >> 32)) as u32;
+        Ok(Response::new(HashResponse { header: Some(self.handle.header(store.current_revision())), hash }))
+    }
+
+    async fn alarm(&self, _request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // raftkv raises no alarms (no space quota, no corruption check yet).
+        Ok(Response::new(AlarmResponse { header: self.current_header(), alarms: Vec::new() }))
+    }
+
+    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        // The store lives in memory and the WAL compacts itself: nothing to defragment.
+        Ok(Response::new(DefragmentResponse { header: self.current_header() }))
+    }
+}

@@ -1,0 +1,95 @@
+//! A single in-process node for unit tests of the gRPC mapping: applies each write
+//! directly to a real `kv::Store` (no Raft, no disk).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::RwLock;
+
+use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
+
+pub(crate) const MEMBER_ID: u64 = 0x10;
+pub(crate) const CLUSTER_ID: u64 = 0x77;
+pub(crate) const TERM: u64 = 3;
+
+/// Applies writes in call order; `read_barrier` fails while `leaderless` is set.
+pub(crate) struct TestNode {
+    store: Arc<RwLock<kv::Store>>,
+    next_client_sequence: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) barriers: AtomicU64,
+    pub(crate) leaderless: AtomicBool,
+}
+
+impl TestNode {
+    pub(crate) fn start() -> (Arc<TestNode>, NodeHandle) {
+        let node = Arc::new(TestNode {
+            store: Arc::new(RwLock::new(kv::Store::default())),
+            next_client_sequence: AtomicU64::new(1),
+            writes: AtomicU64::new(0),
+            barriers: AtomicU64::new(0),
+            leaderless: AtomicBool::new(false),
+        });
+        let handle = NodeHandle::new(node.clone());
+        (node, handle)
+    }
+}
+
+impl NodeApi for TestNode {
+    fn write(&self, mut command: kv::Command) -> BoxFuture<'static, Result<kv::Response, ServerError>> {
+        if self.leaderless.load(Ordering::SeqCst) {
+            return async { Err(ServerError::NoLeader) }.boxed();
+        }
+        if command.request_id.is_none() {
+            // As the real node: writes without an id get one of the node's own.
+            let sequence = self.next_client_sequence.fetch_add(1, Ordering::SeqCst);
+            command.request_id = Some(kv::RequestId { client_id: u64::MAX, sequence });
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let store = self.store.clone();
+        async move {
+            let mut store = store.write().await;
+            let index = store.applied_index() + 1;
+            store.apply(index, &command).result.map_err(ServerError::Kv)
+        }
+        .boxed()
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'static, Result<(), ServerError>> {
+        self.barriers.fetch_add(1, Ordering::SeqCst);
+        let result = if self.leaderless.load(Ordering::SeqCst) { Err(ServerError::NoLeader) } else { Ok(()) };
+        async move { result }.boxed()
+    }
+
+    fn store(&self) -> Arc<RwLock<kv::Store>> {
+        self.store.clone()
+    }
+
+    fn status(&self) -> NodeStatus {
+        let (revision, applied_index) =
+            self.store.try_read().map(|store| (store.current_revision(), store.applied_index())).unwrap_or((0, 0));
+        NodeStatus {
+            member_id: MEMBER_ID,
+            cluster_id: CLUSTER_ID,
+            leader: if self.leaderless.load(Ordering::SeqCst) { 0 } else { MEMBER_ID },
+            term: TERM,
+            commit_index: applied_index,
+            applied_index,
+            revision,
+            db_size_bytes: 4096,
+            is_learner: false,
+        }
+    }
+
+    fn members(&self) -> Vec<Member> {
+        vec![Member {
+            id: MEMBER_ID,
+            name: "solo".into(),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+            client_urls: vec!["http://127.0.0.1:2379".into()],
+            is_learner: false,
+        }]
+    }
+}
