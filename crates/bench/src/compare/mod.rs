@@ -1,0 +1,375 @@
+//! `raftkv bench compare`: a 3-node etcd and a 3-node raftkv on this machine, the same
+//! workloads against each in interleaved rounds, one table.
+//!
+//! Each round starts each system's cluster afresh (data directories on disk, never tmpfs;
+//! fsync on, as both servers default to), runs the table's workloads against it, samples the
+//! nodes' CPU time around each measured phase and their peak memory at the end, and kills
+//! it. Every process is killed when the comparison ends, fails, panics, or gets Ctrl-C or
+//! SIGTERM.
+
+mod cluster;
+mod filesystem;
+mod process_stats;
+mod report;
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::args::{seconds_to_duration, Workload};
+use crate::runner::{run, RunConfig, RunLimit};
+pub use cluster::{node_arguments, Cluster, ClusterSpec};
+pub use filesystem::{default_work_root, file_system_of, require_disk};
+pub use report::{ComparisonRow, SystemFigures};
+use report::{Measurement, Results};
+
+/// The Debian command that installs etcd.
+pub const ETCD_INSTALL_COMMAND: &str = "apt-get install -y etcd-server";
+/// Nodes per cluster.
+const NODE_COUNT: usize = 3;
+/// How long a fresh cluster may take to serve.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Operations per workload in `--quick` mode.
+const QUICK_TOTAL_OPERATIONS: u64 = 300;
+
+/// A system under comparison.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum System {
+    /// etcd (Debian's `etcd-server`).
+    Etcd,
+    /// raftkv (`raftkv serve`).
+    Raftkv,
+}
+
+impl System {
+    /// `etcd` or `raftkv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Etcd => "etcd",
+            System::Raftkv => "raftkv",
+        }
+    }
+}
+
+/// One row of the table: a workload and its concurrency.
+#[derive(Debug, Clone, Copy)]
+pub struct TableWorkload {
+    /// What each operation does.
+    pub workload: Workload,
+    /// Concurrent clients.
+    pub clients: usize,
+}
+
+impl TableWorkload {
+    /// Row label, e.g. `put, 64 clients`.
+    pub fn label(&self) -> String {
+        let name = match self.workload {
+            Workload::Range => "range linearizable",
+            Workload::RangeSerializable => "range serializable",
+            other => other.name(),
+        };
+        let plural = if self.clients == 1 { "" } else { "s" };
+        format!("{name}, {} client{plural}", self.clients)
+    }
+}
+
+/// The table's workloads, in the order they run on each cluster.
+pub const TABLE_WORKLOADS: [TableWorkload; 4] = [
+    TableWorkload { workload: Workload::Put, clients: 1 },
+    TableWorkload { workload: Workload::Put, clients: 64 },
+    TableWorkload { workload: Workload::Range, clients: 64 },
+    TableWorkload { workload: Workload::RangeSerializable, clients: 64 },
+];
+
+/// Flags of `raftkv bench compare`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Systems to run, comma separated, in this order within each round.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [System::Etcd, System::Raftkv])]
+    pub systems: Vec<System>,
+    /// The etcd binary.
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd_bin: PathBuf,
+    /// The raftkv binary, started as `raftkv serve` (default: this executable).
+    #[arg(long)]
+    pub raftkv_bin: Option<PathBuf>,
+    /// Rounds; each runs every system once (etcd, raftkv, etcd, raftkv, ...).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Measured seconds per workload per round.
+    #[arg(long = "duration", visible_alias = "duration-seconds", default_value_t = 10.0)]
+    pub duration_seconds: f64,
+    /// Unmeasured seconds of load before each measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_seconds: f64,
+    /// CI smoke mode: one round, a few hundred operations per workload, no warmup.
+    #[arg(long)]
+    pub quick: bool,
+    /// Parent of the data directories (must be on disk; default $CARGO_TARGET_DIR, ./target or .).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// First port: etcd uses base..base+2 (clients) and base+10.. (peers); raftkv base+100 onwards.
+    #[arg(long, default_value_t = 23790)]
+    pub base_port: u16,
+    /// gRPC connections of the multi-client workloads (spread over the 3 nodes).
+    #[arg(long = "conns", default_value_t = 8)]
+    pub connections: usize,
+    /// Keys preloaded for the range workloads.
+    #[arg(long = "preload", default_value_t = 10_000)]
+    pub preload_keys: u64,
+    /// Key length in bytes.
+    #[arg(long = "key-size", default_value_t = 8)]
+    pub key_size_bytes: usize,
+    /// Value length in bytes.
+    #[arg(long = "value-size", default_value_t = 256)]
+    pub value_size_bytes: usize,
+    /// Seed of the key choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Install etcd with apt-get if it is missing (needs root).
+    #[arg(long)]
+    pub install_etcd: bool,
+    /// Keep the data directories and logs afterwards.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Print the table as one JSON array on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the comparison described by `args` and prints its table.
+pub fn main_with_args(args: CompareArgs) -> Result<()> {
+    if args.systems.is_empty() || args.rounds == 0 {
+        bail!("--systems must name a system and --rounds must be at least 1");
+    }
+    let programs = resolve_programs(&args)?;
+    let work_root = args.work_dir.clone().unwrap_or_else(default_work_root);
+    std::fs::create_dir_all(&work_root).with_context(|| format!("creating {}", work_root.display()))?;
+    require_disk(&work_root)?;
+    let work_directory = tempfile::Builder::new()
+        .prefix("raftkv-bench-compare-")
+        .tempdir_in(&work_root)
+        .with_context(|| format!("creating a directory in {}", work_root.display()))?;
+    eprintln!("bench compare: data directories under {}", work_directory.path().display());
+    let plan = Plan { args: args.clone(), programs, directory: work_directory.path().to_path_buf() };
+    let runtime = crate::build_runtime()?;
+    let results = runtime.block_on(async {
+        tokio::select! {
+            results = plan.run_rounds() => results,
+            signal = shutdown_signal() => Err(anyhow!("stopped by {}; servers killed", signal?)),
+        }
+    })?;
+    if args.keep_data {
+        eprintln!("bench compare: kept {}", work_directory.keep().display());
+    }
+    let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
+    let rows = report::rows(&results, &labels, &args.systems);
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print!("{}", report::render(&rows, &args.systems, &results));
+    }
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM and names it.
+async fn shutdown_signal() -> Result<&'static str> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.map(|()| "Ctrl-C").map_err(Into::into),
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
+}
+
+/// The binary and leading arguments of each system.
+#[derive(Debug, Clone)]
+struct Programs {
+    etcd: PathBuf,
+    raftkv: PathBuf,
+}
+
+fn resolve_programs(args: &CompareArgs) -> Result<Programs> {
+    if args.systems.contains(&System::Etcd) {
+        ensure_etcd(args)?;
+    }
+    let raftkv = match &args.raftkv_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("finding the current executable")?,
+    };
+    if args.systems.contains(&System::Raftkv) && !raftkv.is_file() {
+        bail!("raftkv binary {} not found (pass --raftkv-bin)", raftkv.display());
+    }
+    Ok(Programs { etcd: args.etcd_bin.clone(), raftkv })
+}
+
+/// Fails with the install command when etcd is missing, or installs it with `--install-etcd` as root.
+fn ensure_etcd(args: &CompareArgs) -> Result<()> {
+    if args.etcd_bin.is_file() {
+        return Ok(());
+    }
+    let missing = format!("etcd not found at {}", args.etcd_bin.display());
+    if !args.install_etcd {
+        bail!("{missing}; install it with `{ETCD_INSTALL_COMMAND}` (as root; or pass --install-etcd), or leave it out with --systems raftkv");
+    }
+    if !process_stats::running_as_root() {
+        bail!("{missing}; --install-etcd needs root: run `sudo {ETCD_INSTALL_COMMAND}`");
+    }
+    for command in ["apt-get update", ETCD_INSTALL_COMMAND] {
+        eprintln!("bench compare: running {command}");
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap_or("apt-get");
+        let status = std::process::Command::new(program).args(words).status().with_context(|| command.to_string())?;
+        if !status.success() {
+            bail!("`{command}` failed ({status})");
+        }
+    }
+    if !args.etcd_bin.is_file() {
+        bail!("{missing} even after `{ETCD_INSTALL_COMMAND}`");
+    }
+    Ok(())
+}
+
+/// A resolved comparison: what to run and where.
+struct Plan {
+    args: CompareArgs,
+    programs: Programs,
+    directory: PathBuf,
+}
+
+impl Plan {
+    /// Every round, each system in turn on a fresh cluster.
+    async fn run_rounds(&self) -> Result<Results> {
+        let mut results = Results::default();
+        let rounds = if self.args.quick { 1 } else { self.args.rounds };
+        let ticks_per_second = process_stats::ticks_per_second() as f64;
+        for round in 1..=rounds {
+            for &system in &self.args.systems {
+                let spec = self.cluster_spec(system, round);
+                eprintln!("bench compare: round {round}/{rounds}: starting 3-node {}", system.name());
+                let mut cluster = Cluster::start(&spec)?;
+                cluster.wait_ready(READY_TIMEOUT).await?;
+                for (row, table_workload) in TABLE_WORKLOADS.iter().enumerate() {
+                    let preloaded = TABLE_WORKLOADS[..row].iter().any(is_read);
+                    let measurement = self.measure(&mut cluster, table_workload, preloaded, ticks_per_second).await;
+                    let measurement =
+                        measurement.with_context(|| format!("{} on {}", table_workload.label(), system.name()))?;
+                    report_run(round, system, table_workload, &measurement);
+                    results.record(row, system, &measurement);
+                }
+                results.record_peak_resident(system, &cluster.peak_resident_bytes()?);
+                cluster.stop();
+                if !self.args.keep_data {
+                    let _ = std::fs::remove_dir_all(&spec.directory);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    fn cluster_spec(&self, system: System, round: u32) -> ClusterSpec {
+        let (program, leading_arguments, offset) = match system {
+            System::Etcd => (self.programs.etcd.clone(), Vec::new(), 0),
+            System::Raftkv => (self.programs.raftkv.clone(), vec!["serve".to_string()], 100),
+        };
+        ClusterSpec {
+            program,
+            leading_arguments,
+            node_count: NODE_COUNT,
+            client_port: self.args.base_port + offset,
+            peer_port: self.args.base_port + offset + 10,
+            directory: self.directory.join(format!("round-{round}-{}", system.name())),
+        }
+    }
+
+    /// Runs one workload on `cluster`, sampling the nodes' CPU time when measuring starts
+    /// and after it ends. `preloaded`: an earlier workload on this cluster already wrote the keys.
+    async fn measure(
+        &self,
+        cluster: &mut Cluster,
+        table_workload: &TableWorkload,
+        preloaded: bool,
+        ticks_per_second: f64,
+    ) -> Result<Measurement> {
+        let config = self.run_config(cluster, table_workload, preloaded)?;
+        let ticks_at_start = Cell::new(None);
+        let sample = || ticks_at_start.set(Some(cluster.cpu_ticks()));
+        let outcome = run(&config, &sample).await?;
+        let ticks_at_end = cluster.cpu_ticks()?;
+        let ticks_at_start = ticks_at_start.take().ok_or_else(|| anyhow!("measurement never started"))??;
+        cluster.require_running()?;
+        Ok(Measurement {
+            operations: outcome.summary.operations,
+            errors: outcome.summary.errors,
+            elapsed_seconds: outcome.summary.elapsed_seconds,
+            cpu_seconds: ticks_at_end.saturating_sub(ticks_at_start) as f64 / ticks_per_second,
+            histogram: outcome.histogram,
+        })
+    }
+
+    fn run_config(&self, cluster: &Cluster, table_workload: &TableWorkload, preloaded: bool) -> Result<RunConfig> {
+        let args = &self.args;
+        let (limit, warmup, preload_keys) = if args.quick {
+            (RunLimit::Total(QUICK_TOTAL_OPERATIONS), Duration::ZERO, args.preload_keys.min(QUICK_TOTAL_OPERATIONS))
+        } else {
+            let duration = seconds_to_duration("--duration", args.duration_seconds)?;
+            (
+                RunLimit::Duration(duration),
+                seconds_to_duration("--warmup-seconds", args.warmup_seconds)?,
+                args.preload_keys,
+            )
+        };
+        let config = RunConfig {
+            endpoints: cluster.endpoints(),
+            clients: table_workload.clients,
+            connections: args.connections.clamp(1, table_workload.clients),
+            limit,
+            warmup,
+            key_size_bytes: args.key_size_bytes,
+            value_size_bytes: args.value_size_bytes,
+            key_space: crate::args::DEFAULT_KEY_SPACE,
+            preload_keys,
+            skip_preload: preloaded,
+            workload: table_workload.workload,
+            read_percent: 50,
+            seed: args.seed,
+            request_timeout: Duration::from_secs(10),
+            show_progress: !args.json,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn is_read(table_workload: &TableWorkload) -> bool {
+    matches!(table_workload.workload, Workload::Range | Workload::RangeSerializable)
+}
+
+fn report_run(round: u32, system: System, table_workload: &TableWorkload, measurement: &Measurement) {
+    let latency = measurement.histogram.summary();
+    eprintln!(
+        "bench compare: round {round} {}: {}: {:.0} ops/s, p50 {} ms, p99 {} ms, {} errors, {:.2} cpu-s",
+        system.name(),
+        table_workload.label(),
+        crate::stats::throughput(measurement.operations, measurement.elapsed_seconds),
+        crate::stats::milliseconds(latency.p50_microseconds),
+        crate::stats::milliseconds(latency.p99_microseconds),
+        measurement.errors,
+        measurement.cpu_seconds
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_labels() {
+        let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
+        assert_eq!(
+            labels,
+            ["put, 1 client", "put, 64 clients", "range linearizable, 64 clients", "range serializable, 64 clients"]
+        );
+    }
+}
