@@ -82,7 +82,7 @@ fn commit_throughput(criterion: &mut Criterion) {
             cluster.drive();
             assert_eq!(cluster.applied_entries - before, 3 * batch_size as u64, "every node applies the batch");
             rounds += 1;
-            if rounds % 64 == 0 {
+            if rounds.is_multiple_of(64) {
                 cluster.compact();
             }
         });
