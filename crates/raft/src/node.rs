@@ -124,6 +124,8 @@ struct PersistRecord {
     last_entry: Option<(Index, Term)>,
     snapshot_index: Option<Index>,
     held_messages: Vec<Message>,
+    /// The candidate's vote for itself in this term becomes durable with this record.
+    self_vote_term: Option<Term>,
 }
 
 /// A ReadIndex request waiting for leadership confirmation (thesis §6.4).
@@ -179,6 +181,9 @@ pub struct RawNode<S: Storage> {
     /// While set, this node neither votes nor campaigns (see `Config::abstain_until_caught_up`);
     /// `Some(0)` until a leader announced its commit index, then `Some(target)`.
     abstain_until: Option<Index>,
+    /// A candidate counts its own vote only once the hard state recording it is durable
+    /// (Figure 2: persist before acting); set until that hard state is handed out.
+    self_vote_waiting: Option<Term>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -191,13 +196,18 @@ impl<S: Storage> RawNode<S> {
             return Err(ConfigError("storage holds no voters".into()));
         }
         let log = RaftLog::new(storage, hard_state.commit, config.applied);
-        let soft_state = SoftState { role: Role::Follower, leader: NO_NODE, term: hard_state.term };
+        // A crash may keep entries of a term whose hard state was not yet durable. Never
+        // campaign into a term already in our log (Log Matching, §5.3). No vote in that term
+        // was ever sent: votes leave only after the hard state holding them is durable.
+        let term = hard_state.term.max(log.last_term());
+        let vote = if term > hard_state.term { NO_NODE } else { hard_state.vote };
+        let soft_state = SoftState { role: Role::Follower, leader: NO_NODE, term };
         let mut node = RawNode {
             rng: SplitMix64::new(config.random_seed ^ config.id.rotate_left(32)),
             config,
             log,
-            term: hard_state.term,
-            vote: hard_state.vote,
+            term,
+            vote,
             role: Role::Follower,
             leader: NO_NODE,
             voters: initial.conf_state.voters.clone(),
@@ -222,12 +232,13 @@ impl<S: Storage> RawNode<S> {
             previous_hard_state: hard_state,
             previous_soft_state: soft_state,
             abstain_until: None,
+            self_vote_waiting: None,
         };
         let empty = node.log.last_index() == 0 && hard_state.term == 0;
         if node.config.abstain_until_caught_up && empty {
             node.abstain_until = Some(0);
         }
-        node.become_follower(hard_state.term, NO_NODE);
+        node.become_follower(term, NO_NODE);
         if !node.is_voter(node.config.id) {
             node.role = Role::Learner;
         }
@@ -357,11 +368,13 @@ impl<S: Storage> RawNode<S> {
             self.next_persist_sequence += 1;
             self.last_handed_sequence = sequence;
             ready.persist_sequence = sequence;
+            let self_vote_term = if ready.hard_state.is_some() { self.self_vote_waiting.take() } else { None };
             self.persist_queue.push_back(PersistRecord {
                 sequence,
                 last_entry: ready.entries.last().map(|entry| (entry.index, entry.term)),
                 snapshot_index: ready.snapshot.as_ref().map(|snapshot| snapshot.meta.index),
                 held_messages,
+                self_vote_term,
             });
         } else if let Some(record) = self.persist_queue.back_mut() {
             record.held_messages.extend(held_messages);
@@ -390,6 +403,9 @@ impl<S: Storage> RawNode<S> {
                 self.log.stable_to(index, term);
             }
             self.outbox.extend(record.held_messages);
+            if record.self_vote_term.is_some() && record.self_vote_term == Some(self.term) {
+                self.count_own_vote();
+            }
         }
         if self.role == Role::Leader {
             self.leader_self_persisted();
@@ -528,6 +544,7 @@ impl<S: Storage> RawNode<S> {
         self.randomized_election_ticks =
             self.config.election_ticks + self.rng.range(0, self.config.election_ticks as u64) as u32;
         self.votes.clear();
+        self.self_vote_waiting = None;
         self.progress.clear();
         self.pending_reads.clear();
         self.reads_before_commit.clear();
@@ -561,11 +578,17 @@ impl<S: Storage> RawNode<S> {
         self.request_votes(false);
     }
 
-    /// Sends (pre-)vote requests and counts this node's own vote (§5.2).
+    /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
+    /// pre-vote, once durable for a vote (see `self_vote_waiting`).
     fn request_votes(&mut self, pre_vote: bool) {
-        self.votes.push((self.config.id, true));
-        if self.tally() == VoteResult::Won {
-            return self.win_election(pre_vote);
+        if pre_vote {
+            self.votes.push((self.config.id, true));
+            if self.tally() == VoteResult::Won {
+                return self.win_election(pre_vote);
+            }
+        } else {
+            assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
+            self.self_vote_waiting = Some(self.term);
         }
         let term = self.term + u64::from(pre_vote);
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
@@ -580,6 +603,21 @@ impl<S: Storage> RawNode<S> {
             };
             let message = Message { from: self.config.id, to: voter, term, body };
             self.held.push(message);
+        }
+    }
+
+    fn count_own_vote(&mut self) {
+        if self.role != Role::Candidate || self.votes.iter().any(|(voter, _)| *voter == self.config.id) {
+            return;
+        }
+        self.votes.push((self.config.id, true));
+        match self.tally() {
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, NO_NODE);
+            }
+            VoteResult::Pending => {}
         }
     }
 
