@@ -22,7 +22,7 @@ use crate::args::{seconds_to_duration, Workload};
 use crate::runner::{run, RunConfig, RunLimit};
 pub use cluster::{node_arguments, Cluster, ClusterSpec};
 pub use filesystem::{default_work_root, file_system_of, require_disk};
-pub use report::{ComparisonRow, SystemFigures};
+pub use report::{ComparisonReport, ComparisonRow, SystemFigures};
 use report::{Measurement, Results};
 
 /// The Debian command that installs etcd.
@@ -134,7 +134,7 @@ pub struct CompareArgs {
     /// Keep the data directories and logs afterwards.
     #[arg(long)]
     pub keep_data: bool,
-    /// Print the table as one JSON array on stdout instead of text.
+    /// Print the table as one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -167,7 +167,7 @@ pub fn main_with_args(args: CompareArgs) -> Result<()> {
     let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
     let rows = report::rows(&results, &labels, &args.systems);
     if args.json {
-        println!("{}", serde_json::to_string(&rows)?);
+        println!("{}", serde_json::to_string(&ComparisonReport::new(rows, &results))?);
     } else {
         print!("{}", report::render(&rows, &args.systems, &results));
     }

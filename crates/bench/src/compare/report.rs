@@ -92,6 +92,27 @@ pub struct ComparisonRow {
     pub throughput_ratio_raftkv_to_etcd: Option<f64>,
 }
 
+/// The comparison as JSON: the table rows and each node's peak memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparisonReport {
+    /// One row per workload.
+    pub rows: Vec<ComparisonRow>,
+    /// Per system: each node's largest peak resident memory (`VmHWM`) over the rounds, in bytes.
+    pub peak_resident_bytes_per_node: BTreeMap<String, Vec<u64>>,
+}
+
+impl ComparisonReport {
+    /// Pairs `rows` with the peak memory of `results`.
+    pub fn new(rows: Vec<ComparisonRow>, results: &Results) -> Self {
+        let peak_resident_bytes_per_node = results
+            .peak_resident_bytes
+            .iter()
+            .map(|(system, peaks)| (system.name().to_string(), peaks.clone()))
+            .collect();
+        ComparisonReport { rows, peak_resident_bytes_per_node }
+    }
+}
+
 /// Builds the rows for `labels` (row index = label index) and `systems`.
 pub fn rows(results: &Results, labels: &[String], systems: &[System]) -> Vec<ComparisonRow> {
     labels
@@ -240,8 +261,9 @@ mod tests {
         assert!(text.contains("raftkv/etcd"), "{text}");
         assert!(text.contains("3.00"), "{text}");
         assert!(text.contains("peak RSS per node, etcd: 15.0 / 20.0 MiB"), "{text}");
-        let json = serde_json::to_value(&rows).unwrap();
-        assert_eq!(json[0]["throughput_ratio_raftkv_to_etcd"], 3.0);
+        let json = serde_json::to_value(ComparisonReport::new(rows, &results)).unwrap();
+        assert_eq!(json["rows"][0]["throughput_ratio_raftkv_to_etcd"], 3.0);
+        assert_eq!(json["peak_resident_bytes_per_node"]["etcd"][1], 20 * 1024 * 1024);
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! Runs the load generator against a real etcd (Debian's `etcd-server`, `/usr/bin/etcd`)
+//! started by the test: every workload completes its operations without errors. No timing
+//! is asserted. Skipped, with a message, when etcd is not installed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bench::compare::{self, Cluster, ClusterSpec, CompareArgs, System};
+use bench::{RunConfig, RunLimit, Workload};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+fn etcd_installed() -> bool {
+    if Path::new(ETCD).is_file() {
+        return true;
+    }
+    eprintln!("SKIPPED: {ETCD} is missing; install it with `apt-get install -y etcd-server` to run this test");
+    false
+}
+
+/// A port range of `width` ports, all free right now (probing a few random bases).
+fn free_port_range(width: u16) -> u16 {
+    for _ in 0..50 {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        if base.checked_add(width).is_some_and(|end| end < u16::MAX)
+            && (base..base + width).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free range of {width} ports");
+}
+
+fn work_directory() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn config(endpoint: &str, workload: Workload) -> RunConfig {
+    RunConfig {
+        endpoints: vec![endpoint.to_string()],
+        clients: 8,
+        connections: 2,
+        limit: RunLimit::Total(300),
+        warmup: Duration::from_millis(200),
+        key_size_bytes: 8,
+        value_size_bytes: 256,
+        key_space: 1000,
+        preload_keys: 200,
+        skip_preload: false,
+        workload,
+        read_percent: 50,
+        seed: 7,
+        request_timeout: Duration::from_secs(10),
+        show_progress: false,
+    }
+}
+
+#[test]
+fn every_workload_completes_against_a_single_node_etcd() {
+    if !etcd_installed() {
+        return;
+    }
+    let directory = work_directory();
+    let base = free_port_range(2);
+    let spec = ClusterSpec {
+        program: PathBuf::from(ETCD),
+        leading_arguments: Vec::new(),
+        node_count: 1,
+        client_port: base,
+        peer_port: base + 1,
+        directory: directory.path().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start(&spec).unwrap();
+    runtime.block_on(cluster.wait_ready(Duration::from_secs(30))).unwrap();
+    let endpoint = cluster.endpoints()[0].clone();
+    for workload in [Workload::Put, Workload::Range, Workload::RangeSerializable, Workload::TxnCas, Workload::Mixed] {
+        let measurement_starts = std::cell::Cell::new(0);
+        let outcome = runtime
+            .block_on(bench::run(&config(&endpoint, workload), &|| {
+                measurement_starts.set(measurement_starts.get() + 1)
+            }))
+            .unwrap_or_else(|error| panic!("{workload:?}: {error:#}"));
+        assert_eq!(measurement_starts.get(), 1);
+        let summary = &outcome.summary;
+        assert_eq!(summary.errors, 0, "{workload:?}: {summary:?}");
+        assert_eq!(summary.operations, 300, "{workload:?}: {summary:?}");
+        assert_eq!(outcome.histogram.count(), 300);
+        assert!(summary.first_error.is_none());
+        let json: serde_json::Value = serde_json::from_str(&summary.to_json().unwrap()).unwrap();
+        assert_eq!(json["operations"], 300);
+    }
+    cluster.require_running().unwrap();
+}
+
+#[test]
+fn duration_runs_stop_by_themselves() {
+    if !etcd_installed() {
+        return;
+    }
+    let directory = work_directory();
+    let base = free_port_range(2);
+    let spec = ClusterSpec {
+        program: PathBuf::from(ETCD),
+        leading_arguments: Vec::new(),
+        node_count: 1,
+        client_port: base,
+        peer_port: base + 1,
+        directory: directory.path().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start(&spec).unwrap();
+    runtime.block_on(cluster.wait_ready(Duration::from_secs(30))).unwrap();
+    let config = RunConfig {
+        limit: RunLimit::Duration(Duration::from_millis(500)),
+        ..config(&cluster.endpoints()[0], Workload::Put)
+    };
+    let outcome = runtime.block_on(bench::run(&config, &|| {})).unwrap();
+    assert_eq!(outcome.summary.errors, 0, "{:?}", outcome.summary);
+    assert!(outcome.summary.operations > 0, "{:?}", outcome.summary);
+}
+
+#[test]
+fn quick_comparison_against_a_three_node_etcd() {
+    if !etcd_installed() {
+        return;
+    }
+    let directory = work_directory();
+    let args = CompareArgs {
+        systems: vec![System::Etcd],
+        etcd_bin: PathBuf::from(ETCD),
+        raftkv_bin: None,
+        rounds: 1,
+        duration_seconds: 1.0,
+        warmup_seconds: 0.0,
+        quick: true,
+        work_dir: Some(directory.path().to_path_buf()),
+        base_port: free_port_range(13),
+        connections: 8,
+        preload_keys: 300,
+        key_size_bytes: 8,
+        value_size_bytes: 256,
+        seed: 1,
+        install_etcd: false,
+        keep_data: false,
+        json: true,
+    };
+    compare::main_with_args(args).unwrap();
+}
