@@ -1,0 +1,333 @@
+//! Test harness: clusters of real server processes on loopback, started with etcd's
+//! flags, so the same code starts `raftkv serve` or a real `etcd` 3.4 for comparison.
+//!
+//! Every wait is bounded ([`WAIT_MAX`]) and fails with a message and the servers' logs;
+//! dropping a [`Cluster`] SIGKILLs its processes (also when a test panics).
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest any wait in the harness may take.
+pub const WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Pause between polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Bytes of each server log shown when a wait fails.
+const LOG_TAIL_BYTES: usize = 3000;
+
+/// Which server a cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// This repository's `raftkv serve`.
+    Raftkv,
+    /// Debian's `etcd` (package `etcd-server`), for output comparisons.
+    Etcd,
+}
+
+/// One member: its URLs, data directory and (while running) its process.
+pub struct Node {
+    /// `--name`.
+    pub name: String,
+    /// Client URL (`http://127.0.0.1:port`).
+    pub client_url: String,
+    /// Peer URL.
+    pub peer_url: String,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// A cluster of real processes on loopback ports, in a temporary directory.
+pub struct Cluster {
+    /// The members, in `--initial-cluster` order.
+    pub nodes: Vec<Node>,
+    kind: ServerKind,
+    binary: PathBuf,
+    initial_cluster: String,
+    extra_arguments: Vec<String>,
+    directory: tempfile::TempDir,
+}
+
+/// A free loopback port (the OS picks it; it is released for the server to bind).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("bound address").port()
+}
+
+/// The `etcd` binary, or a panic telling how to install it.
+fn etcd_binary() -> PathBuf {
+    let candidates = [PathBuf::from("/usr/bin/etcd"), PathBuf::from("/usr/local/bin/etcd")];
+    candidates.into_iter().find(|path| path.is_file()).unwrap_or_else(|| {
+        panic!("this test compares with a real etcd 3.4: install Debian's `etcd-server` (apt-get install etcd-server)")
+    })
+}
+
+impl Cluster {
+    /// Starts `size` raftkv members and waits until they agree on a leader.
+    pub async fn start_raftkv(size: usize) -> Cluster {
+        Cluster::start(ServerKind::Raftkv, size).await
+    }
+
+    /// Starts `size` etcd members and waits until they agree on a leader.
+    pub async fn start_etcd(size: usize) -> Cluster {
+        Cluster::start(ServerKind::Etcd, size).await
+    }
+
+    /// Starts a cluster of `kind` and waits for a leader.
+    pub async fn start(kind: ServerKind, size: usize) -> Cluster {
+        Cluster::start_with_arguments(kind, size, &[]).await
+    }
+
+    /// Starts a cluster of `kind` whose members also get `extra_arguments`, and waits for a leader.
+    pub async fn start_with_arguments(kind: ServerKind, size: usize, extra_arguments: &[&str]) -> Cluster {
+        assert!((1..=7).contains(&size), "clusters of 1 to 7 members");
+        let binary = match kind {
+            ServerKind::Raftkv => PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
+            ServerKind::Etcd => etcd_binary(),
+        };
+        let directory = tempfile::Builder::new().prefix("raftkv-cluster-").tempdir().expect("temporary directory");
+        let nodes: Vec<Node> = (0..size)
+            .map(|index| {
+                let name = format!("n{index}");
+                Node {
+                    client_url: format!("http://127.0.0.1:{}", free_port()),
+                    peer_url: format!("http://127.0.0.1:{}", free_port()),
+                    data_dir: directory.path().join(format!("{name}.data")),
+                    log_path: directory.path().join(format!("{name}.log")),
+                    name,
+                    child: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        let initial_cluster =
+            nodes.iter().map(|node| format!("{}={}", node.name, node.peer_url)).collect::<Vec<_>>().join(",");
+        let extra_arguments = extra_arguments.iter().map(|argument| argument.to_string()).collect();
+        let mut cluster = Cluster { nodes, kind, binary, initial_cluster, extra_arguments, directory };
+        for index in 0..size {
+            cluster.spawn(index, "new");
+        }
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    /// Which server this cluster runs.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// Starts member `index` with `--initial-cluster-state state`.
+    fn spawn(&mut self, index: usize, state: &str) {
+        let initial_cluster = self.initial_cluster.clone();
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none(), "{} is already running", node.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log_path).expect("open the log");
+        let mut command = Command::new(&self.binary);
+        if self.kind == ServerKind::Raftkv {
+            command.arg("serve");
+        }
+        command
+            .args(["--name", &node.name])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--listen-client-urls", &node.client_url, "--advertise-client-urls", &node.client_url])
+            .args(["--listen-peer-urls", &node.peer_url, "--initial-advertise-peer-urls", &node.peer_url])
+            .args(["--initial-cluster", &initial_cluster, "--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "harness"])
+            .args(&self.extra_arguments)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log);
+        let child = command.spawn().unwrap_or_else(|error| panic!("cannot start {}: {error}", self.binary.display()));
+        node.child = Some(child);
+        node.starts += 1;
+    }
+
+    /// All client URLs, comma-separated (etcdctl's `--endpoints`).
+    pub fn endpoints(&self) -> String {
+        self.client_urls().join(",")
+    }
+
+    /// Client URLs of all members.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.client_url.clone()).collect()
+    }
+
+    /// Client URLs of running members.
+    pub fn running_client_urls(&self) -> Vec<String> {
+        self.nodes.iter().filter(|node| node.child.is_some()).map(|node| node.client_url.clone()).collect()
+    }
+
+    /// SIGKILLs member `index` and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let mut child = node.child.take().unwrap_or_else(|| panic!("{} is not running", node.name));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Restarts a killed member on its data directory.
+    pub fn restart(&mut self, index: usize) {
+        self.spawn(index, "new");
+    }
+
+    /// Deletes a stopped member's data directory and starts it with
+    /// `--initial-cluster-state existing`, so it must catch up from the others.
+    pub fn wipe_and_restart_existing(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        assert!(node.child.is_none(), "stop {} before wiping it", node.name);
+        if node.data_dir.exists() {
+            std::fs::remove_dir_all(&node.data_dir).expect("remove the data directory");
+        }
+        self.spawn(index, "existing");
+    }
+
+    /// Fails the test (with every server's log) unless each running member is still alive.
+    pub fn assert_running(&mut self) {
+        let mut exited = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited.push(format!("{} exited with {status}", node.name));
+                }
+            }
+        }
+        if !exited.is_empty() {
+            panic!("{}\n{}", exited.join("; "), self.logs());
+        }
+    }
+
+    /// The tail of every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let log = std::fs::read(&node.log_path).unwrap_or_default();
+            let tail = &log[log.len().saturating_sub(LOG_TAIL_BYTES)..];
+            let _ = write!(
+                text,
+                "\n----- {} ({}) log tail -----\n{}",
+                node.name,
+                node.log_path.display(),
+                String::from_utf8_lossy(tail)
+            );
+        }
+        text
+    }
+
+    /// The temporary directory holding data directories and logs.
+    pub fn directory(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// Waits until every running member reports the same leader, itself a running member;
+    /// returns that member's index.
+    pub async fn wait_for_leader(&mut self) -> usize {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            self.assert_running();
+            let reason = match self.agreed_leader().await {
+                Ok(index) => return index,
+                Err(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                panic!("no agreed leader within {WAIT_MAX:?}: {reason}{}", self.logs());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The index of the leader all running members agree on, or why there is none.
+    async fn agreed_leader(&self) -> Result<usize, String> {
+        let mut leaders = Vec::new();
+        let mut member_ids = Vec::new();
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let status = member_status(&node.client_url).await.map_err(|error| format!("{}: {error}", node.name))?;
+            leaders.push(status.0);
+            member_ids.push(status.1);
+        }
+        let leader = leaders[0];
+        if leader == 0 || leaders.iter().any(|other| *other != leader) {
+            return Err(format!("leaders seen: {leaders:x?}"));
+        }
+        let running: Vec<usize> =
+            self.nodes.iter().enumerate().filter(|(_, node)| node.child.is_some()).map(|(index, _)| index).collect();
+        let position = member_ids
+            .iter()
+            .position(|id| *id == leader)
+            .ok_or_else(|| format!("leader {leader:x} is not running"))?;
+        Ok(running[position])
+    }
+}
+
+/// (leader id, own member id) as `Maintenance.Status` on `url` reports them.
+pub async fn member_status(url: &str) -> Result<(u64, u64), String> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2));
+    let mut client =
+        etcd_client::Client::connect([url], Some(options)).await.map_err(|error| format!("connect: {error}"))?;
+    let status = client.status().await.map_err(|error| format!("status: {error}"))?;
+    let member_id = status.header().map_or(0, |header| header.member_id());
+    Ok((status.leader(), member_id))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Output of a finished client command.
+#[derive(Debug)]
+pub struct CommandOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a program with `stdin` as input, killing it if it runs longer than [`WAIT_MAX`].
+pub async fn run_bounded(
+    program: &str,
+    arguments: &[String],
+    environment: &[(&str, &str)],
+    stdin: &str,
+) -> CommandOutput {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(arguments)
+        .envs(environment.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.as_bytes()).await.expect("write the command's input");
+    drop(input);
+    let output = tokio::time::timeout(WAIT_MAX, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} {arguments:?} did not finish within {WAIT_MAX:?}"))
+        .expect("collect the command's output");
+    CommandOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
