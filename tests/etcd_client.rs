@@ -228,7 +228,7 @@ async fn status_and_member_list_describe_the_cluster() {
     let leader = cluster.wait_for_leader().await;
     let mut leader_ids = Vec::new();
     for (index, node) in cluster.nodes.iter().enumerate() {
-        let mut client = connect(&[node.client_url.clone()]).await;
+        let mut client = connect(std::slice::from_ref(&node.client_url)).await;
         let status = client.status().await.expect("status");
         let header = status.header().expect("header");
         assert!(status.version().starts_with("3.4."), "{}", status.version());

@@ -53,6 +53,8 @@ impl Normalizer {
             (pattern(r#""version":"[^"]*""#), r#""version":"<VERSION>""#),
             (pattern(r#","isLearner":false"#), ""),
             (pattern(r"took = \S+"), "took = <DURATION>"),
+            // `endpoint hashkv`: the hash functions differ.
+            (pattern(r"(?m)^(http://\S+), \d+$"), "$1, <HASH>"),
             (
                 // The same row in `-w table`.
                 pattern(
@@ -147,7 +149,7 @@ fn key_value_steps() -> Vec<Step> {
         step(&["get", "", "--prefix", "-w", "json"]),
         step_with_input(&["put", "big"], &"x".repeat(1_000_000)),
         step_with_input(&["put", "big"], &"x".repeat(1_600_000)),
-        step(&["get", "big", "--count-only", "-w", "fields"]),
+        step(&["get", "big", "--keys-only"]),
         step(&["del", "big"]),
     ]
 }
@@ -192,6 +194,9 @@ fn member_and_endpoint_steps() -> Vec<Step> {
         step(&["endpoint", "status"]),
         step(&["endpoint", "status", "-w", "json"]),
         step(&["endpoint", "status", "-w", "table"]),
+        step(&["endpoint", "hashkv"]),
+        step(&["alarm", "list"]),
+        step(&["defrag"]),
     ]
 }
 

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest any wait in the harness may take.
@@ -56,10 +57,27 @@ pub struct Cluster {
     directory: tempfile::TempDir,
 }
 
-/// A free loopback port (the OS picks it; it is released for the server to bind).
+/// Lowest and highest port handed out: below Linux's ephemeral range (32768-60999), so
+/// client connections opened meanwhile cannot take a port between the check and the bind.
+const PORT_FIRST: u32 = 12_000;
+const PORT_LAST: u32 = 32_000;
+
+/// Ports handed out by this process so far.
+static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+
+/// A loopback port that is free now, distinct from every other one this process handed out
+/// (test binaries run one at a time; the process id spreads them apart anyway).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    listener.local_addr().expect("bound address").port()
+    let span = PORT_LAST - PORT_FIRST;
+    for _ in 0..span {
+        let turn = PORTS_HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        let candidate = PORT_FIRST + (std::process::id().wrapping_mul(7919).wrapping_add(turn)) % span;
+        let port = u16::try_from(candidate).expect("ports fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {PORT_FIRST} and {PORT_LAST}");
 }
 
 /// The `etcd` binary, or a panic telling how to install it.
