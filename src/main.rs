@@ -24,6 +24,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run one node of a cluster; takes etcd's flags (`raftkv serve` replaces `etcd`).
+    Serve(server::config::ServeArgs),
+    /// Start a local N-node cluster on loopback for trying raftkv out (Ctrl-C stops it).
+    Up(server::up::UpArgs),
+    /// Load generator over the etcd v3 API (drives raftkv or etcd), and the comparison with etcd.
+    Bench(bench::BenchArgs),
     /// Run the deterministic cluster simulator (or render a protocol scenario).
     Sim(SimArgs),
 }
@@ -62,10 +68,39 @@ struct SimArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A panic inside a run is caught and reported as a violation; print one line, not a backtrace.
-    std::panic::set_hook(Box::new(|info| eprintln!("raftkv: panic: {info}")));
     match cli.command {
-        Command::Sim(arguments) => run_sim_command(&arguments),
+        Command::Serve(arguments) => {
+            init_logging();
+            report(server::serve::run(arguments), "serve")
+        }
+        Command::Up(arguments) => report(server::up::run(arguments), "up"),
+        Command::Bench(arguments) => report(bench::main_with_args(arguments), "bench"),
+        Command::Sim(arguments) => {
+            // A panic inside a run is caught and reported as a violation; print one line, not a backtrace.
+            std::panic::set_hook(Box::new(|info| eprintln!("raftkv: panic: {info}")));
+            run_sim_command(&arguments)
+        }
+    }
+}
+
+/// Structured logs on stderr; `RUST_LOG` selects levels (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn report(result: anyhow::Result<()>, command: &str) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("raftkv {command}: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -14,5 +14,6 @@ pub mod grpc;
 pub mod handle;
 pub mod metrics;
 pub mod node;
+pub mod serve;
 pub mod transport;
 pub mod up;

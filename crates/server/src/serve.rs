@@ -1,0 +1,84 @@
+//! `raftkv serve`: one node, with etcd's flags, until SIGINT/SIGTERM.
+
+use std::future::Future;
+
+use crate::config::ServeArgs;
+use crate::grpc::{self, GrpcOptions};
+use crate::node;
+
+/// Runs a node until it is told to stop. Errors name what is wrong (bad flags, an
+/// unreadable data dir, a port in use, a failing disk).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("raftkv-io").build()?;
+    runtime.block_on(run_async(args, shutdown_signal()))
+}
+
+/// Runs a node until `shutdown` completes.
+pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let plan = node::plan(&args).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        name = %plan.local.name,
+        member = %format!("{:x}", plan.local.id),
+        cluster = %format!("{:x}", plan.cluster_id),
+        data_dir = %plan.data_dir.display(),
+        "starting raftkv"
+    );
+    let mut running = node::start(plan).await.map_err(anyhow::Error::msg)?;
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
+    let mut servers = Vec::new();
+    for listener in std::mem::take(&mut running.client_listeners) {
+        let address = listener.local_addr()?;
+        let handle = running.handle.clone();
+        let options = options.clone();
+        let mut stop = stop_receiver.clone();
+        servers.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = grpc::serve(listener, handle, options, stopped).await {
+                tracing::error!(%address, %error, "client server failed");
+            }
+        }));
+        tracing::info!(%address, "serving etcd v3 gRPC");
+    }
+    let raft_thread = running.take_raft_thread();
+    let raft_failed = async move {
+        let Some(thread) = raft_thread else { return std::future::pending().await };
+        tokio::task::spawn_blocking(move || thread.join()).await
+    };
+    let outcome = tokio::select! {
+        _ = shutdown => Ok(()),
+        result = raft_failed => match result {
+            Ok(Ok(Err(error))) => Err(anyhow::anyhow!("write-ahead log failed, stopping: {error}")),
+            Ok(Ok(Ok(()))) => Ok(()),
+            _ => Err(anyhow::anyhow!("the raft thread stopped unexpectedly")),
+        },
+    };
+    let _ = stop_sender.send(true);
+    for server in servers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    }
+    if let Err(error) = running.stop() {
+        tracing::error!(%error, "write-ahead log error while stopping");
+    }
+    tracing::info!("raftkv stopped");
+    outcome
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
