@@ -303,10 +303,8 @@ impl Progress {
             return Progress { task: None, bar: ProgressBar::hidden() };
         }
         let (length, template) = match config.limit {
-            RunLimit::Total(total) => (total, "{msg} [{bar:40}] {pos}/{len} ops ({per_sec}, eta {eta})"),
-            RunLimit::Duration(duration) => {
-                (duration.as_millis() as u64, "{msg} [{bar:40}] {elapsed} of the measured time")
-            }
+            RunLimit::Total(total) => (total, "{msg} [{bar:40}] {pos}/{len} ops (eta {eta})"),
+            RunLimit::Duration(duration) => (duration.as_millis() as u64, "{msg} [{bar:40}] {pos}/{len} ms measured"),
         };
         let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
         bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bench::compare::{self, Cluster, ClusterSpec, CompareArgs, System};
+use bench::compare::{self, Cluster, ClusterSpec, CompareArgs, System, Target};
 use bench::{RunConfig, RunLimit, Workload};
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -77,6 +77,7 @@ fn every_workload_completes_against_a_single_node_etcd() {
     let mut cluster = Cluster::start(&spec).unwrap();
     runtime.block_on(cluster.wait_ready(Duration::from_secs(30))).unwrap();
     let endpoint = cluster.endpoints()[0].clone();
+    assert_eq!(runtime.block_on(cluster.leader_endpoint()).unwrap(), endpoint);
     for workload in [Workload::Put, Workload::Range, Workload::RangeSerializable, Workload::TxnCas, Workload::Mixed] {
         let measurement_starts = std::cell::Cell::new(0);
         let outcome = runtime
@@ -139,6 +140,7 @@ fn quick_comparison_against_a_three_node_etcd() {
         quick: true,
         work_dir: Some(directory.path().to_path_buf()),
         base_port: free_port_range(13),
+        target: Target::Leader,
         connections: 8,
         preload_keys: 300,
         key_size_bytes: 8,

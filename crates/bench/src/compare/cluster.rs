@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use proto::etcdserverpb::kv_client::KvClient;
-use proto::etcdserverpb::RangeRequest;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use proto::etcdserverpb::{RangeRequest, StatusRequest};
 
 use super::process_stats::{cpu_ticks, peak_resident_bytes};
 use crate::client::{connect, status_error};
@@ -108,6 +109,21 @@ impl Cluster {
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
+    }
+
+    /// The client endpoint of the node that reports itself leader (Maintenance.Status: its
+    /// member id equals the leader id), or an error when no node does.
+    pub async fn leader_endpoint(&self) -> Result<String> {
+        for node in &self.nodes {
+            let channel = connect(&node.client_endpoint, PROBE_TIMEOUT).await?;
+            let status = MaintenanceClient::new(channel).status(StatusRequest {}).await.map_err(status_error)?;
+            let status = status.into_inner();
+            let member_id = status.header.map_or(0, |header| header.member_id);
+            if status.leader != 0 && status.leader == member_id {
+                return Ok(node.client_endpoint.clone());
+            }
+        }
+        bail!("no node reports itself leader in Maintenance.Status")
     }
 
     /// Fails, with the log's tail, if any node has exited.

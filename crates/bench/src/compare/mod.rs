@@ -53,6 +53,16 @@ impl System {
     }
 }
 
+/// Which nodes the benchmark clients talk to.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Connections spread over the 3 nodes (connection i to node i mod 3); a single
+    /// connection goes to node 1, leader or not.
+    All,
+    /// Every connection to the leader (found with Maintenance.Status before each workload).
+    Leader,
+}
+
 /// One row of the table: a workload and its concurrency.
 #[derive(Debug, Clone, Copy)]
 pub struct TableWorkload {
@@ -113,7 +123,10 @@ pub struct CompareArgs {
     /// First port: etcd uses base..base+2 (clients) and base+10.. (peers); raftkv base+100 onwards.
     #[arg(long, default_value_t = 23790)]
     pub base_port: u16,
-    /// gRPC connections of the multi-client workloads (spread over the 3 nodes).
+    /// Which nodes the clients talk to.
+    #[arg(long, value_enum, default_value_t = Target::All)]
+    pub target: Target,
+    /// gRPC connections of the multi-client workloads (spread over the nodes --target names).
     #[arg(long = "conns", default_value_t = 8)]
     pub connections: usize,
     /// Keys preloaded for the range workloads.
@@ -292,7 +305,11 @@ impl Plan {
         preloaded: bool,
         ticks_per_second: f64,
     ) -> Result<Measurement> {
-        let config = self.run_config(cluster, table_workload, preloaded)?;
+        let endpoints = match self.args.target {
+            Target::All => cluster.endpoints(),
+            Target::Leader => vec![cluster.leader_endpoint().await?],
+        };
+        let config = self.run_config(endpoints, table_workload, preloaded)?;
         let ticks_at_start = Cell::new(None);
         let sample = || ticks_at_start.set(Some(cluster.cpu_ticks()));
         let outcome = run(&config, &sample).await?;
@@ -308,7 +325,7 @@ impl Plan {
         })
     }
 
-    fn run_config(&self, cluster: &Cluster, table_workload: &TableWorkload, preloaded: bool) -> Result<RunConfig> {
+    fn run_config(&self, endpoints: Vec<String>, table_workload: &TableWorkload, preloaded: bool) -> Result<RunConfig> {
         let args = &self.args;
         let (limit, warmup, preload_keys) = if args.quick {
             (RunLimit::Total(QUICK_TOTAL_OPERATIONS), Duration::ZERO, args.preload_keys.min(QUICK_TOTAL_OPERATIONS))
@@ -321,7 +338,7 @@ impl Plan {
             )
         };
         let config = RunConfig {
-            endpoints: cluster.endpoints(),
+            endpoints,
             clients: table_workload.clients,
             connections: args.connections.clamp(1, table_workload.clients),
             limit,
