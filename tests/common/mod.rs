@@ -240,6 +240,11 @@ impl Cluster {
         text
     }
 
+    /// Everything member `index` logged so far (all its runs).
+    pub fn log(&self, index: usize) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.nodes[index].log_path).unwrap_or_default()).into_owned()
+    }
+
     /// The temporary directory holding data directories and logs.
     pub fn directory(&self) -> &Path {
         self.directory.path()
