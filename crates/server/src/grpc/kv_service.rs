@@ -2,8 +2,10 @@
 
 use kv::{Command, Operation, Response};
 use proto::etcdserverpb::{
-    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    kv_server::Kv,
+    range_request::{SortOrder, SortTarget},
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use proto::prost::Message;
 use tonic::{Request, Status};
@@ -81,6 +83,17 @@ impl KvService {
     }
 }
 
+/// etcd refuses sort orders and targets it does not know (`ErrGRPCInvalidSortOption`).
+fn check_sort_options(request: &RangeRequest) -> Result<(), Status> {
+    let order_known = SortOrder::try_from(request.sort_order).is_ok();
+    let target_known = SortTarget::try_from(request.sort_target).is_ok();
+    if order_known && target_known {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument("etcdserver: invalid sort option"))
+    }
+}
+
 fn unexpected(response: &Response) -> Status {
     Status::internal(format!("raftkv: unexpected state machine answer {response:?}"))
 }
@@ -89,6 +102,7 @@ fn unexpected(response: &Response) -> Status {
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<tonic::Response<RangeResponse>, Status> {
         let request = request.into_inner();
+        check_sort_options(&request)?;
         let mut response = self.read(request.serializable, |store| store.range(&request)).await?;
         response.header = self.header(response.header);
         Ok(tonic::Response::new(response))

@@ -137,6 +137,11 @@ async fn revision_errors_are_etcds() {
     assert_eq!(again.code(), Code::OutOfRange);
     let at_three = kv.range(RangeRequest { revision: 3, ..get("k") }).await.expect("at compaction revision");
     assert_eq!(at_three.into_inner().kvs[0].value, b"2");
+    let unknown_sort = kv.range(RangeRequest { sort_order: 7, ..get("k") }).await.expect_err("unknown sort order");
+    assert_eq!(
+        (unknown_sort.code(), unknown_sort.message()),
+        (Code::InvalidArgument, "etcdserver: invalid sort option")
+    );
     let empty = kv.range(get("")).await.expect_err("empty key");
     assert_eq!((empty.code(), empty.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
 }
