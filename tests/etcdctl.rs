@@ -168,6 +168,7 @@ fn txn_steps() -> Vec<Step> {
         step_with_input(&["txn"], failing),
         step_with_input(&["txn", "-w", "json"], succeeding),
         step_with_input(&["txn", "-w", "json"], nested_revision),
+        step_with_input(&["txn", "--interactive"], failing),
         step_with_input(&["txn"], duplicate),
         step_with_input(&["txn"], &too_many),
         step(&["get", "tx", "--prefix", "-w", "json"]),
@@ -188,6 +189,9 @@ fn compaction_steps() -> Vec<Step> {
 fn member_and_endpoint_steps() -> Vec<Step> {
     let unordered = |arguments: &[&str]| Step { unordered: true, ..step(arguments) };
     vec![
+        step(&["put", "through", "a-follower"]),
+        step(&["get", "through", "-w", "json"]),
+        step(&["get", "through", "--consistency=s"]),
         unordered(&["member", "list"]),
         unordered(&["member", "list", "-w", "table"]),
         step(&["endpoint", "health"]),
@@ -202,15 +206,17 @@ fn member_and_endpoint_steps() -> Vec<Step> {
 
 /// Runs every step against both clusters and reports all differences at once.
 async fn compare_with_etcd(steps: Vec<Step>, single_endpoint_steps: Vec<Step>) {
-    let etcd = Cluster::start_etcd(3).await;
+    let mut etcd = Cluster::start_etcd(3).await;
     let mut raftkv = Cluster::start_raftkv(3).await;
+    // Single-endpoint steps talk to a follower, so writes among them are forwarded.
+    let etcd_follower = etcd.client_urls()[(etcd.wait_for_leader().await + 1) % 3].clone();
+    let raftkv_follower = raftkv.client_urls()[(raftkv.wait_for_leader().await + 1) % 3].clone();
     let (etcd_normalizer, raftkv_normalizer) = (Normalizer::new(&etcd).await, Normalizer::new(&raftkv).await);
     let mut differences = Vec::new();
-    let first = |cluster: &Cluster| cluster.client_urls()[0].clone();
     let runs = steps
         .iter()
         .map(|step| (step, etcd.endpoints(), raftkv.endpoints()))
-        .chain(single_endpoint_steps.iter().map(|step| (step, first(&etcd), first(&raftkv))));
+        .chain(single_endpoint_steps.iter().map(|step| (step, etcd_follower.clone(), raftkv_follower.clone())));
     for (step, etcd_endpoints, raftkv_endpoints) in runs {
         let arguments: Vec<&str> = step.arguments.iter().map(String::as_str).collect();
         let expected = etcd_normalizer.apply(&etcdctl(&etcd_endpoints, &arguments, &step.stdin).await);
