@@ -133,6 +133,20 @@ mod tests {
     }
 
     #[test]
+    fn compare_defaults_to_both_systems_and_targets_the_leader_on_request() {
+        let args = parse(&["raftkv", "bench", "compare", "--target", "leader"]).unwrap();
+        let Some(BenchCommand::Compare(compare)) = args.command else { panic!("expected compare") };
+        assert_eq!(compare.systems, [compare::System::Etcd, compare::System::Raftkv]);
+        assert_eq!(compare.target, compare::Target::Leader);
+        assert!(compare.raftkv_bin.is_none());
+    }
+
+    #[test]
+    fn run_flags_and_compare_do_not_mix() {
+        assert!(parse(&["raftkv", "bench", "--clients", "4", "compare"]).is_err());
+    }
+
+    #[test]
     fn total_and_duration_conflict() {
         assert!(parse(&["raftkv", "bench", "--total", "5", "--duration", "1"]).is_err());
     }
@@ -144,6 +158,8 @@ mod tests {
         let Some(BenchCommand::Compare(compare)) = args.command else { panic!("expected compare") };
         assert!(compare.quick);
         assert_eq!(compare.systems, [compare::System::Etcd]);
+        assert_eq!(compare.target, compare::Target::All);
+        assert_eq!((compare.rounds, compare.connections, compare.preload_keys), (2, 8, 10_000));
         assert_eq!(compare.raftkv_bin.as_deref(), Some(std::path::Path::new("/x")));
     }
 }

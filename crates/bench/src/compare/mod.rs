@@ -173,7 +173,12 @@ pub fn main_with_args(args: CompareArgs) -> Result<()> {
             results = plan.run_rounds() => results,
             signal = shutdown_signal() => Err(anyhow!("stopped by {}; servers killed", signal?)),
         }
-    })?;
+    });
+    let results = match results {
+        Ok(results) => results,
+        // The servers are already killed; keep their data and logs for inspection.
+        Err(error) => return Err(error.context(format!("logs kept in {}", work_directory.keep().display()))),
+    };
     if args.keep_data {
         eprintln!("bench compare: kept {}", work_directory.keep().display());
     }
