@@ -484,6 +484,11 @@ impl<S: Storage> RawNode<S> {
         self.log.entries(self.log.first_index(), self.log.last_index() + 1, u64::MAX).unwrap_or_default()
     }
 
+    /// Entries `low..high` that are still in the log (persisted or not); empty if compacted.
+    pub fn entries(&self, low: Index, high: Index) -> Vec<Entry> {
+        self.log.entries(low.max(self.log.first_index()), high, u64::MAX).unwrap_or_default()
+    }
+
     /// Voting members.
     pub fn voters(&self) -> &[NodeId] {
         &self.voters

@@ -249,7 +249,10 @@ mod tests {
         oversized.extend_from_slice(&[0; 4]);
         assert!(matches!(decode_frame(&mut oversized), Err(CodecError::Oversized(_))));
         let mut buffer = BytesMut::new();
-        encode_frame(&wire::Handshake { protocol_version: 1, cluster_id: 5, from: 1, to: 2 }, &mut buffer);
+        encode_frame(
+            &wire::Handshake { protocol_version: 1, cluster_id: 5, from: 1, to: 2, ..Default::default() },
+            &mut buffer,
+        );
         let last = buffer.len() - 1;
         buffer[last] ^= 0x40;
         assert_eq!(decode_frame(&mut buffer), Err(CodecError::Checksum));

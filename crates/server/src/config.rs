@@ -55,6 +55,33 @@ pub struct ServeArgs {
     /// Seconds a client request may wait for Raft before failing with "request timed out".
     #[arg(long, default_value_t = 7)]
     pub request_timeout_seconds: u64,
+    /// Testing aid: dial these addresses instead of the named peers' advertised peer URLs
+    /// (`name=host:port,...`); member identities still come from the URLs. Lets a test put a
+    /// fault-injecting proxy on each directed link.
+    #[arg(long, default_value = "")]
+    pub peer_dial_overrides: String,
+    /// TEST ONLY, UNSAFE: serve linearizable reads locally without ReadIndex (a deliberately
+    /// broken build for checking that the chaos tests catch stale reads).
+    #[arg(long, hide = true)]
+    pub unsafe_local_reads: bool,
+    /// TEST ONLY: keep WAL writes in process memory until fsync, so SIGKILL loses unsynced
+    /// writes as a power failure would.
+    #[arg(long, hide = true)]
+    pub unsafe_wal_buffer_unsynced: bool,
+}
+
+/// Parses `name=host:port,...` of `--peer-dial-overrides`.
+pub fn parse_dial_overrides(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut overrides = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (name, address) =
+            item.split_once('=').ok_or_else(|| format!("--peer-dial-overrides: '{item}' is not name=host:port"))?;
+        if address.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            return Err(format!("--peer-dial-overrides: '{address}' is not host:port"));
+        }
+        overrides.insert(name.to_string(), address.to_string());
+    }
+    Ok(overrides)
 }
 
 /// A member named in `--initial-cluster`.

@@ -96,6 +96,9 @@ struct Reads {
     next_context: u64,
 }
 
+/// Least time between two introspection updates.
+const INTROSPECTION_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Settings of the loop.
 pub struct DriverOptions {
     /// Wall time of one Raft tick.
@@ -120,6 +123,11 @@ pub struct Driver {
     ticks: u64,
     last_snapshot_index: u64,
     soft_state: SoftState,
+    /// Latest Raft state as JSON for the dashboard (`/api/state`, `/api/events`).
+    introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
+    last_introspection: Instant,
+    last_introspected: (u64, u64, u64, u64, u64),
+    next_size_tick: u64,
 }
 
 impl Driver {
@@ -132,6 +140,7 @@ impl Driver {
         status: Arc<SharedStatus>,
         options: DriverOptions,
         token_seed: u64,
+        introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
     ) -> Driver {
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
@@ -149,6 +158,10 @@ impl Driver {
             ticks: 0,
             last_snapshot_index,
             soft_state,
+            introspection,
+            last_introspection: Instant::now(),
+            last_introspected: (0, 0, 0, 0, 0),
+            next_size_tick: 0,
         }
     }
 
@@ -282,7 +295,27 @@ impl Driver {
         }
         self.maybe_snapshot();
         self.publish_status();
+        self.maybe_publish_introspection();
         Ok(())
+    }
+
+    fn maybe_publish_introspection(&mut self) {
+        let now = Instant::now();
+        let key = (
+            self.node.term(),
+            self.node.last_index(),
+            self.node.commit_index(),
+            self.node.leader(),
+            self.node.applied_index(),
+        );
+        let changed = key != self.last_introspected;
+        let elapsed = now.duration_since(self.last_introspection);
+        if !(changed && elapsed >= INTROSPECTION_INTERVAL) && elapsed < Duration::from_secs(2) {
+            return;
+        }
+        self.last_introspection = now;
+        self.last_introspected = key;
+        let _ = self.introspection.send(Arc::new(crate::introspection::raft_state(&self.node)));
     }
 
     fn handle_ready(&mut self, ready: Ready) -> Result<(), wal::WalError> {
@@ -415,6 +448,11 @@ impl Driver {
         self.status.leader.store(self.node.leader(), Ordering::Relaxed);
         self.status.commit_index.store(hard_state.commit, Ordering::Relaxed);
         self.status.applied_index.store(self.node.applied_index(), Ordering::Relaxed);
+        if self.ticks >= self.next_size_tick {
+            self.next_size_tick = self.ticks + 50;
+            let size = crate::introspection::directory_size_bytes(self.node.storage().directory());
+            self.status.db_size_bytes.store(size as i64, Ordering::Relaxed);
+        }
         self.metrics.term.set(hard_state.term as i64);
         self.metrics.commit_index.set(hard_state.commit as i64);
         self.metrics.applied_index.set(self.node.applied_index() as i64);

@@ -12,6 +12,7 @@ pub mod config;
 pub mod driver;
 pub mod grpc;
 pub mod handle;
+pub mod introspection;
 pub mod metrics;
 pub mod node;
 pub mod serve;

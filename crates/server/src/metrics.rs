@@ -98,11 +98,13 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/health` (healthy when a leader is known) on `listener`.
+/// Serves `/metrics`, `/health` (healthy when a leader is known) and the routes of
+/// `extra` on `listener`.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    extra: axum::Router,
 ) -> std::io::Result<()> {
     use axum::routing::get;
     let metrics_route = {
@@ -122,7 +124,8 @@ pub async fn serve_http(
             }
         }
     };
-    let router = axum::Router::new().route("/metrics", get(metrics_route)).route("/health", get(health_route));
+    let router =
+        axum::Router::new().route("/metrics", get(metrics_route)).route("/health", get(health_route)).merge(extra);
     axum::serve(listener, router).await
 }
 

@@ -14,8 +14,9 @@ use tokio::sync::{oneshot, RwLock};
 use crate::config::{self, InitialMember, ServeArgs};
 use crate::driver::{Driver, DriverOptions, Input, SharedStatus};
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
+use crate::introspection::IntrospectionSource;
 use crate::metrics::Metrics;
-use crate::transport::{self, PeerDirectory, Transport};
+use crate::transport::{self, PeerDirectory, PeerInfo, Transport};
 
 /// Inputs queued for the Raft loop at most (client requests beyond it are refused).
 const INPUT_QUEUE_MAX: usize = 16_384;
@@ -97,9 +98,14 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
     let voters: Vec<u64> = plan.members.iter().map(|member| member.id).collect();
-    let wal_options = wal::WalOptions::new(plan.cluster_id, plan.local.id);
+    let mut wal_options = wal::WalOptions::new(plan.cluster_id, plan.local.id);
+    if args.unsafe_wal_buffer_unsynced {
+        tracing::warn!("TEST ONLY: WAL writes stay in memory until fsync (--unsafe-wal-buffer-unsynced)");
+        wal_options.file_system = Arc::new(wal::BufferedUntilSyncFileSystem);
+    }
     let conf = raft::ConfState { voters, learners: vec![] };
     let wal_dir = plan.data_dir.join("wal");
+    let fresh = !wal_dir.exists();
     let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
     let store = restore_store(&wal, kv_config)?;
@@ -108,15 +114,11 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     raft_config.election_ticks = (args.election_timeout / args.heartbeat_interval) as u32;
     raft_config.applied = store.applied_index();
     raft_config.random_seed = rand::random();
+    // A member joining (or rejoining with lost data) must not vote before it caught up.
+    raft_config.abstain_until_caught_up = fresh && args.initial_cluster_state == "existing";
     let node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
     let metrics = Metrics::new();
-    let peers: BTreeMap<u64, String> = plan
-        .members
-        .iter()
-        .filter(|member| member.id != plan.local.id)
-        .map(|member| Ok((member.id, config::parse_url(&member.peer_urls[0])?)))
-        .collect::<Result<_, String>>()?;
-    let directory = Arc::new(PeerDirectory { cluster_id: plan.cluster_id, local_id: plan.local.id, peers });
+    let directory = Arc::new(peer_directory(&plan)?);
     let transport = Transport::start(directory.clone(), metrics.clone());
     let (inputs, receiver) = sync_channel(INPUT_QUEUE_MAX);
     for url in config::split_urls(&args.listen_peer_urls) {
@@ -127,7 +129,18 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let store = Arc::new(RwLock::new(store));
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let options = DriverOptions { tick_interval, request_timeout_ticks, snapshot_count: args.snapshot_count };
-    let driver = Driver::new(node, store.clone(), transport, metrics.clone(), status.clone(), options, rand::random());
+    let (introspection_sender, introspection_receiver) =
+        tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
+    let driver = Driver::new(
+        node,
+        store.clone(),
+        transport,
+        metrics.clone(),
+        status.clone(),
+        options,
+        rand::random(),
+        introspection_sender,
+    );
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || driver.run(receiver))
@@ -140,12 +153,19 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         inputs: inputs.clone(),
         store,
         status: status.clone(),
-        members: member_list(&plan),
+        members: plan.members.clone(),
+        directory: directory.clone(),
+        unsafe_local_reads: args.unsafe_local_reads,
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
         request_size_bytes_max: args.max_request_bytes,
     };
     let handle = NodeHandle::new(Arc::new(api));
-    start_metrics(args, metrics.clone(), status).await?;
+    let introspection = IntrospectionSource {
+        updates: introspection_receiver,
+        directory: directory.clone(),
+        members: plan.members.iter().map(|member| (member.id, member.name.clone())).collect(),
+    };
+    start_http(args, metrics.clone(), status, introspection).await?;
     Ok(RunningNode { handle, client_listeners, metrics, inputs, raft_thread: Some(raft_thread) })
 }
 
@@ -167,14 +187,29 @@ fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, Str
     Ok(store)
 }
 
-async fn start_metrics(args: &ServeArgs, metrics: Arc<Metrics>, status: Arc<SharedStatus>) -> Result<(), String> {
+/// The node's HTTP endpoints besides `/metrics` and `/health`.
+fn http_routes(introspection: IntrospectionSource) -> axum::Router {
+    use axum::routing::get;
+    let state_source = introspection.clone();
+    axum::Router::new()
+        .route("/api/state", get(move || std::future::ready(state_source.state_response())))
+        .route("/api/events", get(move || std::future::ready(introspection.events_response())))
+}
+
+async fn start_http(
+    args: &ServeArgs,
+    metrics: Arc<Metrics>,
+    status: Arc<SharedStatus>,
+    introspection: IntrospectionSource,
+) -> Result<(), String> {
     for url in config::split_urls(&args.listen_metrics_urls) {
         let listener = bind(&url).await?;
         let status = status.clone();
         let healthy = Arc::new(move || status.leader.load(std::sync::atomic::Ordering::Relaxed) != 0);
         let metrics = metrics.clone();
+        let routes = http_routes(introspection.clone());
         tokio::spawn(async move {
-            if let Err(error) = crate::metrics::serve_http(listener, metrics, healthy).await {
+            if let Err(error) = crate::metrics::serve_http(listener, metrics, healthy, routes).await {
                 tracing::error!(%error, "metrics server stopped");
             }
         });
@@ -188,21 +223,30 @@ pub async fn bind(url: &str) -> Result<TcpListener, String> {
     TcpListener::bind(&address).await.map_err(|error| format!("cannot listen on {url}: {error}"))
 }
 
-fn member_list(plan: &NodePlan) -> Vec<Member> {
-    plan.members
-        .iter()
-        .map(|member| Member {
-            id: member.id,
-            name: member.name.clone(),
-            peer_urls: member.peer_urls.clone(),
-            client_urls: if member.id == plan.local.id {
-                config::split_urls(&plan.args.advertise_client_urls)
-            } else {
-                Vec::new()
-            },
-            is_learner: false,
-        })
-        .collect()
+fn peer_directory(plan: &NodePlan) -> Result<PeerDirectory, String> {
+    let overrides = config::parse_dial_overrides(&plan.args.peer_dial_overrides)?;
+    let mut peers = BTreeMap::new();
+    for member in plan.members.iter().filter(|member| member.id != plan.local.id) {
+        let address = match overrides.get(&member.name) {
+            Some(address) => address.clone(),
+            None => config::parse_url(&member.peer_urls[0])?,
+        };
+        peers.insert(member.id, address);
+    }
+    let local_info = PeerInfo {
+        name: plan.local.name.clone(),
+        client_urls: config::split_urls(&plan.args.advertise_client_urls),
+        http_urls: config::split_urls(&plan.args.listen_metrics_urls),
+    };
+    let mut known = BTreeMap::new();
+    known.insert(plan.local.id, local_info.clone());
+    Ok(PeerDirectory {
+        cluster_id: plan.cluster_id,
+        local_id: plan.local.id,
+        local_info,
+        peers,
+        known: std::sync::RwLock::new(known),
+    })
 }
 
 /// [`NodeApi`] over the Raft loop's input queue.
@@ -210,7 +254,9 @@ struct LocalNode {
     inputs: SyncSender<Input>,
     store: Arc<RwLock<kv::Store>>,
     status: Arc<SharedStatus>,
-    members: Vec<Member>,
+    members: Vec<InitialMember>,
+    directory: Arc<PeerDirectory>,
+    unsafe_local_reads: bool,
     request_timeout: Duration,
     request_size_bytes_max: usize,
 }
@@ -248,6 +294,9 @@ impl NodeApi for LocalNode {
     }
 
     fn read_barrier(&self) -> BoxFuture<'static, Result<(), ServerError>> {
+        if self.unsafe_local_reads {
+            return Box::pin(async { Ok(()) });
+        }
         let (respond, receiver) = oneshot::channel();
         self.submit(Input::Read { respond }, receiver)
     }
@@ -261,6 +310,19 @@ impl NodeApi for LocalNode {
     }
 
     fn members(&self) -> Vec<Member> {
-        self.members.clone()
+        let known = self.directory.known.read().map(|known| known.clone()).unwrap_or_default();
+        self.members
+            .iter()
+            .map(|member| {
+                let info = known.get(&member.id).cloned().unwrap_or_default();
+                Member {
+                    id: member.id,
+                    name: member.name.clone(),
+                    peer_urls: member.peer_urls.clone(),
+                    client_urls: info.client_urls,
+                    is_learner: false,
+                }
+            })
+            .collect()
     }
 }

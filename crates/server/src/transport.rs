@@ -27,15 +27,30 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 
+/// What a member tells others about itself in the handshake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// `--name`.
+    pub name: String,
+    /// Advertised client URLs.
+    pub client_urls: Vec<String>,
+    /// HTTP (metrics, dashboard) URLs.
+    pub http_urls: Vec<String>,
+}
+
 /// Who we are and who may talk to us.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PeerDirectory {
     /// The cluster id every handshake must carry.
     pub cluster_id: u64,
     /// This node's id.
     pub local_id: u64,
-    /// Every other member's id and peer address (`host:port`).
+    /// What this node tells its peers about itself.
+    pub local_info: PeerInfo,
+    /// Every other member's id and the address to dial (`host:port`).
     pub peers: BTreeMap<u64, String>,
+    /// What peers told us about themselves (from their handshakes).
+    pub known: std::sync::RwLock<BTreeMap<u64, PeerInfo>>,
 }
 
 /// Sends Raft messages to peers. Cheap to clone.
@@ -116,11 +131,15 @@ impl PeerWriter {
     async fn connect(&self) -> std::io::Result<TcpStream> {
         let mut stream = TcpStream::connect(&self.address).await?;
         stream.set_nodelay(true)?;
+        let local = &self.directory.local_info;
         let handshake = wire::Handshake {
             protocol_version: PROTOCOL_VERSION,
             cluster_id: self.directory.cluster_id,
             from: self.directory.local_id,
             to: self.peer,
+            name: local.name.clone(),
+            client_urls: local.client_urls.clone(),
+            http_urls: local.http_urls.clone(),
         };
         let mut buffer = BytesMut::new();
         codec::encode_frame(&handshake, &mut buffer);
@@ -272,6 +291,14 @@ impl<I> PeerReader<I> {
                 "addressed to member {:x}, this is {:x}",
                 handshake.to, self.directory.local_id
             )));
+        }
+        let info = PeerInfo {
+            name: handshake.name.chars().take(256).collect(),
+            client_urls: handshake.client_urls.into_iter().take(16).collect(),
+            http_urls: handshake.http_urls.into_iter().take(16).collect(),
+        };
+        if let Ok(mut known) = self.directory.known.write() {
+            known.insert(handshake.from, info);
         }
         Ok(handshake.from)
     }

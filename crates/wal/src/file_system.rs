@@ -110,3 +110,74 @@ impl FileSystem for StdFileSystem {
         File::open(path)?.sync_all()
     }
 }
+
+/// A test-only file system that keeps written bytes in process memory until
+/// [`WalFile::sync_data`]: a `SIGKILL` then loses everything not yet synced, as a power
+/// failure would lose the page cache. Used by chaos tests (`raftkv serve
+/// --unsafe-wal-buffer-unsynced`); never in production.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BufferedUntilSyncFileSystem;
+
+#[derive(Debug)]
+struct BufferedFile {
+    file: File,
+    /// Bytes written but not yet synced. Bounded by what the WAL writes between syncs.
+    pending: Vec<u8>,
+}
+
+impl WalFile for BufferedFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.write_all(&self.pending)?;
+        self.pending.clear();
+        self.file.sync_data()
+    }
+
+    fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
+        self.file.write_all(&self.pending)?;
+        self.pending.clear();
+        self.file.set_len(length_bytes)?;
+        self.file.seek(SeekFrom::Start(length_bytes))?;
+        self.file.sync_all()
+    }
+}
+
+impl FileSystem for BufferedUntilSyncFileSystem {
+    fn create_directory_all(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.create_directory_all(path)
+    }
+
+    fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
+        StdFileSystem.list_directory(path)
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        Ok(Box::new(BufferedFile { file, pending: Vec::new() }))
+    }
+
+    fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(BufferedFile { file, pending: Vec::new() }))
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        StdFileSystem.read_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFileSystem.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.remove_file(path)
+    }
+
+    fn sync_directory(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.sync_directory(path)
+    }
+}

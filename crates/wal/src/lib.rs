@@ -50,5 +50,5 @@ mod state;
 mod wal;
 
 pub use error::WalError;
-pub use file_system::{FileSystem, StdFileSystem, WalFile};
+pub use file_system::{BufferedUntilSyncFileSystem, FileSystem, StdFileSystem, WalFile};
 pub use wal::{Wal, WalOptions, WriteBatch, SEGMENT_SIZE_BYTES_MAX_DEFAULT};
