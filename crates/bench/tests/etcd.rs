@@ -124,22 +124,18 @@ fn duration_runs_stop_by_themselves() {
     assert!(outcome.summary.operations > 0, "{:?}", outcome.summary);
 }
 
-#[test]
-fn quick_comparison_against_a_three_node_etcd() {
-    if !etcd_installed() {
-        return;
-    }
-    let directory = work_directory();
-    let args = CompareArgs {
-        systems: vec![System::Etcd],
+/// `compare --quick` arguments for `systems`, data under `directory`.
+fn quick_compare_args(systems: Vec<System>, raftkv_bin: Option<PathBuf>, directory: &Path) -> CompareArgs {
+    CompareArgs {
+        systems,
         etcd_bin: PathBuf::from(ETCD),
-        raftkv_bin: None,
+        raftkv_bin,
         rounds: 1,
         duration_seconds: 1.0,
         warmup_seconds: 0.0,
         quick: true,
-        work_dir: Some(directory.path().to_path_buf()),
-        base_port: free_port_range(13),
+        work_dir: Some(directory.to_path_buf()),
+        base_port: free_port_range(113),
         target: Target::Leader,
         connections: 8,
         preload_keys: 300,
@@ -149,6 +145,37 @@ fn quick_comparison_against_a_three_node_etcd() {
         install_etcd: false,
         keep_data: false,
         json: true,
+    }
+}
+
+#[test]
+fn quick_comparison_against_a_three_node_etcd() {
+    if !etcd_installed() {
+        return;
+    }
+    let directory = work_directory();
+    compare::main_with_args(quick_compare_args(vec![System::Etcd], None, directory.path())).unwrap();
+}
+
+/// The `raftkv` binary cargo built next to this test (`target/<profile>/raftkv`), if any.
+fn raftkv_binary() -> Option<PathBuf> {
+    let test_executable = std::env::current_exe().ok()?;
+    let binary = test_executable.parent()?.parent()?.join("raftkv");
+    binary.is_file().then_some(binary)
+}
+
+#[test]
+fn quick_comparison_of_etcd_and_raftkv() {
+    if !etcd_installed() {
+        return;
+    }
+    let Some(raftkv) = raftkv_binary() else {
+        eprintln!(
+            "SKIPPED: no raftkv binary next to the test executable (build the workspace: cargo test --workspace)"
+        );
+        return;
     };
-    compare::main_with_args(args).unwrap();
+    let directory = work_directory();
+    let systems = vec![System::Etcd, System::Raftkv];
+    compare::main_with_args(quick_compare_args(systems, Some(raftkv), directory.path())).unwrap();
 }

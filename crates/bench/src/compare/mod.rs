@@ -114,7 +114,8 @@ pub struct CompareArgs {
     /// Unmeasured seconds of load before each measurement.
     #[arg(long, default_value_t = 1.0)]
     pub warmup_seconds: f64,
-    /// CI smoke mode: one round, a few hundred operations per workload, no warmup.
+    /// CI smoke mode: one round, a few hundred operations per workload, no warmup; fails if
+    /// any operation failed.
     #[arg(long)]
     pub quick: bool,
     /// Parent of the data directories (must be on disk; default $CARGO_TARGET_DIR, ./target or .).
@@ -184,10 +185,14 @@ pub fn main_with_args(args: CompareArgs) -> Result<()> {
     }
     let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
     let rows = report::rows(&results, &labels, &args.systems);
+    let errors: u64 = rows.iter().flat_map(|row| &row.systems).map(|figures| figures.errors).sum();
     if args.json {
         println!("{}", serde_json::to_string(&ComparisonReport::new(rows, &results))?);
     } else {
         print!("{}", report::render(&rows, &args.systems, &results));
+    }
+    if args.quick && errors > 0 {
+        bail!("--quick: {errors} operations failed (see the table)");
     }
     Ok(())
 }
