@@ -99,6 +99,18 @@ struct Reads {
 /// Least time between two introspection updates.
 const INTROSPECTION_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Where the loop reports to: peers, metrics, status readers, the dashboard.
+pub struct DriverOutputs {
+    /// Peer transport.
+    pub transport: Transport,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Status for services.
+    pub status: Arc<SharedStatus>,
+    /// Raft state as JSON for the dashboard.
+    pub introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
+}
+
 /// Settings of the loop.
 pub struct DriverOptions {
     /// Wall time of one Raft tick.
@@ -135,13 +147,11 @@ impl Driver {
     pub fn new(
         node: RawNode<Wal>,
         store: Arc<RwLock<kv::Store>>,
-        transport: Transport,
-        metrics: Arc<Metrics>,
-        status: Arc<SharedStatus>,
+        outputs: DriverOutputs,
         options: DriverOptions,
         token_seed: u64,
-        introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
     ) -> Driver {
+        let DriverOutputs { transport, metrics, status, introspection } = outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
@@ -442,7 +452,7 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
         let hard_state = self.node.hard_state();
         self.status.term.store(hard_state.term, Ordering::Relaxed);
         self.status.leader.store(self.node.leader(), Ordering::Relaxed);

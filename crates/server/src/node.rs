@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, RwLock};
 
 use crate::config::{self, InitialMember, ServeArgs};
-use crate::driver::{Driver, DriverOptions, Input, SharedStatus};
+use crate::driver::{Driver, DriverOptions, DriverOutputs, Input, SharedStatus};
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
 use crate::introspection::IntrospectionSource;
 use crate::metrics::Metrics;
@@ -131,16 +131,13 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let options = DriverOptions { tick_interval, request_timeout_ticks, snapshot_count: args.snapshot_count };
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
-    let driver = Driver::new(
-        node,
-        store.clone(),
+    let outputs = DriverOutputs {
         transport,
-        metrics.clone(),
-        status.clone(),
-        options,
-        rand::random(),
-        introspection_sender,
-    );
+        metrics: metrics.clone(),
+        status: status.clone(),
+        introspection: introspection_sender,
+    };
+    let driver = Driver::new(node, store.clone(), outputs, options, rand::random());
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || driver.run(receiver))
