@@ -2,7 +2,13 @@
 //! generates prost messages plus tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/mvccpb.proto", "proto/authpb.proto", "proto/rpc.proto", "proto/raftkvpb.proto", "proto/raftkvpeer.proto"];
+    let files = [
+        "proto/mvccpb.proto",
+        "proto/authpb.proto",
+        "proto/rpc.proto",
+        "proto/raftkvpb.proto",
+        "proto/raftkvpeer.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -196,3 +196,19 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
 fn fnv1a_32_extend(hash: u32, bytes: &[u8]) -> u32 {
     bytes.iter().fold(hash, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(FNV_PRIME_32))
 }
+
+/// The store is the server's replicated state machine: it gives and takes snapshots
+/// through the core's trait (R9).
+impl raft::Snapshottable for Store {
+    fn applied_index(&self) -> u64 {
+        Store::applied_index(self)
+    }
+
+    fn snapshot(&self) -> bytes::Bytes {
+        bytes::Bytes::from(Store::snapshot(self))
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.restore_in_place(data).map_err(|error| error.to_string())
+    }
+}

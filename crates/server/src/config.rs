@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Number of applied entries between snapshots (log compaction).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_count: u64,
+    /// Applied entry bytes between snapshots (whichever of this and --snapshot-count comes first).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub snapshot_bytes: u64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,

@@ -117,8 +117,8 @@ pub struct DriverOptions {
     pub tick_interval: Duration,
     /// Ticks a client request may wait.
     pub request_timeout_ticks: u64,
-    /// Applied entries between snapshots.
-    pub snapshot_count: u64,
+    /// When to snapshot and compact the log.
+    pub compaction: raft::CompactionPolicy,
 }
 
 /// The Raft loop's state. Run it on its own thread with [`Driver::run`].
@@ -140,6 +140,7 @@ pub struct Driver {
     last_introspection: Instant,
     last_introspected: (u64, u64, u64, u64, u64),
     next_size_tick: u64,
+    applied_bytes_since_snapshot: u64,
 }
 
 impl Driver {
@@ -172,6 +173,7 @@ impl Driver {
             last_introspection: Instant::now(),
             last_introspected: (0, 0, 0, 0, 0),
             next_size_tick: 0,
+            applied_bytes_since_snapshot: 0,
         }
     }
 
@@ -367,8 +369,9 @@ impl Driver {
     }
 
     fn restore_snapshot(&mut self, data: &[u8], index: u64) {
+        use raft::Snapshottable;
         let mut store = self.store.blocking_write();
-        if let Err(error) = store.restore_in_place(data) {
+        if let Err(error) = store.restore(data) {
             // The leader sent a snapshot we cannot read: stop rather than diverge.
             panic!("cannot restore snapshot at index {index}: {error}");
         }
@@ -381,6 +384,7 @@ impl Driver {
         if entries.is_empty() {
             return;
         }
+        self.applied_bytes_since_snapshot += entries.iter().map(|entry| entry.data.len() as u64).sum::<u64>();
         let mut store = self.store.blocking_write();
         for entry in entries {
             if entry.kind != EntryKind::Normal || entry.data.len() < TOKEN_BYTES {
@@ -431,20 +435,23 @@ impl Driver {
     }
 
     fn maybe_snapshot(&mut self) {
+        use raft::Snapshottable;
         let applied = self.node.applied_index();
-        if applied < self.last_snapshot_index + self.options.snapshot_count {
+        if !self.options.compaction.should_compact(applied, self.last_snapshot_index, self.applied_bytes_since_snapshot)
+        {
             return;
         }
         let store = self.store.blocking_read();
-        if store.applied_index() != applied {
+        if Snapshottable::applied_index(&*store) != applied {
             return; // the store lags the core only transiently; try next turn
         }
-        let data = Bytes::from(store.snapshot());
+        let data = Snapshottable::snapshot(&*store);
         drop(store);
         let conf = ConfState { voters: self.node.voters().to_vec(), learners: self.node.learners().to_vec() };
         match self.node.storage_mut().compact(applied, conf, data) {
             Ok(()) => {
                 self.last_snapshot_index = applied;
+                self.applied_bytes_since_snapshot = 0;
                 self.metrics.snapshots_taken.inc();
                 tracing::info!(index = applied, "snapshot taken, log compacted");
             }

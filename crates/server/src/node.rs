@@ -128,7 +128,8 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let status = Arc::new(SharedStatus { member_id: plan.local.id, cluster_id: plan.cluster_id, ..Default::default() });
     let store = Arc::new(RwLock::new(store));
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
-    let options = DriverOptions { tick_interval, request_timeout_ticks, snapshot_count: args.snapshot_count };
+    let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
+    let options = DriverOptions { tick_interval, request_timeout_ticks, compaction };
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let outputs = DriverOutputs {
