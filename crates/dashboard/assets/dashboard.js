@@ -102,7 +102,12 @@
     return Object.assign({}, base, { role: member.state ? "unreachable" : "unknown", name: member.name });
   }
 
+  function byName(first, second) {
+    return members.get(first).name.localeCompare(members.get(second).name, undefined, { numeric: true });
+  }
+
   function redraw() {
+    order.sort(byName);
     const rows = order.map((id) => rowFor(members.get(id)));
     const leader = leaderOf(rows);
     const previousLast = new Map(order.map((id) => [id, members.get(id).lastIndex]));

@@ -59,13 +59,14 @@ const RaftLog = (() => {
     const cell = element("div", "node-head");
     const name = element("div", "node-name", node.name || node.id);
     if (node.label) name.append(element("span", "label", node.label));
-    const badges = element("div", "badges");
+    const badges = element("span", "badges");
     badges.append(element("span", "role", node.role), element("span", "term", `term ${node.term}`));
-    cell.append(name, badges, element("div", "indexes", `commit ${node.commit} · applied ${node.applied}`));
+    name.append(badges);
+    cell.append(name, element("div", "indexes", `commit ${node.commit} · applied ${node.applied}`));
     if (progress) {
       const line = element("div", "progress");
       line.title = "the leader's view of this follower";
-      line.append("leader sees: match ", element("b", "", progress.match), " · next ", element("b", "", progress.next), ` · ${progress.state}`);
+      line.append("leader: match ", element("b", "", progress.match), " next ", element("b", "", progress.next), ` ${progress.state}`);
       cell.append(line);
     } else if (node.role === "leader") {
       cell.append(element("div", "progress", `last index ${node.last_index}`));

@@ -154,7 +154,7 @@ impl Session {
         let preset = self.preset.as_ref().ok_or("no preset is loaded")?;
         let position = self.preset_position();
         let step = preset.steps.get(position).ok_or("the preset is finished")?;
-        let (label, actions) = (format!("{}: {}", position + 1, step.title.en), step.actions.clone());
+        let (label, actions) = (step.title.en.to_string(), step.actions.clone());
         self.take(label, actions, Some(position))
     }
 

@@ -600,9 +600,7 @@ pub fn describe_body(body: &MessageBody) -> String {
         }
         MessageBody::Heartbeat { commit, .. } => format!("commit {commit}"),
         MessageBody::HeartbeatResponse { last_index, .. } => format!("last index {last_index}"),
-        MessageBody::InstallSnapshot { snapshot } => format!("snapshot up to {}", snapshot.meta.index),
-        MessageBody::Propose { commands } => format!("{} command(s)", commands.len()),
-        MessageBody::ReadIndex { .. } => "read index".to_string(),
-        MessageBody::ReadIndexResponse { index, .. } => format!("read index {index}"),
+        // Snapshots, forwarded proposals and reads: the kind's name says enough.
+        other => other.name().to_string(),
     }
 }
