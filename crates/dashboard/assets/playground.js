@@ -59,7 +59,7 @@
     if (node.alive) {
       button("crash", "the node stops; its disk survives", { type: "crash", node: id }).dataset.action = "crash";
       button("request", "a client sends the command to this node", { type: "request", node: id, command: byId("command").value }).dataset.action = "request";
-      button("campaign", "start an election now", { type: "campaign", node: id });
+      button("elect", "campaign: start an election now", { type: "campaign", node: id });
       const others = view.nodes.map((other) => Number(other.id)).filter((other) => other !== id);
       button("isolate", "cut this node off from the others", { type: "partition", groups: [[id], others] });
     } else {

@@ -172,6 +172,9 @@ async fn a_written_key_appears_committed_on_every_row_and_elections_show() {
     );
     browser.wait_for_script("a row per node, one leader", &all_rows_live).await;
 
+    for (key, value) in [("greeting", "hello"), ("colour", "blue"), ("answer", "42")] {
+        etcdctl_put(&nodes, key, value);
+    }
     etcdctl_put(&nodes, "dashboard-key", "hello");
     browser.wait_for_script("the new entry committed on every row", &key_committed_on_every_row("dashboard-key")).await;
     let rows = browser.evaluate(READ_ROWS_SCRIPT, Vec::new()).await;
