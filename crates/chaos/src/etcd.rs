@@ -35,6 +35,25 @@ impl std::fmt::Display for RequestError {
     }
 }
 
+impl RequestError {
+    /// Whether the request certainly never reached a server: the connection to it was
+    /// refused, so nothing was written. Anything else (a deadline, a reset, a server error)
+    /// may have happened after the request was sent.
+    pub fn never_sent(&self) -> bool {
+        let RequestError::Status(status) = self else { return false };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+        while let Some(error) = source {
+            if let Some(io_error) = error.downcast_ref::<std::io::Error>() {
+                if io_error.kind() == std::io::ErrorKind::ConnectionRefused {
+                    return true;
+                }
+            }
+            source = error.source();
+        }
+        false
+    }
+}
+
 async fn within<T>(
     deadline: Duration,
     request: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -103,4 +122,21 @@ pub async fn status(channel: &Channel, deadline: Duration) -> Result<StatusRespo
 pub async fn hash_kv(channel: &Channel, revision: i64, deadline: Duration) -> Result<u32, RequestError> {
     let response = within(deadline, MaintenanceClient::new(channel.clone()).hash_kv(HashKvRequest { revision })).await?;
     Ok(response.hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refused_connections_are_never_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let channel = channel(&format!("http://{address}"), Duration::from_secs(2)).unwrap();
+        let error = put(&channel, b"k", b"v", Duration::from_secs(2)).await.unwrap_err();
+        assert!(error.never_sent(), "{error:?}");
+        assert!(!RequestError::Deadline.never_sent());
+        assert!(!RequestError::Status(tonic::Status::unavailable("etcdserver: leader changed")).never_sent());
+    }
 }

@@ -185,7 +185,8 @@ pub fn replay(path: &std::path::Path) -> anyhow::Result<Report> {
     report.verdict = match linearizability::check(&history) {
         linearizability::CheckResult::Linearizable => Verdict::Linearizable,
         linearizability::CheckResult::NotLinearizable(violation) => {
-            report.failures.push(format!("history is not linearizable:\n{}", violation.explanation));
+            let shown = report::last_lines(&violation.explanation, 60);
+            report.failures.push(format!("history is not linearizable:\n{shown}"));
             Verdict::NotLinearizable(violation.explanation)
         }
         linearizability::CheckResult::Timeout { keys } => {

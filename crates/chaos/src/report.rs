@@ -117,6 +117,16 @@ impl Report {
     }
 }
 
+/// The last `count` lines of `text`, after a note of how many were left out.
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= count {
+        return text.to_string();
+    }
+    let kept = &lines[lines.len() - count..];
+    format!("[{} lines left out]\n{}", lines.len() - count, kept.join("\n"))
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         for fault in &self.faults_injected {
@@ -125,13 +135,14 @@ impl fmt::Display for Report {
         let counts = &self.counts;
         writeln!(
             formatter,
-            "operations: reads={} puts={} cas_ok={} cas_failed={} writes_unknown={} reads_failed={} final_reads={}",
+            "operations: reads={} puts={} cas_ok={} cas_failed={} writes_unknown={} reads_failed={} never_sent={} final_reads={}",
             counts.reads_returned,
             counts.puts_acknowledged,
             counts.compare_and_sets_succeeded,
             counts.compare_and_sets_failed,
             counts.writes_unknown,
             counts.reads_failed,
+            counts.never_sent,
             self.final_reads
         )?;
         writeln!(
@@ -139,7 +150,13 @@ impl fmt::Display for Report {
             "cluster: revision={} applied_index={} hashes={:08x?} recovery={:?} acknowledged_write_lookups={}",
             self.revision, self.applied_index, self.hashes, self.recovery, self.acknowledged_write_lookups
         )?;
-        writeln!(formatter, "linearizability: {:?}", self.verdict)?;
+        let verdict = match &self.verdict {
+            Verdict::NotChecked => "not checked".to_string(),
+            Verdict::Linearizable => "linearizable".to_string(),
+            Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
+            Verdict::Unknown(reason) => format!("unknown ({reason})"),
+        };
+        writeln!(formatter, "linearizability: {verdict}")?;
         for failure in &self.failures {
             writeln!(formatter, "FAILED: {failure}")?;
         }

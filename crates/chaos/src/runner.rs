@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use crate::bad_input;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::faults::{self, FaultKind};
-use crate::report::{Report, Verdict};
+use crate::report::{last_lines, Report, Verdict};
 use crate::verify;
 use crate::workload::{self, Recording, SharedRecording, WorkloadOptions};
 
@@ -31,6 +31,9 @@ const QUIET_MILLISECONDS: std::ops::Range<u64> = 500..1500;
 
 /// How long each fault lasts, in milliseconds (range).
 const HOLD_MILLISECONDS: std::ops::Range<u64> = 1500..4000;
+
+/// Lines of a violation's explanation shown in the report (all of it is saved).
+const EXPLANATION_LINES_SHOWN: usize = 30;
 
 /// Raft timing of the members: shorter than the defaults so failover is quick.
 const SERVER_TIMING_ARGUMENTS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
@@ -235,14 +238,14 @@ async fn check_cluster(
     }
     report.final_reads = verify::final_reads(channels, scenario.workload.keys, recording).await;
     report.counts = recording.counts.clone();
-    report.operations = recording.history.len();
+    report.operations = recording.history.len() - recording.counts.never_sent as usize;
     report.failures.extend(cluster.unexpected_exits());
     report.failures.extend(cluster.panics_in_logs().into_iter().take(10).map(|line| format!("panic in log: {line}")));
 }
 
 /// Checks the history; on anything but "linearizable" saves it for replay.
 async fn check_history(scenario: &Scenario, recording: Recording, report: &mut Report) {
-    let history = recording.history;
+    let history = recording.checked_history();
     let checked = tokio::task::spawn_blocking(move || {
         let result = check_with_options(&history, &CheckOptions::default());
         (history, result)
@@ -258,19 +261,29 @@ async fn check_history(scenario: &Scenario, recording: Recording, report: &mut R
         CheckResult::Timeout { keys } => Verdict::Unknown(format!("search budget exhausted on {} keys", keys.len())),
     };
     if let Verdict::NotLinearizable(explanation) = &report.verdict {
-        report.failures.push(format!("history is not linearizable:\n{explanation}"));
+        let shown = last_lines(explanation, EXPLANATION_LINES_SHOWN);
+        report.failures.push(format!("history is not linearizable:\n{shown}"));
     }
     if !result.is_linearizable() || !report.failures.is_empty() {
-        match save_history(&scenario.output_directory, scenario.seed, &history.to_json_lines()) {
+        let explanation = match &report.verdict {
+            Verdict::NotLinearizable(explanation) => explanation.clone(),
+            _ => String::new(),
+        };
+        match save_history(&scenario.output_directory, scenario.seed, &history.to_json_lines(), &explanation) {
             Ok(path) => report.history_path = Some(path),
             Err(error) => report.failures.push(format!("cannot save the history: {error}")),
         }
     }
 }
 
-fn save_history(directory: &Path, seed: u64, text: &str) -> std::io::Result<PathBuf> {
+/// Saves the history as JSON lines (and the checker's explanation, if any, next to it).
+fn save_history(directory: &Path, seed: u64, text: &str, explanation: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(directory)?;
-    let path = directory.join(format!("history-seed{seed}-pid{}.jsonl", std::process::id()));
+    let stem = format!("history-seed{seed}-pid{}", std::process::id());
+    let path = directory.join(format!("{stem}.jsonl"));
     std::fs::write(&path, text)?;
+    if !explanation.is_empty() {
+        std::fs::write(directory.join(format!("{stem}.explanation.txt")), explanation)?;
+    }
     Ok(path)
 }

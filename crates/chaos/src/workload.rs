@@ -5,11 +5,11 @@
 //! the run. A write that fails or misses its deadline has an unknown outcome (it may have
 //! been applied); a read that fails is recorded as timed out, which the checker ignores.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use linearizability::{ClientId, History, Operation, Output};
+use linearizability::{ClientId, History, OpId, Operation, Output};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
@@ -17,8 +17,12 @@ use tonic::transport::Channel;
 
 use crate::etcd;
 
-/// Pause after a failed operation, so a client of a dead member does not spin.
+/// Pause after a failed operation, so a client of a dead member does not spin; doubled
+/// after each further failure in a row, up to [`ERROR_BACKOFF_MAX`].
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest pause after failures.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A write the cluster acknowledged, with the revision it created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub struct OperationCounts {
     pub writes_unknown: u64,
     /// Reads that failed (dropped from the check).
     pub reads_failed: u64,
+    /// Operations whose connection was refused, so they never reached a server (left out
+    /// of the history handed to the checker).
+    pub never_sent: u64,
 }
 
 /// Everything the clients recorded.
@@ -59,6 +66,29 @@ pub struct Recording {
     pub counts: OperationCounts,
     /// The latest value a client saw per key (used to pick compare-and-set expectations).
     latest_values: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Operations that certainly never reached a server.
+    never_sent: BTreeSet<OpId>,
+}
+
+impl Recording {
+    /// The history without the operations that never reached a server (they cannot have
+    /// taken effect, and left in as "unknown" they only slow the checker down).
+    pub fn checked_history(&self) -> History {
+        let mut records = self.history.operations().to_vec();
+        records.retain(|record| !self.never_sent.contains(&record.id));
+        for (position, record) in records.iter_mut().enumerate() {
+            record.id = OpId(position);
+        }
+        History::from_records(records).expect("a subset of a well-formed history is well formed")
+    }
+
+    fn fail(&mut self, id: OpId, error: &etcd::RequestError) {
+        if error.never_sent() {
+            self.counts.never_sent += 1;
+            self.never_sent.insert(id);
+        }
+        self.history.time_out(id);
+    }
 }
 
 /// The recording shared by all clients.
@@ -100,6 +130,7 @@ pub async fn run_client(
     let channel = etcd::channel(&url, options.operation_deadline)?;
     let mut random = ChaCha8Rng::seed_from_u64(seed);
     let mut sequence = 0u64;
+    let mut backoff = ERROR_BACKOFF;
     while !*stop.borrow_and_update() {
         sequence += 1;
         let key = key_name(random.gen_range(0..options.keys));
@@ -111,11 +142,14 @@ pub async fn run_client(
             plan_operation(&mut random, &recording, &key, format!("{client}.{sequence}").into_bytes())
         };
         let succeeded = execute(client, &channel, &key, plan, &options, &recording).await;
-        if !succeeded {
+        if succeeded {
+            backoff = ERROR_BACKOFF;
+        } else {
             tokio::select! {
-                _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => {}
             }
+            backoff = (backoff * 2).min(ERROR_BACKOFF_MAX);
         }
     }
     Ok(())
@@ -160,9 +194,9 @@ async fn execute(
                     recording.history.complete(id, output);
                     true
                 }
-                Err(_) => {
+                Err(error) => {
                     recording.counts.reads_failed += 1;
-                    recording.history.time_out(id);
+                    recording.fail(id, &error);
                     false
                 }
             }
@@ -182,7 +216,7 @@ async fn execute(
 /// Records the end of a put or compare-and-set: `result` is (whether it took effect, revision).
 fn record_write(
     recording: &SharedRecording,
-    id: linearizability::OpId,
+    id: OpId,
     key: &[u8],
     value: Vec<u8>,
     result: Result<(bool, i64), etcd::RequestError>,
@@ -203,9 +237,11 @@ fn record_write(
             recording.history.complete(id, output);
             true
         }
-        Err(_) => {
-            recording.counts.writes_unknown += 1;
-            recording.history.time_out(id);
+        Err(error) => {
+            if !error.never_sent() {
+                recording.counts.writes_unknown += 1;
+            }
+            recording.fail(id, &error);
             false
         }
     }
