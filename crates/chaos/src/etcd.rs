@@ -120,7 +120,8 @@ pub async fn status(channel: &Channel, deadline: Duration) -> Result<StatusRespo
 
 /// `Maintenance.HashKV` at `revision`: the hash of the store's contents up to it.
 pub async fn hash_kv(channel: &Channel, revision: i64, deadline: Duration) -> Result<u32, RequestError> {
-    let response = within(deadline, MaintenanceClient::new(channel.clone()).hash_kv(HashKvRequest { revision })).await?;
+    let response =
+        within(deadline, MaintenanceClient::new(channel.clone()).hash_kv(HashKvRequest { revision })).await?;
     Ok(response.hash)
 }
 

@@ -121,6 +121,16 @@ fn resolve_binary(args: &ChaosArgs) -> anyhow::Result<PathBuf> {
     binary::raftkv_binary_or_build()
 }
 
+/// Seconds a run lasts beyond `--duration-seconds` (healing, clients after healing).
+const RUN_SECONDS_EXTRA: u64 = 10;
+
+/// The pacing that spreads at most `--operations-max` operations over the whole run.
+fn operation_interval(args: &ChaosArgs) -> Duration {
+    let operations_max = u32::try_from(args.operations_max.max(1)).unwrap_or(u32::MAX);
+    let clients = u32::try_from(args.clients).unwrap_or(u32::MAX);
+    Duration::from_secs(args.duration_seconds + RUN_SECONDS_EXTRA) * clients / operations_max
+}
+
 /// The scenario `args` describe.
 pub fn scenario_from_args(args: &ChaosArgs) -> anyhow::Result<Scenario> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
@@ -148,6 +158,7 @@ pub fn scenario_from_args(args: &ChaosArgs) -> anyhow::Result<Scenario> {
             keys: args.keys,
             operation_deadline: Duration::from_millis(args.operation_deadline_milliseconds),
             operations_max: args.operations_max,
+            operation_interval_min: operation_interval(args),
         },
         server_arguments,
     })
@@ -177,7 +188,12 @@ pub fn replay(path: &std::path::Path) -> anyhow::Result<Report> {
         faults: Vec::new(),
         seed: 0,
         output_directory: PathBuf::new(),
-        workload: workload::WorkloadOptions { keys: 0, operation_deadline: Duration::ZERO, operations_max: 0 },
+        workload: workload::WorkloadOptions {
+            keys: 0,
+            operation_deadline: Duration::ZERO,
+            operations_max: 0,
+            operation_interval_min: Duration::ZERO,
+        },
         server_arguments: Vec::new(),
     };
     let mut report = Report::new(&scenario);

@@ -50,14 +50,14 @@ pub async fn statuses(channels: &[Channel]) -> Vec<Option<MemberStatus>> {
             revision: header.revision,
         })
     });
-    futures_join_all(requests).await
+    join_all(requests).await
 }
 
 /// Runs futures concurrently and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut outputs = Vec::with_capacity(handles.len());

@@ -103,6 +103,9 @@ pub struct WorkloadOptions {
     pub operation_deadline: Duration,
     /// Clients stop issuing operations once the history holds this many.
     pub operations_max: usize,
+    /// Least time from the start of one operation of a client to the start of its next
+    /// (spreads a bounded history over a long run).
+    pub operation_interval_min: Duration,
 }
 
 /// The key with index `index`.
@@ -133,6 +136,7 @@ pub async fn run_client(
     let mut backoff = ERROR_BACKOFF;
     while !*stop.borrow_and_update() {
         sequence += 1;
+        let started = tokio::time::Instant::now();
         let key = key_name(random.gen_range(0..options.keys));
         let plan = {
             let recording = recording.lock().expect("recording lock");
@@ -150,6 +154,10 @@ pub async fn run_client(
                 _ = stop.changed() => {}
             }
             backoff = (backoff * 2).min(ERROR_BACKOFF_MAX);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + options.operation_interval_min) => {}
+            _ = stop.changed() => {}
         }
     }
     Ok(())
