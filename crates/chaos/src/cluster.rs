@@ -16,6 +16,9 @@ use crate::proxy::{LinkMode, LinkProxy};
 const PORT_FIRST: u32 = 12_000;
 const PORT_LAST: u32 = 32_000;
 
+/// The most bytes read of an introspection answer.
+const HTTP_RESPONSE_BYTES_MAX: u64 = 4 << 20;
+
 /// Ports handed out by this process so far.
 static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
 
@@ -37,6 +40,7 @@ struct Node {
     name: String,
     client_port: u16,
     peer_port: u16,
+    metrics_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -80,6 +84,7 @@ impl Cluster {
             nodes.push(Node {
                 client_port: free_port()?,
                 peer_port: free_port()?,
+                metrics_port: free_port()?,
                 data_dir: options.directory.join(format!("{name}.data")),
                 log_path: options.directory.join(format!("{name}.log")),
                 name,
@@ -138,6 +143,7 @@ impl Cluster {
             .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "chaos"])
             .args(["--peer-dial-overrides", &node.dial_overrides])
+            .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{}", node.metrics_port)])
             .args(&self.extra_arguments)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
@@ -178,6 +184,21 @@ impl Cluster {
     /// Member `index`'s own peer listener (not a proxy).
     pub fn peer_address(&self, index: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.nodes[index].peer_port))
+    }
+
+    /// Member `index`'s metrics and introspection address (`/metrics`, `/api/state`).
+    pub fn metrics_address(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nodes[index].metrics_port))
+    }
+
+    /// Saves each member's `/api/state` (Raft role, indexes, followers' progress) next to its
+    /// log, for diagnosing a failed run; members that do not answer are skipped.
+    pub async fn save_states(&self) {
+        for (index, node) in self.nodes.iter().enumerate() {
+            if let Some(state) = http_get(self.metrics_address(index), "/api/state").await {
+                let _ = std::fs::write(node.log_path.with_extension("state.json"), state);
+            }
+        }
     }
 
     /// Member `index`'s log file (stdout and stderr).
@@ -310,6 +331,20 @@ impl Cluster {
         let start = text.len().saturating_sub(bytes);
         String::from_utf8_lossy(&text[start..]).into_owned()
     }
+}
+
+/// The body of `GET path` from `address` (HTTP/1.0, bounded in time), if it answers.
+async fn http_get(address: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.take(HTTP_RESPONSE_BYTES_MAX).read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        text.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), request).await.ok().flatten()
 }
 
 impl Drop for Cluster {

@@ -241,6 +241,9 @@ async fn check_cluster(
     report.operations = recording.history.len() - recording.counts.never_sent as usize;
     report.failures.extend(cluster.unexpected_exits());
     report.failures.extend(cluster.panics_in_logs().into_iter().take(10).map(|line| format!("panic in log: {line}")));
+    if !report.failures.is_empty() {
+        cluster.save_states().await;
+    }
 }
 
 /// Checks the history; on anything but "linearizable" saves it for replay.
