@@ -17,8 +17,22 @@
 //! that re-runs the same fault schedule (timing differs between runs, so a re-run is not
 //! an exact replay; the saved history is).
 //!
+//! A failed run also keeps every member's log, data directory and `/api/state` (Raft
+//! role, indexes, followers' progress) under `--history-out`.
+//!
 //! The binary mounts [`ChaosArgs`] as `raftkv chaos` and calls [`main_with_args`] (or
 //! [`run`] and prints the [`Report`]).
+//!
+//! # Tests
+//!
+//! `cargo test -p raftkv-chaos` starts real clusters of the `raftkv` binary: `$RAFTKV_BIN`
+//! if set, else `<target>/release/raftkv` or `<target>/debug/raftkv` (`<target>` honours
+//! `CARGO_TARGET_DIR`), built with `cargo build --release --bin raftkv` if neither exists
+//! (rebuild it yourself after changing the server: a stale binary is not detected).
+//! `tests/faults.rs` runs one 3-member run per fault kind and one mixing all (12 s of
+//! faults each; `RAFTKV_CHAOS_SECONDS=N` runs longer, `--ignored` adds a 5-member run);
+//! `tests/broken_build.rs` shows the runner catching stale reads of a build started with
+//! `--unsafe-local-reads`; `tests/bad_input.rs` throws garbage at every port.
 
 #![warn(missing_docs)]
 

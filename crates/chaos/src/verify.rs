@@ -141,7 +141,7 @@ pub async fn compare_hashes(channels: &[Channel], revision: i64) -> anyhow::Resu
     Ok(hashes)
 }
 
-/// Looks every acknowledged write up (at most [`ACKNOWLEDGED_WRITES_CHECKED_MAX`], spread
+/// Looks every acknowledged write up (at most `ACKNOWLEDGED_WRITES_CHECKED_MAX`, spread
 /// evenly) at its revision on every member; returns the number of lookups, or the writes
 /// that are missing.
 pub async fn check_acknowledged_writes(channels: &[Channel], writes: &[AcknowledgedWrite]) -> anyhow::Result<usize> {
