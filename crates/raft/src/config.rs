@@ -32,6 +32,10 @@ pub struct Config {
     pub uncommitted_bytes_max: u64,
     /// Most entry bytes handed out to apply in one `Ready`.
     pub apply_batch_bytes_max: u64,
+    /// Most snapshot bytes per InstallSnapshot chunk.
+    pub snapshot_chunk_bytes_max: u64,
+    /// Largest snapshot a follower accepts (a bound on the reassembly buffer).
+    pub snapshot_bytes_max: u64,
     /// Index the driver's state machine has already applied (on restart).
     pub applied: Index,
     /// Seed of the election-timeout randomness.
@@ -71,6 +75,8 @@ impl Config {
             append_size_bytes_max: 1 << 20,
             uncommitted_bytes_max: 64 << 20,
             apply_batch_bytes_max: 16 << 20,
+            snapshot_chunk_bytes_max: 1 << 20,
+            snapshot_bytes_max: 8 << 30,
             applied: 0,
             random_seed: id,
             abstain_until_caught_up: false,
@@ -88,6 +94,9 @@ impl Config {
         }
         if self.inflight_messages_max == 0 || self.inflight_bytes_max == 0 {
             return fail("in-flight window must be positive");
+        }
+        if self.snapshot_chunk_bytes_max == 0 || self.snapshot_bytes_max < self.snapshot_chunk_bytes_max {
+            return fail("need 0 < snapshot_chunk_bytes_max <= snapshot_bytes_max");
         }
         if self.append_size_bytes_max == 0 || self.apply_batch_bytes_max == 0 {
             return fail("message and apply sizes must be positive");

@@ -178,6 +178,9 @@ pub struct RawNode<S: Storage> {
     persisted_sequence: u64,
     previous_hard_state: HardState,
     previous_soft_state: SoftState,
+    /// A snapshot being received in chunks: its metadata and the bytes so far (bounded by
+    /// `Config::snapshot_bytes_max`).
+    incoming_snapshot: Option<(SnapshotMeta, bytes::BytesMut)>,
     /// While set, this node neither votes nor campaigns (see `Config::abstain_until_caught_up`);
     /// `Some(0)` until a leader announced its commit index, then `Some(target)`.
     abstain_until: Option<Index>,
@@ -233,6 +236,7 @@ impl<S: Storage> RawNode<S> {
             previous_soft_state: soft_state,
             abstain_until: None,
             self_vote_waiting: None,
+            incoming_snapshot: None,
         };
         let empty = node.log.last_index() == 0 && hard_state.term == 0;
         if node.config.abstain_until_caught_up && empty {
@@ -701,15 +705,23 @@ impl<S: Storage> RawNode<S> {
         quorum::has_quorum(&self.voters, &active)
     }
 
+    /// A snapshot chunk unanswered for an election timeout is re-sent from the last offset
+    /// the follower acknowledged (the transfer resumes; it does not restart).
     fn retry_stalled_snapshots(&mut self) {
         let timeout_ticks = self.config.election_ticks;
-        for progress in self.progress.values_mut() {
+        let mut stalled = Vec::new();
+        for (peer, progress) in self.progress.iter_mut() {
             if progress.state == ProgressState::Snapshot {
                 progress.snapshot_wait_ticks += 1;
                 if progress.snapshot_wait_ticks >= timeout_ticks {
-                    progress.become_probe();
+                    progress.snapshot_wait_ticks = 0;
+                    progress.snapshot_chunk_in_flight = false;
+                    stalled.push(*peer);
                 }
             }
+        }
+        for peer in stalled {
+            self.send_snapshot_chunk(peer);
         }
     }
 
@@ -726,11 +738,16 @@ impl<S: Storage> RawNode<S> {
             MessageBody::Append { prev_log_index, prev_log_term, entries, .. } => {
                 validate_entries(message.term, *prev_log_index, *prev_log_term, entries)
             }
-            MessageBody::InstallSnapshot { snapshot } if snapshot.meta.term > message.term => {
+            MessageBody::InstallSnapshot { meta, .. } if meta.term > message.term => {
                 Err(StepError::Malformed("snapshot from a future term"))
             }
-            MessageBody::InstallSnapshot { snapshot } if snapshot.meta.conf.voters.is_empty() => {
+            MessageBody::InstallSnapshot { meta, .. } if meta.conf.voters.is_empty() => {
                 Err(StepError::Malformed("snapshot without voters"))
+            }
+            MessageBody::InstallSnapshot { offset, data, .. }
+                if offset.saturating_add(data.len() as u64) > self.config.snapshot_bytes_max =>
+            {
+                Err(StepError::Malformed("snapshot larger than snapshot_bytes_max"))
             }
             _ => Ok(()),
         }
@@ -864,10 +881,12 @@ impl<S: Storage> RawNode<S> {
                 self.held.push(reply);
                 Ok(())
             }
-            MessageBody::InstallSnapshot { snapshot } => {
+            MessageBody::InstallSnapshot { meta, offset, data, done } => {
                 self.heard_from_leader(message.from);
-                self.note_leader_commit(snapshot.meta.index);
-                self.handle_snapshot(message.from, snapshot);
+                self.note_leader_commit(meta.index);
+                if let Some(snapshot) = self.receive_snapshot_chunk(message.from, meta, offset, &data, done) {
+                    self.handle_snapshot(message.from, snapshot);
+                }
                 self.maybe_stop_abstaining();
                 Ok(())
             }
@@ -946,6 +965,47 @@ impl<S: Storage> RawNode<S> {
         self.message(to, MessageBody::AppendResponse { reject, index, hint_index, hint_term })
     }
 
+    /// Reassembles snapshot chunks (§7, Figure 13: offset, data, done); returns the whole
+    /// snapshot once its last chunk arrived. Every chunk is answered with the bytes held.
+    fn receive_snapshot_chunk(
+        &mut self,
+        leader: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+        done: bool,
+    ) -> Option<Snapshot> {
+        if meta.index <= self.log.committed {
+            // Already have it (e.g. the answer to the last chunk was lost): say so.
+            self.incoming_snapshot = None;
+            let reply = self.append_response(leader, false, self.log.committed, 0, 0);
+            self.held.push(reply);
+            return None;
+        }
+        let same = self.incoming_snapshot.as_ref().is_some_and(|(current, _)| *current == meta);
+        if offset == 0 && !same {
+            self.incoming_snapshot = Some((meta.clone(), bytes::BytesMut::new()));
+        }
+        let index = meta.index;
+        let received_bytes = match self.incoming_snapshot.as_mut() {
+            Some((current, buffer)) if *current == meta => {
+                if buffer.len() as u64 == offset {
+                    buffer.extend_from_slice(data);
+                }
+                buffer.len() as u64
+            }
+            _ => 0, // a chunk of a snapshot we are not receiving: ask for it from the start
+        };
+        let complete = done && received_bytes == offset + data.len() as u64;
+        if complete {
+            let (meta, buffer) = self.incoming_snapshot.take().expect("matched above");
+            return Some(Snapshot { meta, data: buffer.freeze() });
+        }
+        let reply = self.message(leader, MessageBody::SnapshotProgress { index, received_bytes });
+        self.held.push(reply);
+        None
+    }
+
     /// InstallSnapshot receiver (§7, R9).
     fn handle_snapshot(&mut self, leader: NodeId, snapshot: Snapshot) {
         let index = snapshot.meta.index;
@@ -986,6 +1046,10 @@ impl<S: Storage> RawNode<S> {
             }
             MessageBody::HeartbeatResponse { read_round, last_index } => {
                 self.handle_heartbeat_response(message.from, read_round, last_index);
+                Ok(())
+            }
+            MessageBody::SnapshotProgress { index, received_bytes } => {
+                self.handle_snapshot_progress(message.from, index, received_bytes);
                 Ok(())
             }
             MessageBody::Propose { commands } => {
@@ -1117,8 +1181,12 @@ impl<S: Storage> RawNode<S> {
             progress.match_index = last_index;
             progress.become_probe();
         }
-        if progress.state == ProgressState::Probe {
-            progress.probe_sent = false;
+        match progress.state {
+            ProgressState::Probe => progress.probe_sent = false,
+            // Appends in flight may have died with a restarted follower; without a free
+            // slot nothing would ever be sent to it again (found by the chaos tests).
+            ProgressState::Replicate if progress.inflights.full() => progress.inflights.free_first_one(),
+            _ => {}
         }
         let behind = progress.match_index < self.log.last_index();
         if behind {
@@ -1180,6 +1248,7 @@ impl<S: Storage> RawNode<S> {
         true
     }
 
+    /// Starts sending the latest snapshot to `peer` (its next entries were compacted).
     fn send_snapshot(&mut self, peer: NodeId) -> bool {
         let Ok(snapshot) = self.log.storage.snapshot() else { return false };
         if snapshot.meta.index == 0 {
@@ -1187,9 +1256,46 @@ impl<S: Storage> RawNode<S> {
         }
         let Some(progress) = self.progress.get_mut(&peer) else { return false };
         progress.become_snapshot(snapshot.meta.index);
-        let message = self.message(peer, MessageBody::InstallSnapshot { snapshot });
+        self.send_snapshot_chunk(peer)
+    }
+
+    /// Sends the next chunk after what `peer` acknowledged (one chunk in flight at a time).
+    fn send_snapshot_chunk(&mut self, peer: NodeId) -> bool {
+        let Ok(snapshot) = self.log.storage.snapshot() else { return false };
+        let chunk_bytes_max = self.config.snapshot_chunk_bytes_max;
+        let Some(progress) = self.progress.get_mut(&peer) else { return false };
+        if progress.state != ProgressState::Snapshot || progress.snapshot_chunk_in_flight {
+            return false;
+        }
+        if snapshot.meta.index != progress.pending_snapshot {
+            // A newer snapshot replaced the one being sent: start it from the beginning.
+            progress.become_snapshot(snapshot.meta.index);
+        }
+        let total_bytes = snapshot.data.len() as u64;
+        let offset = progress.snapshot_acknowledged_bytes.min(total_bytes);
+        let end = (offset + chunk_bytes_max).min(total_bytes);
+        progress.snapshot_chunk_in_flight = true;
+        let body = MessageBody::InstallSnapshot {
+            meta: snapshot.meta,
+            offset,
+            data: snapshot.data.slice(offset as usize..end as usize),
+            done: end == total_bytes,
+        };
+        let message = self.message(peer, body);
         self.outbox.push(message);
         true
+    }
+
+    fn handle_snapshot_progress(&mut self, from: NodeId, index: Index, received_bytes: u64) {
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        if progress.state != ProgressState::Snapshot || progress.pending_snapshot != index {
+            return; // stale: about another snapshot
+        }
+        // Less than acknowledged before means the follower lost its partial copy: resend.
+        progress.snapshot_acknowledged_bytes = received_bytes;
+        progress.snapshot_chunk_in_flight = false;
+        progress.snapshot_wait_ticks = 0;
+        self.send_snapshot_chunk(from);
     }
 
     fn broadcast_heartbeat(&mut self) {

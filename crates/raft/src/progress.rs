@@ -58,6 +58,14 @@ impl Inflights {
         debug_assert!(self.messages.is_empty() || self.bytes > 0 || self.messages.iter().all(|m| m.1 == 0));
     }
 
+    /// Frees the oldest slot: a heartbeat answer proves the follower alive, so one more
+    /// message may go even if earlier ones were lost (e.g. the follower restarted).
+    pub(crate) fn free_first_one(&mut self) {
+        if let Some((_, size_bytes)) = self.messages.pop_front() {
+            self.bytes -= size_bytes;
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
         self.messages.clear();
         self.bytes = 0;
@@ -80,8 +88,12 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// In `Snapshot`: index of the snapshot being installed.
     pub(crate) pending_snapshot: Index,
-    /// In `Snapshot`: ticks spent waiting; the snapshot is re-sent after a timeout.
+    /// In `Snapshot`: ticks without progress; the unacknowledged chunk is re-sent after a timeout.
     pub(crate) snapshot_wait_ticks: u32,
+    /// In `Snapshot`: bytes of the snapshot the follower acknowledged holding.
+    pub(crate) snapshot_acknowledged_bytes: u64,
+    /// In `Snapshot`: a chunk is in flight (one at a time).
+    pub(crate) snapshot_chunk_in_flight: bool,
     /// Heard from the follower since the last check-quorum round.
     pub(crate) recent_active: bool,
     /// Highest ReadIndex round the follower has acknowledged (R7).
@@ -101,6 +113,8 @@ impl Progress {
             probe_sent: false,
             pending_snapshot: 0,
             snapshot_wait_ticks: 0,
+            snapshot_acknowledged_bytes: 0,
+            snapshot_chunk_in_flight: false,
             recent_active: true,
             acknowledged_read_round: 0,
             sent_commit: 0,
@@ -113,6 +127,8 @@ impl Progress {
         self.probe_sent = false;
         self.pending_snapshot = 0;
         self.snapshot_wait_ticks = 0;
+        self.snapshot_acknowledged_bytes = 0;
+        self.snapshot_chunk_in_flight = false;
         self.inflights.reset();
     }
 

@@ -166,10 +166,26 @@ pub enum MessageBody {
         /// follower that lost acknowledged entries (wiped data), to be repaired from scratch.
         last_index: Index,
     },
-    /// InstallSnapshot (§7): the follower's next entries were compacted (R9).
+    /// One chunk of InstallSnapshot (§7, Figure 13): the follower's next entries were
+    /// compacted (R9). Chunks go one at a time; a lost one is re-sent from the last
+    /// offset the follower acknowledged, so a transfer resumes instead of restarting.
     InstallSnapshot {
-        /// The snapshot.
-        snapshot: Snapshot,
+        /// Position and membership of the snapshot.
+        meta: SnapshotMeta,
+        /// Byte offset of `data` in the snapshot's data.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// True for the last chunk.
+        done: bool,
+    },
+    /// The follower's answer to a snapshot chunk: how many bytes of the snapshot at
+    /// `index` it holds (the leader continues from there).
+    SnapshotProgress {
+        /// Index of the snapshot being received.
+        index: Index,
+        /// Bytes received so far, contiguous from offset 0.
+        received_bytes: u64,
     },
     /// Proposals forwarded from a follower to the leader (R1).
     Propose {
@@ -203,6 +219,7 @@ impl MessageBody {
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::SnapshotProgress { .. } => "SnapshotProgress",
             MessageBody::Propose { .. } => "Propose",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",

@@ -3,14 +3,12 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use proto::raftkvpeer as wire;
-use raft::{ConfState, Entry, EntryKind, Message, MessageBody, Snapshot, SnapshotMeta};
+use raft::{ConfState, Entry, EntryKind, Message, MessageBody, SnapshotMeta};
 
 /// Bytes of a frame header (length and checksum).
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// Largest frame payload accepted; a larger length closes the connection.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 << 20;
-/// Snapshot data travels in chunks of at most this size.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Version of this protocol, checked in the handshake.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -82,6 +80,7 @@ fn kind_code(body: &MessageBody) -> u32 {
         MessageBody::Propose { .. } => 10,
         MessageBody::ReadIndex { .. } => 11,
         MessageBody::ReadIndexResponse { .. } => 12,
+        MessageBody::SnapshotProgress { .. } => 13,
     }
 }
 
@@ -140,11 +139,18 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
             out.read_round = *read_round;
             out.last_log_index = *last_index;
         }
-        MessageBody::InstallSnapshot { snapshot } => {
-            out.snapshot_index = snapshot.meta.index;
-            out.snapshot_term = snapshot.meta.term;
-            let conf = &snapshot.meta.conf;
-            out.snapshot_conf = Some(wire::ConfState { voters: conf.voters.clone(), learners: conf.learners.clone() });
+        MessageBody::InstallSnapshot { meta, offset, data, done } => {
+            out.snapshot_index = meta.index;
+            out.snapshot_term = meta.term;
+            out.snapshot_conf =
+                Some(wire::ConfState { voters: meta.conf.voters.clone(), learners: meta.conf.learners.clone() });
+            out.snapshot_offset = *offset;
+            out.snapshot_data = data.clone();
+            out.snapshot_done = *done;
+        }
+        MessageBody::SnapshotProgress { index, received_bytes } => {
+            out.snapshot_index = *index;
+            out.received_bytes = *received_bytes;
         }
         MessageBody::Propose { commands } => out.commands = commands.clone(),
         MessageBody::ReadIndex { context } => out.context = context.clone(),
@@ -156,9 +162,8 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
     out
 }
 
-/// Wire message → `raft::Message`; `snapshot_data` is the reassembled data for an
-/// InstallSnapshot (empty otherwise).
-pub fn message_from_wire(message: wire::RaftMessage, snapshot_data: Bytes) -> Result<Message, CodecError> {
+/// Wire message → `raft::Message`.
+pub fn message_from_wire(message: wire::RaftMessage) -> Result<Message, CodecError> {
     let body = match message.kind {
         1 => MessageBody::PreVote { last_log_index: message.last_log_index, last_log_term: message.last_log_term },
         2 => MessageBody::PreVoteResponse { reject: message.reject },
@@ -185,8 +190,14 @@ pub fn message_from_wire(message: wire::RaftMessage, snapshot_data: Bytes) -> Re
                 term: message.snapshot_term,
                 conf: ConfState { voters: conf.voters, learners: conf.learners },
             };
-            MessageBody::InstallSnapshot { snapshot: Snapshot { meta, data: snapshot_data } }
+            MessageBody::InstallSnapshot {
+                meta,
+                offset: message.snapshot_offset,
+                data: message.snapshot_data,
+                done: message.snapshot_done,
+            }
         }
+        13 => MessageBody::SnapshotProgress { index: message.snapshot_index, received_bytes: message.received_bytes },
         10 => MessageBody::Propose { commands: message.commands },
         11 => MessageBody::ReadIndex { context: message.context },
         12 => MessageBody::ReadIndexResponse { context: message.context, index: message.index },
@@ -200,10 +211,6 @@ mod tests {
     use super::*;
 
     fn round_trip(message: Message) {
-        let snapshot_data = match &message.body {
-            MessageBody::InstallSnapshot { snapshot } => snapshot.data.clone(),
-            _ => Bytes::new(),
-        };
         let mut buffer = BytesMut::new();
         encode_frame(
             &wire::Envelope { payload: Some(wire::envelope::Payload::Message(message_to_wire(&message))) },
@@ -213,7 +220,7 @@ mod tests {
         assert!(buffer.is_empty());
         let envelope: wire::Envelope = decode(payload).unwrap();
         let Some(wire::envelope::Payload::Message(decoded)) = envelope.payload else { panic!("not a message") };
-        assert_eq!(message_from_wire(decoded, snapshot_data).unwrap(), message);
+        assert_eq!(message_from_wire(decoded).unwrap(), message);
     }
 
     #[test]
@@ -228,15 +235,12 @@ mod tests {
             MessageBody::Propose { commands: vec![Bytes::from_static(b"x")] },
             MessageBody::ReadIndexResponse { context: Bytes::from_static(b"c"), index: 3 },
             MessageBody::InstallSnapshot {
-                snapshot: Snapshot {
-                    meta: SnapshotMeta {
-                        index: 9,
-                        term: 2,
-                        conf: ConfState { voters: vec![1, 2, 3], learners: vec![] },
-                    },
-                    data: Bytes::from_static(b"state"),
-                },
+                meta: SnapshotMeta { index: 9, term: 2, conf: ConfState { voters: vec![1, 2, 3], learners: vec![] } },
+                offset: 4096,
+                data: Bytes::from_static(b"state"),
+                done: true,
             },
+            MessageBody::SnapshotProgress { index: 9, received_bytes: 4096 },
         ];
         for body in bodies {
             round_trip(Message { from: 1, to: 2, term: 2, body });
@@ -261,6 +265,6 @@ mod tests {
         let garbage: Result<wire::Envelope, _> = decode(Bytes::from_static(&[0xff, 0xff, 0xff]));
         assert!(garbage.is_err());
         let unknown = wire::RaftMessage { kind: 99, ..Default::default() };
-        assert!(message_from_wire(unknown, Bytes::new()).is_err());
+        assert!(message_from_wire(unknown).is_err());
     }
 }

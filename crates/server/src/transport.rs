@@ -9,20 +9,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use proto::raftkvpeer as wire;
-use raft::{Message, MessageBody};
+use raft::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::codec::{self, CodecError, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES};
+use crate::codec::{self, CodecError, PROTOCOL_VERSION};
 use crate::metrics::Metrics;
 
 /// Messages queued per peer before new ones are dropped (Raft retransmits).
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
 /// Bytes written per batch at most (many messages per write).
 const WRITE_BATCH_BYTES_MAX: usize = 4 << 20;
-/// Largest snapshot accepted from a peer.
-const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
@@ -167,24 +165,8 @@ fn envelope(payload: wire::envelope::Payload) -> wire::Envelope {
     wire::Envelope { payload: Some(payload) }
 }
 
-/// Encodes a message; a snapshot's data goes first, in chunks.
+/// Encodes a message as one frame.
 fn encode_message(message: &Message, buffer: &mut BytesMut) {
-    if let MessageBody::InstallSnapshot { snapshot } = &message.body {
-        let total_bytes = snapshot.data.len() as u64;
-        let mut offset = 0usize;
-        while offset < snapshot.data.len() {
-            let end = (offset + SNAPSHOT_CHUNK_BYTES).min(snapshot.data.len());
-            let chunk = wire::SnapshotChunk {
-                snapshot_index: snapshot.meta.index,
-                snapshot_term: snapshot.meta.term,
-                offset_bytes: offset as u64,
-                total_bytes,
-                data: snapshot.data.slice(offset..end),
-            };
-            codec::encode_frame(&envelope(wire::envelope::Payload::Chunk(chunk)), buffer);
-            offset = end;
-        }
-    }
     codec::encode_frame(&envelope(wire::envelope::Payload::Message(codec::message_to_wire(message))), buffer);
 }
 
@@ -233,14 +215,6 @@ struct PeerReader<I> {
     metrics: Arc<Metrics>,
 }
 
-/// A snapshot's data being reassembled from chunks.
-struct Assembly {
-    index: u64,
-    term: u64,
-    total_bytes: u64,
-    data: BytesMut,
-}
-
 impl<I> PeerReader<I> {
     async fn run(self, mut stream: TcpStream) -> Result<(), ReaderError> {
         stream.set_nodelay(true)?;
@@ -250,16 +224,13 @@ impl<I> PeerReader<I> {
             .map_err(|_| ReaderError::Refused("no handshake".into()))??;
         let Some(handshake) = handshake else { return Ok(()) };
         let peer = self.check_handshake(codec::decode(handshake)?)?;
-        let mut assembly: Option<Assembly> = None;
         loop {
             let Some(payload) = read_frame(&mut stream, &mut buffer).await? else { return Ok(()) };
             self.metrics.peer_bytes_received.inc_by(payload.len() as u64);
             let envelope: wire::Envelope = codec::decode(payload)?;
             match envelope.payload {
-                Some(wire::envelope::Payload::Chunk(chunk)) => assemble(&mut assembly, chunk)?,
                 Some(wire::envelope::Payload::Message(message)) => {
-                    let data = take_snapshot_data(&mut assembly, &message);
-                    let message = codec::message_from_wire(message, data)?;
+                    let message = codec::message_from_wire(message)?;
                     if message.from != peer || message.to != self.directory.local_id {
                         return Err(ReaderError::Refused(format!(
                             "message {:x}->{:x} on this connection",
@@ -310,45 +281,6 @@ impl<I> PeerReader<I> {
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
-}
-
-fn assemble(assembly: &mut Option<Assembly>, chunk: wire::SnapshotChunk) -> Result<(), ReaderError> {
-    if chunk.total_bytes > SNAPSHOT_BYTES_MAX {
-        return Err(ReaderError::Refused(format!("snapshot of {} bytes is too large", chunk.total_bytes)));
-    }
-    if chunk.offset_bytes == 0 {
-        *assembly = Some(Assembly {
-            index: chunk.snapshot_index,
-            term: chunk.snapshot_term,
-            total_bytes: chunk.total_bytes,
-            data: BytesMut::with_capacity(chunk.total_bytes.min(64 << 20) as usize),
-        });
-    }
-    let Some(current) = assembly.as_mut() else {
-        return Err(CodecError::Malformed("snapshot chunk without a start".into()).into());
-    };
-    let in_order = current.index == chunk.snapshot_index
-        && current.term == chunk.snapshot_term
-        && current.data.len() as u64 == chunk.offset_bytes
-        && chunk.offset_bytes + chunk.data.len() as u64 <= current.total_bytes;
-    if !in_order {
-        *assembly = None;
-        return Err(CodecError::Malformed("snapshot chunk out of order".into()).into());
-    }
-    current.data.extend_from_slice(&chunk.data);
-    Ok(())
-}
-
-fn take_snapshot_data(assembly: &mut Option<Assembly>, message: &wire::RaftMessage) -> Bytes {
-    let complete = assembly.as_ref().is_some_and(|current| {
-        current.index == message.snapshot_index
-            && current.term == message.snapshot_term
-            && current.data.len() as u64 == current.total_bytes
-    });
-    if message.kind == 9 && complete {
-        return assembly.take().expect("checked").data.freeze();
-    }
-    Bytes::new()
 }
 
 /// Reads until one whole frame is buffered; `None` at a clean end of stream.

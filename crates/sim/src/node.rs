@@ -74,11 +74,19 @@ fn write_to(storage: &mut MemoryStorage, write: &PendingWrite) {
     }
 }
 
+/// Snapshot chunk size in the simulator: small, so a transfer takes many messages.
+const SNAPSHOT_CHUNK_BYTES: u64 = 256;
+/// A small pipelining window, so the simulator fills it (and loses what is in flight).
+const INFLIGHT_MESSAGES_MAX: usize = 4;
+
 impl SimNode {
     /// A node of a new cluster of `voters`.
     pub fn new(id: NodeId, voters: &[NodeId], seed: u64) -> Result<Self, String> {
         let mut config = Config::new(id);
         config.random_seed = seed;
+        // Small chunks so snapshot transfers span many messages (lost, duplicated, reordered).
+        config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
+        config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
         let raw = RawNode::new(config, MemoryStorage::new_with_voters(voters)).map_err(|error| error.to_string())?;
         let state_machine = StateMachine::default();
         Ok(SimNode {
@@ -272,6 +280,8 @@ impl SimNode {
         let (state_machine, applied) = StateMachine::decode(&snapshot.data)?;
         let mut config = Config::new(self.id);
         config.random_seed = seed;
+        config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
+        config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
         config.applied = state_machine.applied_index;
         let raw = RawNode::new(config, storage).map_err(|error| format!("restart n{}: {error}", self.id))?;
         view.log = LogView {
