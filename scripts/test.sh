@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 [ -x /usr/bin/etcd ] || need_packages+=(etcd-server)
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -21,4 +23,6 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
 pkill -x etcd >/dev/null 2>&1 || true
 
+# Process-level tests start the real binary: build it first so no test waits on cargo's lock.
+cargo build --release --bin raftkv
 cargo test --workspace --release "$@"

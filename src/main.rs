@@ -32,6 +32,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the deterministic cluster simulator (or render a protocol scenario).
     Sim(SimArgs),
+    /// Serve the Raft playground: a simulated cluster you drive step by step.
+    Playground(dashboard::PlaygroundArgs),
+    /// Fault-inject a real local cluster under load and check linearizability.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Options of `raftkv sim`.
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
         }
         Command::Up(arguments) => report(server::up::run(arguments), "up"),
         Command::Bench(arguments) => report(bench::main_with_args(arguments), "bench"),
+        Command::Playground(arguments) => report(dashboard::run_playground(arguments), "playground"),
+        Command::Chaos(arguments) => report(chaos::main_with_args(arguments), "chaos"),
         Command::Sim(arguments) => {
             // A panic inside a run is caught and reported as a violation; print one line, not a backtrace.
             std::panic::set_hook(Box::new(|info| eprintln!("raftkv: panic: {info}")));

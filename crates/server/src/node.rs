@@ -192,6 +192,7 @@ fn http_routes(introspection: IntrospectionSource) -> axum::Router {
     axum::Router::new()
         .route("/api/state", get(move || std::future::ready(state_source.state_response())))
         .route("/api/events", get(move || std::future::ready(introspection.events_response())))
+        .merge(dashboard::dashboard_router())
 }
 
 async fn start_http(

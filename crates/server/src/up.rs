@@ -110,6 +110,7 @@ fn print_banner(ports: &[NodePorts]) {
             port.metrics
         );
     }
+    println!("dashboard: http://127.0.0.1:{}/dashboard", ports[0].metrics);
     println!("endpoints: {}", endpoints.join(","));
     println!("try: ETCDCTL_API=3 etcdctl --endpoints={} put hello world", endpoints.join(","));
     println!("     ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
