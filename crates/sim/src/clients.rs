@@ -14,6 +14,9 @@ pub struct Operation {
     pub node: usize,
     /// A linearizable read (ReadIndex) rather than a write.
     pub read: bool,
+    /// For an acknowledged read: what it returned, the id of the last write that had taken
+    /// effect on the serving node (`None`: no write yet).
+    pub read_output: Option<u64>,
 }
 
 /// A client's state.
@@ -48,7 +51,14 @@ impl Clients {
         if self.operations.len() >= self.operations_max || self.clients[client].pending.is_some() {
             return None;
         }
-        self.operations.push(Operation { client, invoke_step: step, acknowledge_step: None, node: 0, read });
+        self.operations.push(Operation {
+            client,
+            invoke_step: step,
+            acknowledge_step: None,
+            node: 0,
+            read,
+            read_output: None,
+        });
         let id = self.operations.len() as u64;
         self.clients[client].pending = Some(id);
         Some(id)
@@ -59,14 +69,17 @@ impl Clients {
         self.operations.get_mut((id as usize).checked_sub(1)?)
     }
 
-    /// Acknowledges `id` if it is pending and its current attempt went to `node`.
-    /// Returns the client to wake.
-    pub fn acknowledge(&mut self, id: u64, node: usize, step: u64) -> Option<usize> {
+    /// Acknowledges `id` if it is pending and its current attempt went to `node`; a read
+    /// returns `read_output` (ignored for writes). Returns the client to wake.
+    pub fn acknowledge(&mut self, id: u64, node: usize, step: u64, read_output: Option<u64>) -> Option<usize> {
         let operation = self.operation_mut(id)?;
         if operation.acknowledge_step.is_some() || operation.node != node {
             return None;
         }
         operation.acknowledge_step = Some(step);
+        if operation.read {
+            operation.read_output = read_output;
+        }
         let client = operation.client;
         debug_assert_eq!(self.clients[client].pending, Some(id));
         self.clients[client].pending = None;
@@ -103,8 +116,9 @@ mod tests {
         let write = clients.invoke(0, 1, false).expect("under the bound");
         assert_eq!(clients.invoke(0, 2, false), None, "one outstanding operation per client");
         clients.operation_mut(write).expect("exists").node = 3;
-        assert_eq!(clients.acknowledge(write, 2, 5), None, "wrong node");
-        assert_eq!(clients.acknowledge(write, 3, 5), Some(0));
+        assert_eq!(clients.acknowledge(write, 2, 5, None), None, "wrong node");
+        assert_eq!(clients.acknowledge(write, 3, 5, Some(9)), Some(0));
+        assert_eq!(clients.operation_mut(write).expect("exists").read_output, None, "writes return nothing");
         let read = clients.invoke(1, 6, true).expect("under the bound");
         assert!(clients.any_pending());
         // A read that began after the write was acknowledged must see it.
@@ -114,5 +128,8 @@ mod tests {
         assert_eq!(clients.missing_before(5, |_| false), None);
         assert_eq!(clients.acknowledged(), 1);
         assert!(clients.operation_mut(read).expect("exists").read);
+        clients.operation_mut(read).expect("exists").node = 1;
+        assert_eq!(clients.acknowledge(read, 1, 7, Some(write)), Some(1));
+        assert_eq!(clients.operation_mut(read).expect("exists").read_output, Some(write));
     }
 }

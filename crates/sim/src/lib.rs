@@ -12,7 +12,9 @@
 //! cluster settle) the client history is checked: no acknowledged command lost, every node
 //! applied the same sequence, and acknowledged commands are ordered as they were in real
 //! time. Clients also make linearizable reads (ReadIndex); each read is checked, when
-//! served, to see every write acknowledged before it began.
+//! served, to see every write acknowledged before it began, and returns the last command
+//! that took effect on its node; at the end the whole history, as one register written by
+//! each command, is checked by the `linearizability` crate.
 //!
 //! ```no_run
 //! let result = sim::run(&sim::Options { nodes: 5, seed: 42, ..sim::Options::default() });
@@ -86,6 +88,9 @@ pub struct Statistics {
     pub reads_served: u64,
     /// Highest term reached by any node.
     pub term_max: u64,
+    /// Runs whose register history the linearizability checker could not decide within
+    /// its budget (unknown, not a violation).
+    pub linearizability_inconclusive: u64,
 }
 
 /// FNV-1a hash of an entry's kind and payload: what checkers compare entries by.

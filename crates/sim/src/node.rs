@@ -121,6 +121,11 @@ impl SimNode {
         self.state_machine.operation_set.contains(&operation)
     }
 
+    /// The last operation that took effect here (the register value a read returns).
+    pub fn last_effective_operation(&self) -> Option<u64> {
+        self.state_machine.last_effective
+    }
+
     /// Operation id of each entry of the applied list, in order.
     pub fn applied_operations(&self) -> &[u64] {
         &self.state_machine.operations

@@ -7,7 +7,7 @@ use raft::{NodeId, Role, SplitMix64};
 
 use crate::clients::Clients;
 use crate::events::{Event, EventKind, EventQueue, Time};
-use crate::final_checks;
+use crate::final_checks::{self, RegisterVerdict};
 use crate::invariants::{all_checkers, Checker};
 use crate::network::{Network, NetworkParameters, SendOutcome};
 use crate::node::{ReadyOutput, SimNode};
@@ -228,6 +228,11 @@ impl Simulator {
         let operations: Vec<Vec<u64>> = self.nodes.iter().map(|node| node.applied_operations().to_vec()).collect();
         let borrowed: Vec<&[u64]> = operations.iter().map(Vec::as_slice).collect();
         self.violations.extend(final_checks::check(&self.view, &borrowed, &self.clients.operations));
+        match final_checks::check_register(self.view.step, &self.clients.operations) {
+            RegisterVerdict::Linearizable => {}
+            RegisterVerdict::Violation(violation) => self.violations.push(violation),
+            RegisterVerdict::Inconclusive => self.statistics.linearizability_inconclusive += 1,
+        }
     }
 
     fn process(&mut self, event: Event) {
@@ -321,7 +326,7 @@ impl Simulator {
             self.schedule_fsync(position, persist_sequence);
         }
         for operation in output.applied_operations {
-            self.acknowledge(operation, position, "");
+            self.acknowledge(operation, position, "", None);
         }
         for (context, index) in output.read_states {
             let Some(operation) = context.get(..8).and_then(|bytes| bytes.try_into().ok()).map(u64::from_le_bytes)
@@ -352,9 +357,10 @@ impl Simulator {
         self.changed.push(position);
     }
 
-    /// Acknowledges `operation` to its client if the client waits for `position`.
-    fn acknowledge(&mut self, operation: u64, position: usize, how: &str) {
-        if let Some(client) = self.clients.acknowledge(operation, position, self.view.step) {
+    /// Acknowledges `operation` to its client if the client waits for `position` (a read
+    /// returns `read_output`).
+    fn acknowledge(&mut self, operation: u64, position: usize, how: &str, read_output: Option<u64>) {
+        if let Some(client) = self.clients.acknowledge(operation, position, self.view.step, read_output) {
             self.note(format!("ack op {operation} client {client} by n{}{how}", position + 1));
             let think = self.rng.range(0, 2 * TICK_INTERVAL_TIME);
             self.queue.schedule_after(think, EventKind::ClientInvoke { client });
@@ -362,7 +368,9 @@ impl Simulator {
     }
 
     /// Serves the node's confirmed reads whose index it has applied, checking that each
-    /// sees every write acknowledged before the read began (R7, linearizable reads).
+    /// sees every write acknowledged before the read began (R7, linearizable reads). A read
+    /// returns the last write that took effect on the node; the whole register history is
+    /// checked at the end of the run.
     fn serve_reads(&mut self, position: usize) {
         let applied_index = self.nodes[position].applied_index();
         let mut reads = std::mem::take(&mut self.pending_reads[position]);
@@ -381,7 +389,8 @@ impl Simulator {
                 );
                 self.violations.push(Violation { invariant: "linearizable_read".to_string(), message, step: self.view.step });
             }
-            self.acknowledge(operation, position, " (read)");
+            let output = self.nodes[position].last_effective_operation();
+            self.acknowledge(operation, position, " (read)", output);
             self.statistics.reads_served += 1;
             false
         });
@@ -434,7 +443,7 @@ impl Simulator {
         self.clients.operation_mut(operation).expect("pending operation exists").node = position;
         let read = self.clients.operation_mut(operation).is_some_and(|record| record.read);
         if !read && self.nodes[position].has_applied(operation) {
-            self.acknowledge(operation, position, " (already applied)");
+            self.acknowledge(operation, position, " (already applied)", None);
             return;
         }
         let outcome = match self.nodes[position].raw_mut() {

@@ -3,6 +3,9 @@
 //! A command is 16 bytes: client number and operation id (little endian). Applying a
 //! command whose operation id was already applied records it but changes nothing else
 //! (request-id deduplication, R8). The state serializes into a snapshot.
+//!
+//! Seen by clients, the state is one register: its value is the last operation that took
+//! effect (what a read returns).
 
 use std::collections::HashSet;
 
@@ -43,6 +46,9 @@ pub struct StateMachine {
     pub operations: Vec<u64>,
     /// Operation ids applied so far.
     pub operation_set: HashSet<u64>,
+    /// The last operation that took effect (duplicates change nothing): the value of the
+    /// register the client model reads.
+    pub last_effective: Option<u64>,
 }
 
 impl StateMachine {
@@ -55,9 +61,16 @@ impl StateMachine {
         }
         let operation = decode_operation(&entry.data).unwrap_or(0);
         applied.push(AppliedView { index: entry.index, term: entry.term, data_hash: crate::hash_entry(entry) });
-        self.operations.push(operation);
-        self.operation_set.insert(operation);
+        self.record(operation);
         Some(operation)
+    }
+
+    /// Appends `operation` to the applied list; it takes effect unless it is a duplicate.
+    fn record(&mut self, operation: u64) {
+        self.operations.push(operation);
+        if self.operation_set.insert(operation) {
+            self.last_effective = Some(operation);
+        }
     }
 
     /// Serializes the state as of `index` (which must not exceed `applied_index`).
@@ -88,8 +101,7 @@ impl StateMachine {
         for record in data[8..].chunks_exact(RECORD_BYTES) {
             let value = |field: usize| read_word(record, field * 8);
             applied.push(AppliedView { index: value(0), term: value(1), data_hash: value(2) });
-            state.operations.push(value(3));
-            state.operation_set.insert(value(3));
+            state.record(value(3));
         }
         Ok((state, applied))
     }
@@ -110,12 +122,17 @@ mod tests {
         assert_eq!(state.apply(&entry(1, EntryKind::Blank, Bytes::new()), &mut applied), None);
         assert_eq!(state.apply(&entry(2, EntryKind::Normal, encode_command(1, 7)), &mut applied), Some(7));
         assert_eq!(state.apply(&entry(3, EntryKind::Normal, encode_command(2, 8)), &mut applied), Some(8));
+        assert_eq!(state.apply(&entry(4, EntryKind::Normal, encode_command(1, 7)), &mut applied), Some(7));
+        assert_eq!(state.last_effective, Some(8), "a duplicate changes nothing");
         let (restored, restored_applied) = StateMachine::decode(&state.encode(2, &applied)).unwrap();
         assert_eq!(restored.applied_index, 2);
         assert_eq!(restored_applied, applied[..1].to_vec());
         assert!(restored.operation_set.contains(&7) && !restored.operation_set.contains(&8));
+        assert_eq!(restored.last_effective, Some(7));
+        let (all, _) = StateMachine::decode(&state.encode(4, &applied)).unwrap();
+        assert_eq!(all.last_effective, Some(8));
         let (empty, empty_applied) = StateMachine::decode(&[]).unwrap();
-        assert_eq!((empty.applied_index, empty_applied.len()), (0, 0));
+        assert_eq!((empty.applied_index, empty_applied.len(), empty.last_effective), (0, 0, None));
         assert!(StateMachine::decode(&[1, 2, 3]).is_err());
     }
 }
