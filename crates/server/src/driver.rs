@@ -16,6 +16,7 @@ use wal::{Wal, WriteBatch};
 use crate::handle::{NodeStatus, ServerError};
 use crate::metrics::Metrics;
 use crate::transport::Transport;
+use crate::watch::WatchHub;
 
 /// Inputs handled per loop turn at most before the loop processes a `Ready` (batching bound).
 const INPUTS_PER_TURN_MAX: usize = 4096;
@@ -109,6 +110,8 @@ pub struct DriverOutputs {
     pub status: Arc<SharedStatus>,
     /// Raft state as JSON for the dashboard.
     pub introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
+    /// Where applied events go, for watchers.
+    pub watch_hub: WatchHub,
 }
 
 /// Settings of the loop.
@@ -141,6 +144,7 @@ pub struct Driver {
     last_introspected: (u64, u64, u64, u64, u64),
     next_size_tick: u64,
     applied_bytes_since_snapshot: u64,
+    watch_hub: WatchHub,
 }
 
 impl Driver {
@@ -152,7 +156,7 @@ impl Driver {
         options: DriverOptions,
         token_seed: u64,
     ) -> Driver {
-        let DriverOutputs { transport, metrics, status, introspection } = outputs;
+        let DriverOutputs { transport, metrics, status, introspection, watch_hub } = outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
@@ -174,6 +178,7 @@ impl Driver {
             last_introspected: (0, 0, 0, 0, 0),
             next_size_tick: 0,
             applied_bytes_since_snapshot: 0,
+            watch_hub,
         }
     }
 
@@ -401,6 +406,7 @@ impl Driver {
                 }
             };
             let applied = store.apply(entry.index, &command);
+            self.watch_hub.publish(applied.revision, applied.events);
             if let Some(waiter) = self.proposals.remove(&token) {
                 let _ = waiter.respond.send(applied.result.map_err(ServerError::Kv));
             }

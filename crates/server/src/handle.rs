@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::RwLock;
+use tokio::sync::{broadcast, RwLock};
+
+use crate::watch::AppliedEvents;
 
 /// Why a request could not be served. Each maps to the gRPC status etcd uses.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +94,9 @@ pub trait NodeApi: Send + Sync + 'static {
     fn status(&self) -> NodeStatus;
     /// Current members.
     fn members(&self) -> Vec<Member>;
+    /// A subscription to the events of every revision applied from now on (see
+    /// [`crate::watch`]).
+    fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
 }
 
 impl NodeHandle {
@@ -123,6 +128,11 @@ impl NodeHandle {
     /// See [`NodeApi::members`].
     pub fn members(&self) -> Vec<Member> {
         self.inner.members()
+    }
+
+    /// See [`NodeApi::watch_events`].
+    pub fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
+        self.inner.watch_events()
     }
 
     /// etcd's response header for this node at store revision `revision`.

@@ -18,3 +18,4 @@ pub mod node;
 pub mod serve;
 pub mod transport;
 pub mod up;
+pub mod watch;

@@ -17,6 +17,7 @@ use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
 use crate::introspection::IntrospectionSource;
 use crate::metrics::Metrics;
 use crate::transport::{self, PeerDirectory, PeerInfo, Transport};
+use crate::watch::{AppliedEvents, WatchHub};
 
 /// Inputs queued for the Raft loop at most (client requests beyond it are refused).
 const INPUT_QUEUE_MAX: usize = 16_384;
@@ -130,6 +131,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
     let options = DriverOptions { tick_interval, request_timeout_ticks, compaction };
+    let watch_hub = WatchHub::new();
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let outputs = DriverOutputs {
@@ -137,6 +139,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         metrics: metrics.clone(),
         status: status.clone(),
         introspection: introspection_sender,
+        watch_hub: watch_hub.clone(),
     };
     let driver = Driver::new(node, store.clone(), outputs, options, rand::random());
     let raft_thread = std::thread::Builder::new()
@@ -156,6 +159,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         unsafe_local_reads: args.unsafe_local_reads,
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
         request_size_bytes_max: args.max_request_bytes,
+        watch_hub,
     };
     let handle = NodeHandle::new(Arc::new(api));
     let introspection = IntrospectionSource {
@@ -258,6 +262,7 @@ struct LocalNode {
     unsafe_local_reads: bool,
     request_timeout: Duration,
     request_size_bytes_max: usize,
+    watch_hub: WatchHub,
 }
 
 impl LocalNode {
@@ -306,6 +311,10 @@ impl NodeApi for LocalNode {
 
     fn status(&self) -> NodeStatus {
         self.status.load()
+    }
+
+    fn watch_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AppliedEvents>> {
+        self.watch_hub.subscribe()
     }
 
     fn members(&self) -> Vec<Member> {

@@ -1,5 +1,5 @@
-//! etcd's v3 gRPC API on the client URLs: `KV`, `Maintenance` and `Cluster` (and `Watch` /
-//! `Lease` registered so their methods answer `Unimplemented` rather than a missing route).
+//! etcd's v3 gRPC API on the client URLs: `KV`, `Watch`, `Maintenance` and `Cluster` (and
+//! `Lease` registered so its methods answer `Unimplemented` rather than a missing route).
 //!
 //! Every service reaches the node through [`NodeHandle`]:
 //!
@@ -35,6 +35,7 @@ mod maintenance;
 mod read_txn;
 mod status;
 mod unimplemented;
+mod watch;
 
 #[cfg(test)]
 mod test_node;
@@ -58,6 +59,7 @@ pub use kv_service::KvService;
 pub use maintenance::{MaintenanceService, SERVER_VERSION};
 pub use status::{status_from_kv_error, status_from_server_error};
 pub use unimplemented::{UnimplementedLease, UnimplementedWatch};
+pub use watch::WatchService;
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const REQUEST_SIZE_BYTES_MAX_DEFAULT: usize = 1_572_864;
@@ -114,10 +116,12 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
     let maintenance = MaintenanceServer::new(MaintenanceService::new(handle.clone()))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
+    let watch = WatchServer::new(WatchService::new(handle.clone(), options.request_size_bytes_max))
+        .max_decoding_message_size(message_size_bytes_max)
+        .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     let cluster = ClusterServer::new(ClusterService::new(handle))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let watch = WatchServer::new(UnimplementedWatch).max_decoding_message_size(message_size_bytes_max);
     let lease = LeaseServer::new(UnimplementedLease).max_decoding_message_size(message_size_bytes_max);
     tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster).add_service(watch).add_service(lease)
 }

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use tokio::sync::RwLock;
 
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
+use crate::watch::{AppliedEvents, WatchHub};
 
 pub(crate) const MEMBER_ID: u64 = 0x10;
 pub(crate) const CLUSTER_ID: u64 = 0x77;
@@ -21,6 +22,7 @@ pub(crate) struct TestNode {
     pub(crate) writes: AtomicU64,
     pub(crate) barriers: AtomicU64,
     pub(crate) leaderless: AtomicBool,
+    watch_hub: WatchHub,
 }
 
 impl TestNode {
@@ -31,6 +33,7 @@ impl TestNode {
             writes: AtomicU64::new(0),
             barriers: AtomicU64::new(0),
             leaderless: AtomicBool::new(false),
+            watch_hub: WatchHub::new(),
         });
         let handle = NodeHandle::new(node.clone());
         (node, handle)
@@ -49,10 +52,13 @@ impl NodeApi for TestNode {
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
         let store = self.store.clone();
+        let watch_hub = self.watch_hub.clone();
         async move {
             let mut store = store.write().await;
             let index = store.applied_index() + 1;
-            store.apply(index, &command).result.map_err(ServerError::Kv)
+            let applied = store.apply(index, &command);
+            watch_hub.publish(applied.revision, applied.events);
+            applied.result.map_err(ServerError::Kv)
         }
         .boxed()
     }
@@ -81,6 +87,10 @@ impl NodeApi for TestNode {
             db_size_bytes: 4096,
             is_learner: false,
         }
+    }
+
+    fn watch_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AppliedEvents>> {
+        self.watch_hub.subscribe()
     }
 
     fn members(&self) -> Vec<Member> {

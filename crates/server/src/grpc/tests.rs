@@ -267,8 +267,54 @@ async fn maintenance_and_cluster_report_the_node() {
     server.node.leaderless.store(true, Ordering::SeqCst);
     let status = maintenance.status(StatusRequest {}).await.expect("status").into_inner();
     assert_eq!(status.errors, vec!["etcdserver: no leader".to_string()]);
+}
 
-    let mut watch = WatchClient::new(server.channel.clone());
-    let refused = watch.watch(futures::stream::empty()).await.expect_err("watch is not served yet");
-    assert_eq!(refused.code(), Code::Unimplemented);
+#[tokio::test]
+async fn watch_replays_history_then_follows_new_writes() {
+    use proto::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest};
+    let server = Server::start(GrpcOptions::default()).await;
+    let mut kv = server.kv();
+    let put = |key: &str, value: &str| PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() };
+    kv.put(put("w/a", "1")).await.expect("put");
+    kv.put(put("other", "x")).await.expect("put");
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    let create = WatchCreateRequest {
+        key: b"w/".to_vec(),
+        range_end: b"w0".to_vec(),
+        start_revision: 1,
+        prev_kv: true,
+        ..WatchCreateRequest::default()
+    };
+    requests.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("send");
+    let mut responses = WatchClient::new(server.channel.clone())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("watch")
+        .into_inner();
+    let created = next_response(&mut responses).await;
+    assert!(created.created && !created.canceled);
+    let replayed = next_response(&mut responses).await;
+    let keys: Vec<&[u8]> = replayed.events.iter().map(|event| event.kv.as_ref().expect("kv").key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"w/a"[..]]);
+    kv.put(put("w/b", "2")).await.expect("put");
+    kv.put(put("w/a", "3")).await.expect("put");
+    let first = next_response(&mut responses).await;
+    let second = next_response(&mut responses).await;
+    let revisions: Vec<i64> = [first, second]
+        .iter()
+        .flat_map(|response| response.events.iter().map(|event| event.kv.as_ref().expect("kv").mod_revision))
+        .collect();
+    assert_eq!(revisions, vec![4, 5]);
+    drop(requests);
+}
+
+/// The next message of a watch stream, failing the test after 10 seconds.
+async fn next_response(
+    responses: &mut tonic::Streaming<proto::etcdserverpb::WatchResponse>,
+) -> proto::etcdserverpb::WatchResponse {
+    tokio::time::timeout(std::time::Duration::from_secs(10), responses.message())
+        .await
+        .expect("a response in time")
+        .expect("no stream error")
+        .expect("stream open")
 }
