@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, RwLock};
 use wal::{Wal, WriteBatch};
 
 use crate::handle::{NodeStatus, ServerError};
+use crate::lessor::Lessor;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 use crate::watch::WatchHub;
@@ -112,6 +113,8 @@ pub struct DriverOutputs {
     pub introspection: tokio::sync::watch::Sender<Arc<serde_json::Value>>,
     /// Where applied events go, for watchers.
     pub watch_hub: WatchHub,
+    /// Lease deadlines, refreshed every tick; expired leases are revoked through the log.
+    pub lessor: Arc<Lessor>,
 }
 
 /// Settings of the loop.
@@ -145,6 +148,7 @@ pub struct Driver {
     next_size_tick: u64,
     applied_bytes_since_snapshot: u64,
     watch_hub: WatchHub,
+    lessor: Arc<Lessor>,
 }
 
 impl Driver {
@@ -156,7 +160,7 @@ impl Driver {
         options: DriverOptions,
         token_seed: u64,
     ) -> Driver {
-        let DriverOutputs { transport, metrics, status, introspection, watch_hub } = outputs;
+        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor } = outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
@@ -179,6 +183,7 @@ impl Driver {
             next_size_tick: 0,
             applied_bytes_since_snapshot: 0,
             watch_hub,
+            lessor,
         }
     }
 
@@ -281,8 +286,25 @@ impl Driver {
             let (_, waiters) = self.reads.in_flight.remove(&context).expect("listed above");
             answer_all(waiters, || Err(ServerError::Timeout));
         }
+        self.expire_leases();
         for (peer, length) in self.transport.queue_lengths() {
             self.metrics.peer_queue_length.with_label_values(&[&format!("{peer:x}")]).set(length as i64);
+        }
+    }
+
+    /// Leader only: proposes a revoke for every lease past its deadline (see [`crate::lessor`]).
+    fn expire_leases(&mut self) {
+        let leading = self.soft_state.role == Role::Leader;
+        let leases: Vec<(i64, i64)> = if leading {
+            self.store.blocking_read().leases().map(|lease| (lease.id, lease.granted_ttl_seconds)).collect()
+        } else {
+            Vec::new()
+        };
+        for id in self.lessor.refresh(leading, &leases, Instant::now()) {
+            tracing::info!(lease = %format!("{id:x}"), "lease expired; revoking");
+            let (respond, _) = oneshot::channel();
+            let revoke = proto::etcdserverpb::LeaseRevokeRequest { id };
+            self.propose(kv::Command::new(kv::Operation::LeaseRevoke(revoke)), respond);
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, RwLock};
 
+use crate::lessor::Lessor;
 use crate::watch::AppliedEvents;
 
 /// Why a request could not be served. Each maps to the gRPC status etcd uses.
@@ -97,6 +98,8 @@ pub trait NodeApi: Send + Sync + 'static {
     /// A subscription to the events of every revision applied from now on (see
     /// [`crate::watch`]).
     fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
+    /// Lease deadlines (kept on the leader only; see [`crate::lessor`]).
+    fn lessor(&self) -> Arc<Lessor>;
 }
 
 impl NodeHandle {
@@ -133,6 +136,11 @@ impl NodeHandle {
     /// See [`NodeApi::watch_events`].
     pub fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
         self.inner.watch_events()
+    }
+
+    /// See [`NodeApi::lessor`].
+    pub fn lessor(&self) -> Arc<Lessor> {
+        self.inner.lessor()
     }
 
     /// etcd's response header for this node at store revision `revision`.

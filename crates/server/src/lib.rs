@@ -13,6 +13,7 @@ pub mod driver;
 pub mod grpc;
 pub mod handle;
 pub mod introspection;
+pub mod lessor;
 pub mod metrics;
 pub mod node;
 pub mod serve;

@@ -15,6 +15,7 @@ use crate::config::{self, InitialMember, ServeArgs};
 use crate::driver::{Driver, DriverOptions, DriverOutputs, Input, SharedStatus};
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
 use crate::introspection::IntrospectionSource;
+use crate::lessor::Lessor;
 use crate::metrics::Metrics;
 use crate::transport::{self, PeerDirectory, PeerInfo, Transport};
 use crate::watch::{AppliedEvents, WatchHub};
@@ -132,6 +133,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
     let options = DriverOptions { tick_interval, request_timeout_ticks, compaction };
     let watch_hub = WatchHub::new();
+    let lessor = Arc::new(Lessor::new());
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let outputs = DriverOutputs {
@@ -140,6 +142,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         status: status.clone(),
         introspection: introspection_sender,
         watch_hub: watch_hub.clone(),
+        lessor: lessor.clone(),
     };
     let driver = Driver::new(node, store.clone(), outputs, options, rand::random());
     let raft_thread = std::thread::Builder::new()
@@ -160,6 +163,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
         request_size_bytes_max: args.max_request_bytes,
         watch_hub,
+        lessor,
     };
     let handle = NodeHandle::new(Arc::new(api));
     let introspection = IntrospectionSource {
@@ -263,6 +267,7 @@ struct LocalNode {
     request_timeout: Duration,
     request_size_bytes_max: usize,
     watch_hub: WatchHub,
+    lessor: Arc<Lessor>,
 }
 
 impl LocalNode {
@@ -315,6 +320,10 @@ impl NodeApi for LocalNode {
 
     fn watch_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AppliedEvents>> {
         self.watch_hub.subscribe()
+    }
+
+    fn lessor(&self) -> Arc<Lessor> {
+        self.lessor.clone()
     }
 
     fn members(&self) -> Vec<Member> {

@@ -1,5 +1,4 @@
-//! etcd's v3 gRPC API on the client URLs: `KV`, `Watch`, `Maintenance` and `Cluster` (and
-//! `Lease` registered so its methods answer `Unimplemented` rather than a missing route).
+//! etcd's v3 gRPC API on the client URLs: `KV`, `Watch`, `Lease`, `Maintenance` and `Cluster`.
 //!
 //! Every service reaches the node through [`NodeHandle`]:
 //!
@@ -31,6 +30,7 @@
 
 mod cluster;
 mod kv_service;
+mod lease;
 mod maintenance;
 mod read_txn;
 mod status;
@@ -56,6 +56,7 @@ use crate::handle::NodeHandle;
 
 pub use cluster::ClusterService;
 pub use kv_service::KvService;
+pub use lease::LeaseService;
 pub use maintenance::{MaintenanceService, SERVER_VERSION};
 pub use status::{status_from_kv_error, status_from_server_error};
 pub use unimplemented::{UnimplementedLease, UnimplementedWatch};
@@ -119,10 +120,12 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
     let watch = WatchServer::new(WatchService::new(handle.clone(), options.request_size_bytes_max))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
+    let lease = LeaseServer::new(LeaseService::new(handle.clone()))
+        .max_decoding_message_size(message_size_bytes_max)
+        .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     let cluster = ClusterServer::new(ClusterService::new(handle))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let lease = LeaseServer::new(UnimplementedLease).max_decoding_message_size(message_size_bytes_max);
     tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster).add_service(watch).add_service(lease)
 }
 

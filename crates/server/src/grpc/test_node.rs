@@ -23,6 +23,7 @@ pub(crate) struct TestNode {
     pub(crate) barriers: AtomicU64,
     pub(crate) leaderless: AtomicBool,
     watch_hub: WatchHub,
+    lessor: Arc<crate::lessor::Lessor>,
 }
 
 impl TestNode {
@@ -34,6 +35,7 @@ impl TestNode {
             barriers: AtomicU64::new(0),
             leaderless: AtomicBool::new(false),
             watch_hub: WatchHub::new(),
+            lessor: Arc::new(crate::lessor::Lessor::new()),
         });
         let handle = NodeHandle::new(node.clone());
         (node, handle)
@@ -91,6 +93,10 @@ impl NodeApi for TestNode {
 
     fn watch_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AppliedEvents>> {
         self.watch_hub.subscribe()
+    }
+
+    fn lessor(&self) -> Arc<crate::lessor::Lessor> {
+        self.lessor.clone()
     }
 
     fn members(&self) -> Vec<Member> {

@@ -1,0 +1,241 @@
+//! `etcdserverpb.Lease`: grant, revoke, keep-alive, time-to-live and list.
+//!
+//! Grants and revokes are replicated through the log (a grant without an id gets a
+//! random non-zero one before it is proposed). Deadlines live on the leader (see
+//! [`crate::lessor`]): a keep-alive or time-to-live request reaching a follower is
+//! forwarded to the leader's client URL; if that fails the follower answers
+//! "etcdserver: not leader" (keep-alive) or the granted TTL (time-to-live), and etcd's
+//! clients retry elsewhere.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use kv::{Command, Operation, Response};
+use proto::etcdserverpb::{
+    lease_client::LeaseClient, lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Status, Streaming};
+
+use super::request_id_from_metadata;
+use super::status::{status_from_kv_error, status_from_server_error};
+use crate::handle::NodeHandle;
+
+/// Keep-alive answers queued per stream before the service waits for the client.
+pub const KEEP_ALIVE_RESPONSES_QUEUED_MAX: usize = 16;
+/// Longest a forwarded request to the leader may take.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The response stream of one `LeaseKeepAlive` call.
+type KeepAliveStream = Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+/// etcd's "not leader" error (Unavailable), which makes clients try another member.
+fn not_leader() -> Status {
+    Status::unavailable("etcdserver: not leader")
+}
+
+/// etcd's `Lease` service over a node.
+#[derive(Clone)]
+pub struct LeaseService {
+    handle: NodeHandle,
+}
+
+impl LeaseService {
+    /// A service for `handle`.
+    pub fn new(handle: NodeHandle) -> LeaseService {
+        LeaseService { handle }
+    }
+
+    /// A client of the leader's `Lease` service, if the leader is another known member.
+    async fn leader_client(handle: &NodeHandle) -> Option<LeaseClient<Channel>> {
+        let status = handle.status();
+        if status.leader == 0 || status.leader == status.member_id {
+            return None;
+        }
+        let members = handle.members();
+        let leader = members.iter().find(|member| member.id == status.leader)?;
+        let url = leader.client_urls.first()?.clone();
+        let endpoint = Channel::from_shared(url).ok()?.connect_timeout(FORWARD_TIMEOUT).timeout(FORWARD_TIMEOUT);
+        let channel = tokio::time::timeout(FORWARD_TIMEOUT, endpoint.connect()).await.ok()?.ok()?;
+        Some(LeaseClient::new(channel))
+    }
+
+    /// Answers one keep-alive: on the leader by refreshing the deadline, elsewhere by
+    /// forwarding to the leader. A lease that does not exist gets TTL 0 (as etcd).
+    async fn keep_alive_once(
+        handle: &NodeHandle,
+        leader: &mut Option<(u64, LeaseClient<Channel>)>,
+        id: i64,
+    ) -> Result<LeaseKeepAliveResponse, Status> {
+        let (granted, revision) = {
+            let store = handle.store();
+            let guard = store.read().await;
+            (guard.lease(id).map(|lease| lease.granted_ttl_seconds), guard.current_revision())
+        };
+        let header = Some(handle.header(revision));
+        let Some(granted) = granted else {
+            return Ok(LeaseKeepAliveResponse { header, id, ttl: 0 });
+        };
+        if let Some(ttl) = handle.lessor().keep_alive(id, granted) {
+            return Ok(LeaseKeepAliveResponse { header, id, ttl });
+        }
+        let leader_id = handle.status().leader;
+        if leader.as_ref().map(|(known, _)| *known) != Some(leader_id) {
+            *leader = LeaseService::leader_client(handle).await.map(|client| (leader_id, client));
+        }
+        let Some((_, client)) = leader.as_mut() else {
+            return Err(not_leader());
+        };
+        let request = LeaseKeepAliveRequest { id };
+        let forwarded = async {
+            let mut responses = client.lease_keep_alive(tokio_stream::once(request)).await?.into_inner();
+            responses.message().await?.ok_or_else(not_leader)
+        };
+        match tokio::time::timeout(FORWARD_TIMEOUT, forwarded).await {
+            Ok(Ok(response)) => Ok(response),
+            _ => {
+                *leader = None;
+                Err(not_leader())
+            }
+        }
+    }
+}
+
+fn unexpected(response: &Response) -> Status {
+    Status::internal(format!("raftkv: unexpected state machine answer {response:?}"))
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<tonic::Response<LeaseGrantResponse>, Status> {
+        let (metadata, _, mut grant) = request.into_parts();
+        let request_id = request_id_from_metadata(&metadata)?;
+        if grant.id == 0 {
+            // etcd picks the id before proposing; every replica then applies the same one.
+            grant.id = loop {
+                let candidate = rand::random::<i64>() & i64::MAX;
+                if candidate != 0 {
+                    break candidate;
+                }
+            };
+        }
+        let command = Command { request_id, operation: Operation::LeaseGrant(grant) };
+        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        match self.handle.write(command).await.map_err(status_from_server_error)? {
+            Response::LeaseGrant(mut response) => {
+                let revision = response.header.map_or(0, |header| header.revision);
+                response.header = Some(self.handle.header(revision));
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<tonic::Response<LeaseRevokeResponse>, Status> {
+        let (metadata, _, revoke) = request.into_parts();
+        let request_id = request_id_from_metadata(&metadata)?;
+        let command = Command { request_id, operation: Operation::LeaseRevoke(revoke) };
+        match self.handle.write(command).await.map_err(status_from_server_error)? {
+            Response::LeaseRevoke(mut response) => {
+                let revision = response.header.map_or(0, |header| header.revision);
+                response.header = Some(self.handle.header(revision));
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<tonic::Response<KeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let (sender, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_QUEUED_MAX);
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut leader = None;
+            loop {
+                let received = tokio::select! {
+                    received = requests.message() => received,
+                    () = sender.closed() => return,
+                };
+                let Ok(Some(request)) = received else { return };
+                let answer = LeaseService::keep_alive_once(&handle, &mut leader, request.id).await;
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, Status> {
+        let request = request.into_inner();
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        let (lease, revision) = {
+            let store = self.handle.store();
+            let guard = store.read().await;
+            (guard.lease(request.id).cloned(), guard.current_revision())
+        };
+        let header = Some(self.handle.header(revision));
+        let Some(lease) = lease else {
+            // etcd: a missing lease has TTL -1.
+            return Ok(tonic::Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: request.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
+        };
+        let remaining = match self.handle.lessor().remaining_seconds(lease.id) {
+            Some(seconds) => seconds,
+            None => self.forwarded_remaining(request.id).await.unwrap_or(lease.granted_ttl_seconds),
+        };
+        let keys = if request.keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
+        Ok(tonic::Response::new(LeaseTimeToLiveResponse {
+            header,
+            id: lease.id,
+            ttl: remaining,
+            granted_ttl: lease.granted_ttl_seconds,
+            keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<tonic::Response<LeaseLeasesResponse>, Status> {
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        let store = self.handle.store();
+        let guard = store.read().await;
+        let leases = guard.leases().map(|lease| LeaseStatus { id: lease.id }).collect();
+        let header = Some(self.handle.header(guard.current_revision()));
+        Ok(tonic::Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}
+
+impl LeaseService {
+    /// The leader's remaining TTL for lease `id`, if the leader answers in time.
+    async fn forwarded_remaining(&self, id: i64) -> Option<i64> {
+        let mut client = LeaseService::leader_client(&self.handle).await?;
+        let request = LeaseTimeToLiveRequest { id, keys: false };
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, client.lease_time_to_live(request)).await.ok()?.ok()?;
+        let ttl = answer.into_inner().ttl;
+        (ttl >= 0).then_some(ttl)
+    }
+}
