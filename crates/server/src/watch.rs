@@ -20,7 +20,8 @@ pub const WATCH_CHANNEL_CAPACITY: usize = 4096;
 pub struct AppliedEvents {
     /// The store revision these events created.
     pub revision: i64,
-    /// The events, in sub-revision order, each with `prev_kv`.
+    /// The events, in sub-revision order, each with `prev_kv`; empty only for a marker of
+    /// [`WatchHub::publish_restored`].
     pub events: Vec<Event>,
 }
 
@@ -50,6 +51,12 @@ impl WatchHub {
         }
         // No subscribers is not an error: nobody is watching.
         let _ = self.sender.send(Arc::new(AppliedEvents { revision, events }));
+    }
+
+    /// Tells watchers the store jumped to `revision` without publishing the revisions in
+    /// between (a snapshot was installed): they read those from history.
+    pub fn publish_restored(&self, revision: i64) {
+        let _ = self.sender.send(Arc::new(AppliedEvents { revision, events: Vec::new() }));
     }
 
     /// A receiver of every revision published from now on.

@@ -326,6 +326,10 @@ impl Watcher {
         if applied.revision < self.next_revision {
             return Ok(false);
         }
+        if applied.events.is_empty() {
+            // The node installed a snapshot: everything up to `applied.revision` is in history.
+            return self.catch_up().await;
+        }
         if applied.revision > self.next_revision {
             // Missed revisions (e.g. a snapshot was installed): read them from history,
             // which by now holds `applied` too.
