@@ -8,7 +8,7 @@
 //! returned so the loop proposes a `LeaseRevoke` through the log, and every node deletes
 //! the same keys at the same revision. Keep-alives refresh a deadline on the leader.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub struct Lessor {
 struct LessorState {
     leading: bool,
     deadlines: HashMap<i64, Instant>,
+    /// Leases past their deadline whose revoke was proposed: keep-alives no longer save them.
+    expired: HashSet<i64>,
 }
 
 impl Lessor {
@@ -44,6 +46,7 @@ impl Lessor {
         if !leading {
             state.leading = false;
             state.deadlines.clear();
+            state.expired.clear();
             return Vec::new();
         }
         state.leading = true;
@@ -53,21 +56,26 @@ impl Lessor {
             let deadline = state.deadlines.get(&id).copied().unwrap_or_else(|| now + ttl_duration(granted_ttl_seconds));
             if deadline <= now {
                 expired.push(id);
+                state.expired.insert(id);
                 current.insert(id, now + REVOKE_RETRY_INTERVAL);
             } else {
                 current.insert(id, deadline);
             }
         }
+        state.expired.retain(|id| current.contains_key(id));
         state.deadlines = current;
         expired
     }
 
-    /// Refreshes lease `id` to `now + granted TTL` on the leader and returns the TTL;
-    /// `None` if this node is not leading.
+    /// Refreshes lease `id` to `now + granted TTL` on the leader and returns the TTL (0
+    /// if it already expired and is being revoked); `None` if this node is not leading.
     pub fn keep_alive(&self, id: i64, granted_ttl_seconds: i64) -> Option<i64> {
         let mut state = self.lock();
         if !state.leading {
             return None;
+        }
+        if state.expired.contains(&id) {
+            return Some(0);
         }
         state.deadlines.insert(id, Instant::now() + ttl_duration(granted_ttl_seconds));
         Some(granted_ttl_seconds)
@@ -78,6 +86,9 @@ impl Lessor {
         let state = self.lock();
         if !state.leading {
             return None;
+        }
+        if state.expired.contains(&id) {
+            return Some(0);
         }
         let left = state.deadlines.get(&id)?.saturating_duration_since(Instant::now());
         Some(i64::try_from(left.as_millis().div_ceil(1000)).unwrap_or(i64::MAX))
@@ -105,8 +116,10 @@ mod tests {
         assert_eq!(lessor.keep_alive(1, 5), None);
         assert!(lessor.refresh(true, &[(1, 5), (2, 10)], start).is_empty());
         assert_eq!(lessor.refresh(true, &[(1, 5), (2, 10)], start + Duration::from_secs(6)), vec![1]);
-        // Proposed once, then retried only after the retry interval.
+        // Proposed once, then retried only after the retry interval; keep-alives come too late.
         assert!(lessor.refresh(true, &[(1, 5), (2, 10)], start + Duration::from_millis(6500)).is_empty());
+        assert_eq!(lessor.keep_alive(1, 5), Some(0));
+        assert_eq!(lessor.keep_alive(2, 10), Some(10));
         // A new leader starts every lease over.
         lessor.refresh(false, &[(2, 10)], start);
         let later = start + Duration::from_secs(9);

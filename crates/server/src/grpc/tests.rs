@@ -318,3 +318,44 @@ async fn next_response(
         .expect("no stream error")
         .expect("stream open")
 }
+
+#[tokio::test]
+async fn leases_are_granted_listed_and_revoked() {
+    use proto::etcdserverpb::{
+        lease_client::LeaseClient, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+    };
+    let server = Server::start(GrpcOptions::default()).await;
+    let mut leases = LeaseClient::new(server.channel.clone());
+    let chosen = leases.lease_grant(LeaseGrantRequest { ttl: 30, id: 42 }).await.expect("grant").into_inner();
+    assert_eq!((chosen.id, chosen.ttl), (42, 30));
+    let again = leases.lease_grant(LeaseGrantRequest { ttl: 30, id: 42 }).await.expect_err("id in use");
+    assert_eq!((again.code(), again.message()), (Code::FailedPrecondition, "etcdserver: lease already exists"));
+    let picked = leases.lease_grant(LeaseGrantRequest { ttl: 1, id: 0 }).await.expect("grant").into_inner();
+    assert!(picked.id > 0 && picked.id != 42);
+    assert_eq!(picked.ttl, 2, "raised to the minimum TTL");
+    let put = PutRequest { key: b"leased".to_vec(), value: b"v".to_vec(), lease: 42, ..PutRequest::default() };
+    server.kv().put(put).await.expect("put with lease");
+    let time_to_live = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 42, keys: true })
+        .await
+        .expect("time to live")
+        .into_inner();
+    assert_eq!((time_to_live.granted_ttl, time_to_live.keys), (30, vec![b"leased".to_vec()]));
+    let listed = leases.lease_leases(LeaseLeasesRequest {}).await.expect("leases").into_inner();
+    let mut ids: Vec<i64> = listed.leases.iter().map(|lease| lease.id).collect();
+    ids.sort_unstable();
+    let mut expected = vec![42, picked.id];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    leases.lease_revoke(LeaseRevokeRequest { id: 42 }).await.expect("revoke");
+    let range = RangeRequest { key: b"leased".to_vec(), ..RangeRequest::default() };
+    assert!(server.kv().range(range).await.expect("range").into_inner().kvs.is_empty());
+    let missing = leases.lease_revoke(LeaseRevokeRequest { id: 42 }).await.expect_err("revoked already");
+    assert_eq!((missing.code(), missing.message()), (Code::NotFound, "etcdserver: requested lease not found"));
+    let gone = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 42, keys: false })
+        .await
+        .expect("time to live")
+        .into_inner();
+    assert_eq!(gone.ttl, -1);
+}
