@@ -221,7 +221,11 @@ async fn watcher_has_no_gap_nor_duplicate_when_the_leader_is_killed() {
     let mut client = connect(&cluster).await;
     let start = client.put("start", "", None).await.expect("put").header().expect("header").revision() + 1;
     let writes = 60;
-    let watcher = tokio::spawn(watch_until(cluster.client_urls(), start, writes));
+    // The live watcher connects to the leader first (turn 1), so the kill cuts its stream.
+    let mut urls = cluster.client_urls();
+    let member_count = urls.len();
+    urls.rotate_left((leader + member_count - 1) % member_count);
+    let watcher = tokio::spawn(watch_until(urls, start, writes));
     let mut written = 0;
     let deadline = Instant::now() + WAIT_MAX * 2;
     while written < writes {
