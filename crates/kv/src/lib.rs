@@ -89,3 +89,4 @@ pub use mvcc::Revision;
 pub use session::DEFAULT_MAXIMUM_SESSIONS;
 pub use snapshot::{RestoreError, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Applied, Config, History, Store};
+pub use txn::compare_key_value;

@@ -137,7 +137,9 @@ pub(crate) fn compare_holds(mvcc: &Mvcc, compare: &Compare, revision: i64) -> bo
     compare.target() != CompareTarget::Value && compare_key_value(compare, &KeyValue::default())
 }
 
-fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {
+/// True if `kv` satisfies `compare` (etcd's rules: value compares bytes; version, create,
+/// mod revision and lease compare integers). Shared with the server's read-only txns.
+pub fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {
     let union = compare.target_union.as_ref();
     let ordering = match compare.target() {
         CompareTarget::Value => {

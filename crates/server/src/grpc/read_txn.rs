@@ -6,12 +6,9 @@
 //! if every key in its range satisfies it; with no key in range a value compare fails and
 //! other targets compare against zero.
 
-use std::cmp::Ordering;
-
 use proto::etcdserverpb::{
-    compare::{CompareResult, CompareTarget, TargetUnion},
-    request_op::Request,
-    response_op, Compare, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare::CompareTarget, request_op::Request, response_op, Compare, RangeRequest, RequestOp, ResponseHeader,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 use proto::mvccpb::KeyValue;
 
@@ -56,43 +53,9 @@ fn compare_holds(store: &kv::Store, compare: &Compare) -> Result<bool, kv::Error
     let request = RangeRequest { key: compare.key.clone(), range_end: compare.range_end.clone(), ..Default::default() };
     let read = store.range(&request)?;
     if read.kvs.is_empty() {
-        return Ok(compare.target() != CompareTarget::Value && compare_key_value(compare, &KeyValue::default()));
+        return Ok(compare.target() != CompareTarget::Value && kv::compare_key_value(compare, &KeyValue::default()));
     }
-    Ok(read.kvs.iter().all(|kv| compare_key_value(compare, kv)))
-}
-
-fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {
-    let union = compare.target_union.as_ref();
-    let ordering = match compare.target() {
-        CompareTarget::Value => {
-            let wanted: &[u8] = match union {
-                Some(TargetUnion::Value(value)) => value,
-                _ => &[],
-            };
-            kv.value.as_slice().cmp(wanted)
-        }
-        CompareTarget::Version => kv.version.cmp(&integer_target(union, CompareTarget::Version)),
-        CompareTarget::Create => kv.create_revision.cmp(&integer_target(union, CompareTarget::Create)),
-        CompareTarget::Mod => kv.mod_revision.cmp(&integer_target(union, CompareTarget::Mod)),
-        CompareTarget::Lease => kv.lease.cmp(&integer_target(union, CompareTarget::Lease)),
-    };
-    match compare.result() {
-        CompareResult::Equal => ordering == Ordering::Equal,
-        CompareResult::NotEqual => ordering != Ordering::Equal,
-        CompareResult::Greater => ordering == Ordering::Greater,
-        CompareResult::Less => ordering == Ordering::Less,
-    }
-}
-
-/// The integer operand for `target`; 0 when the union holds another field.
-fn integer_target(union: Option<&TargetUnion>, target: CompareTarget) -> i64 {
-    match (union, target) {
-        (Some(TargetUnion::Version(value)), CompareTarget::Version)
-        | (Some(TargetUnion::CreateRevision(value)), CompareTarget::Create)
-        | (Some(TargetUnion::ModRevision(value)), CompareTarget::Mod)
-        | (Some(TargetUnion::Lease(value)), CompareTarget::Lease) => *value,
-        _ => 0,
-    }
+    Ok(read.kvs.iter().all(|kv| kv::compare_key_value(compare, kv)))
 }
 
 #[cfg(test)]
