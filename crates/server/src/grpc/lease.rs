@@ -3,9 +3,9 @@
 //! Grants and revokes are replicated through the log (a grant without an id gets a
 //! random non-zero one before it is proposed). Deadlines live on the leader (see
 //! [`crate::lessor`]): a keep-alive or time-to-live request reaching a follower is
-//! forwarded to the leader's client URL; if that fails the follower answers
-//! "etcdserver: not leader" (keep-alive) or the granted TTL (time-to-live), and etcd's
-//! clients retry elsewhere.
+//! forwarded to the leader's client URL, retried while there is no leader; if that
+//! fails for [`LEADER_WAIT_MAX`] the follower answers "etcdserver: not leader"
+//! (keep-alive) or the granted TTL (time-to-live), and etcd's clients retry elsewhere.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -29,6 +29,10 @@ use crate::handle::NodeHandle;
 pub const KEEP_ALIVE_RESPONSES_QUEUED_MAX: usize = 16;
 /// Longest a forwarded request to the leader may take.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a keep-alive waits for a usable leader before answering "not leader".
+pub const LEADER_WAIT_MAX: Duration = Duration::from_secs(5);
+/// Pause between two attempts to reach the leader.
+pub const LEADER_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The response stream of one `LeaseKeepAlive` call.
 type KeepAliveStream = Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
@@ -65,12 +69,39 @@ impl LeaseService {
     }
 
     /// Answers one keep-alive: on the leader by refreshing the deadline, elsewhere by
-    /// forwarding to the leader. A lease that does not exist gets TTL 0 (as etcd).
+    /// forwarding to the leader. While there is no usable leader (an election, a leader
+    /// whose lessor has not taken over yet, a failed forward) it retries every
+    /// [`LEADER_RETRY_INTERVAL`] for at most [`LEADER_WAIT_MAX`], then answers "not leader".
     async fn keep_alive_once(
         handle: &NodeHandle,
         leader: &mut Option<(u64, LeaseClient<Channel>)>,
         id: i64,
     ) -> Result<LeaseKeepAliveResponse, Status> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT_MAX;
+        loop {
+            let status = handle.status();
+            let answer = if status.leader == status.member_id && handle.lessor().is_leading() {
+                LeaseService::keep_alive_on_leader(handle, id).await?
+            } else if status.leader != 0 && status.leader != status.member_id {
+                LeaseService::keep_alive_forwarded(handle, leader, status.leader, id).await
+            } else {
+                None
+            };
+            if let Some(response) = answer {
+                return Ok(response);
+            }
+            if tokio::time::Instant::now() + LEADER_RETRY_INTERVAL > deadline {
+                return Err(not_leader());
+            }
+            tokio::time::sleep(LEADER_RETRY_INTERVAL).await;
+        }
+    }
+
+    /// The leader's answer: after a read barrier (so a lease granted just before is
+    /// applied here), TTL 0 for a lease that does not exist (as etcd), else the refreshed
+    /// TTL; `None` if this node stopped leading meanwhile.
+    async fn keep_alive_on_leader(handle: &NodeHandle, id: i64) -> Result<Option<LeaseKeepAliveResponse>, Status> {
+        handle.read_barrier().await.map_err(status_from_server_error)?;
         let (granted, revision) = {
             let store = handle.store();
             let guard = store.read().await;
@@ -78,28 +109,33 @@ impl LeaseService {
         };
         let header = Some(handle.header(revision));
         let Some(granted) = granted else {
-            return Ok(LeaseKeepAliveResponse { header, id, ttl: 0 });
+            return Ok(Some(LeaseKeepAliveResponse { header, id, ttl: 0 }));
         };
-        if let Some(ttl) = handle.lessor().keep_alive(id, granted) {
-            return Ok(LeaseKeepAliveResponse { header, id, ttl });
-        }
-        let leader_id = handle.status().leader;
+        Ok(handle.lessor().keep_alive(id, granted).map(|ttl| LeaseKeepAliveResponse { header, id, ttl }))
+    }
+
+    /// The answer of leader `leader_id` to a forwarded keep-alive, or `None` if it could
+    /// not be reached in [`FORWARD_TIMEOUT`] (the cached client is then dropped).
+    async fn keep_alive_forwarded(
+        handle: &NodeHandle,
+        leader: &mut Option<(u64, LeaseClient<Channel>)>,
+        leader_id: u64,
+        id: i64,
+    ) -> Option<LeaseKeepAliveResponse> {
         if leader.as_ref().map(|(known, _)| *known) != Some(leader_id) {
             *leader = LeaseService::leader_client(handle).await.map(|client| (leader_id, client));
         }
-        let Some((_, client)) = leader.as_mut() else {
-            return Err(not_leader());
-        };
+        let (_, client) = leader.as_mut()?;
         let request = LeaseKeepAliveRequest { id };
         let forwarded = async {
             let mut responses = client.lease_keep_alive(tokio_stream::once(request)).await?.into_inner();
             responses.message().await?.ok_or_else(not_leader)
         };
         match tokio::time::timeout(FORWARD_TIMEOUT, forwarded).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Some(response),
             _ => {
                 *leader = None;
-                Err(not_leader())
+                None
             }
         }
     }
