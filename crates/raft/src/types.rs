@@ -20,7 +20,7 @@ pub enum EntryKind {
     /// The no-op a new leader appends at the start of its term so that earlier entries
     /// commit with it (§5.4.2, §8).
     Blank,
-    /// A membership change (the data encodes a [`ConfState`]).
+    /// A membership change (the data is [`crate::ConfChange::encode`]).
     Config,
 }
 
@@ -59,12 +59,19 @@ pub struct HardState {
 }
 
 /// Cluster membership.
+///
+/// Outside a joint configuration `voters_outgoing` is empty and decisions need a majority
+/// of `voters`. In a joint configuration C_old,new (thesis §4.3) `voters` is C_new,
+/// `voters_outgoing` is C_old, and every decision (election, commitment) needs separate
+/// majorities of both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfState {
-    /// Members that vote and count towards quorums.
+    /// Members that vote and count towards quorums (C_new while joint).
     pub voters: Vec<NodeId>,
     /// Members that receive the log but do not vote (R10).
     pub learners: Vec<NodeId>,
+    /// C_old while in a joint configuration; empty otherwise.
+    pub voters_outgoing: Vec<NodeId>,
 }
 
 /// Identifies the log prefix a snapshot replaces.
@@ -204,6 +211,18 @@ pub enum MessageBody {
         /// Commit index the follower must apply before serving the read (0: refused).
         index: Index,
     },
+    /// Leadership transfer (thesis §3.10): the leader tells its caught-up target to start
+    /// an election at once.
+    TimeoutNow,
+    /// RequestVote of a leadership-transfer election (thesis §3.10): like `Vote`, but
+    /// answered even by servers inside a leader lease (§4.2.3), since the old leader asked
+    /// for it.
+    TransferVote {
+        /// Candidate's last log index.
+        last_log_index: Index,
+        /// Candidate's last log term.
+        last_log_term: Term,
+    },
 }
 
 impl MessageBody {
@@ -223,6 +242,8 @@ impl MessageBody {
             MessageBody::Propose { .. } => "Propose",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::TransferVote { .. } => "TransferVote",
         }
     }
 }

@@ -81,6 +81,8 @@ fn kind_code(body: &MessageBody) -> u32 {
         MessageBody::ReadIndex { .. } => 11,
         MessageBody::ReadIndexResponse { .. } => 12,
         MessageBody::SnapshotProgress { .. } => 13,
+        MessageBody::TimeoutNow => 14,
+        MessageBody::TransferVote { .. } => 15,
     }
 }
 
@@ -114,7 +116,8 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
     };
     match &message.body {
         MessageBody::PreVote { last_log_index, last_log_term }
-        | MessageBody::Vote { last_log_index, last_log_term } => {
+        | MessageBody::Vote { last_log_index, last_log_term }
+        | MessageBody::TransferVote { last_log_index, last_log_term } => {
             out.last_log_index = *last_log_index;
             out.last_log_term = *last_log_term;
         }
@@ -142,8 +145,11 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
         MessageBody::InstallSnapshot { meta, offset, data, done } => {
             out.snapshot_index = meta.index;
             out.snapshot_term = meta.term;
-            out.snapshot_conf =
-                Some(wire::ConfState { voters: meta.conf.voters.clone(), learners: meta.conf.learners.clone() });
+            out.snapshot_conf = Some(wire::ConfState {
+                voters: meta.conf.voters.clone(),
+                learners: meta.conf.learners.clone(),
+                voters_outgoing: meta.conf.voters_outgoing.clone(),
+            });
             out.snapshot_offset = *offset;
             out.snapshot_data = data.clone();
             out.snapshot_done = *done;
@@ -158,6 +164,7 @@ pub fn message_to_wire(message: &Message) -> wire::RaftMessage {
             out.context = context.clone();
             out.index = *index;
         }
+        MessageBody::TimeoutNow => {}
     }
     out
 }
@@ -188,7 +195,7 @@ pub fn message_from_wire(message: wire::RaftMessage) -> Result<Message, CodecErr
             let meta = SnapshotMeta {
                 index: message.snapshot_index,
                 term: message.snapshot_term,
-                conf: ConfState { voters: conf.voters, learners: conf.learners },
+                conf: ConfState { voters: conf.voters, learners: conf.learners, voters_outgoing: conf.voters_outgoing },
             };
             MessageBody::InstallSnapshot {
                 meta,
@@ -201,6 +208,10 @@ pub fn message_from_wire(message: wire::RaftMessage) -> Result<Message, CodecErr
         10 => MessageBody::Propose { commands: message.commands },
         11 => MessageBody::ReadIndex { context: message.context },
         12 => MessageBody::ReadIndexResponse { context: message.context, index: message.index },
+        14 => MessageBody::TimeoutNow,
+        15 => {
+            MessageBody::TransferVote { last_log_index: message.last_log_index, last_log_term: message.last_log_term }
+        }
         other => return Err(CodecError::Malformed(format!("unknown message kind {other}"))),
     };
     Ok(Message { from: message.from, to: message.to, term: message.term, body })
@@ -235,12 +246,28 @@ mod tests {
             MessageBody::Propose { commands: vec![Bytes::from_static(b"x")] },
             MessageBody::ReadIndexResponse { context: Bytes::from_static(b"c"), index: 3 },
             MessageBody::InstallSnapshot {
-                meta: SnapshotMeta { index: 9, term: 2, conf: ConfState { voters: vec![1, 2, 3], learners: vec![] } },
+                meta: SnapshotMeta {
+                    index: 9,
+                    term: 2,
+                    conf: ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] },
+                },
                 offset: 4096,
                 data: Bytes::from_static(b"state"),
                 done: true,
             },
             MessageBody::SnapshotProgress { index: 9, received_bytes: 4096 },
+            MessageBody::InstallSnapshot {
+                meta: SnapshotMeta {
+                    index: 12,
+                    term: 3,
+                    conf: ConfState { voters: vec![3, 4, 5], learners: vec![7], voters_outgoing: vec![1, 2, 3] },
+                },
+                offset: 0,
+                data: Bytes::from_static(b"joint"),
+                done: false,
+            },
+            MessageBody::TimeoutNow,
+            MessageBody::TransferVote { last_log_index: 8, last_log_term: 3 },
         ];
         for body in bodies {
             round_trip(Message { from: 1, to: 2, term: 2, body });

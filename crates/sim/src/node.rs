@@ -319,7 +319,7 @@ impl SimNode {
             return false;
         }
         let data = self.state_machine.encode(target, &view.applied);
-        let conf = ConfState { voters: raw.voters().to_vec(), learners: Vec::new() };
+        let conf = ConfState { voters: raw.voters().to_vec(), learners: Vec::new(), voters_outgoing: vec![] };
         raw.storage_mut().compact(target, conf, data);
         let snapshot_term = raw.storage().term(target).unwrap_or(0);
         let drop = ((target - view.log.snapshot_index) as usize).min(view.log.entries.len());

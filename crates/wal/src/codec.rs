@@ -249,10 +249,24 @@ pub(crate) fn find_valid_frame_after(bytes: &[u8], offset: usize) -> Option<usiz
     (offset + 1..=last_candidate).find(|&candidate| matches!(read_frame(bytes, candidate), FrameRead::Valid { .. }))
 }
 
+/// Set in the learners count when a list of outgoing voters (a joint configuration)
+/// follows the learners. Records without it (all records of non-joint configurations, and
+/// every record written before joint consensus existed) decode as before.
+const CONF_OUTGOING_FOLLOWS: u32 = 1 << 31;
+
 fn encode_conf(conf: &ConfState, out: &mut Vec<u8>) {
-    assert!(conf.voters.len() <= CONF_MEMBERS_MAX && conf.learners.len() <= CONF_MEMBERS_MAX, "membership too large");
-    for members in [&conf.voters, &conf.learners] {
-        put_u32(out, members.len() as u32);
+    let lists = [&conf.voters, &conf.learners, &conf.voters_outgoing];
+    assert!(lists.iter().all(|list| list.len() <= CONF_MEMBERS_MAX), "membership too large");
+    let joint = !conf.voters_outgoing.is_empty();
+    for (position, members) in lists.into_iter().enumerate() {
+        let mut count = members.len() as u32;
+        if position == 1 && joint {
+            count |= CONF_OUTGOING_FOLLOWS;
+        }
+        if position == 2 && !joint {
+            break;
+        }
+        put_u32(out, count);
         for member in members.iter() {
             put_u64(out, *member);
         }
@@ -260,9 +274,18 @@ fn encode_conf(conf: &ConfState, out: &mut Vec<u8>) {
 }
 
 fn decode_conf(reader: &mut Reader<'_>) -> Result<ConfState, DecodeError> {
-    let mut lists = [Vec::new(), Vec::new()];
-    for list in lists.iter_mut() {
-        let count = reader.u32()? as usize;
+    let mut lists = [Vec::new(), Vec::new(), Vec::new()];
+    let mut joint = false;
+    for (position, list) in lists.iter_mut().enumerate() {
+        if position == 2 && !joint {
+            break;
+        }
+        let mut count = reader.u32()?;
+        if position == 1 && count & CONF_OUTGOING_FOLLOWS != 0 {
+            joint = true;
+            count &= !CONF_OUTGOING_FOLLOWS;
+        }
+        let count = count as usize;
         if count > CONF_MEMBERS_MAX || count * 8 > reader.remaining_bytes() {
             return reader.fail(format!("impossible membership size {count}"));
         }
@@ -270,8 +293,8 @@ fn decode_conf(reader: &mut Reader<'_>) -> Result<ConfState, DecodeError> {
             list.push(reader.u64()?);
         }
     }
-    let [voters, learners] = lists;
-    Ok(ConfState { voters, learners })
+    let [voters, learners, voters_outgoing] = lists;
+    Ok(ConfState { voters, learners, voters_outgoing })
 }
 
 fn entry_kind_code(kind: EntryKind) -> u8 {
@@ -461,12 +484,12 @@ mod tests {
         let marker = SnapshotMarker {
             index: 4,
             term: 2,
-            conf: ConfState { voters: vec![1, 2], learners: vec![3] },
+            conf: ConfState { voters: vec![1, 2], learners: vec![3], voters_outgoing: vec![] },
             keep_suffix: true,
         };
         let entries =
             vec![entry(2, 5, b"a"), entry(3, 6, b""), Entry { kind: EntryKind::Config, ..entry(3, 7, b"xyz") }];
-        let conf = ConfState { voters: vec![9], learners: vec![] };
+        let conf = ConfState { voters: vec![9], learners: vec![], voters_outgoing: vec![] };
         let hard_state = HardState { term: 3, vote: 2, commit: 6 };
         let parts = RecordParts {
             snapshot_marker: Some(&marker),
@@ -514,13 +537,38 @@ mod tests {
     fn snapshot_file_round_trip_and_damage() {
         let identity = FileIdentity { cluster_id: 7, node_id: 3 };
         let snapshot = Snapshot {
-            meta: SnapshotMeta { index: 9, term: 4, conf: ConfState { voters: vec![1], learners: vec![] } },
+            meta: SnapshotMeta {
+                index: 9,
+                term: 4,
+                conf: ConfState { voters: vec![1], learners: vec![], voters_outgoing: vec![] },
+            },
             data: Bytes::from_static(b"state"),
         };
         let mut bytes = encode_snapshot_file(identity, &snapshot);
         assert_eq!(decode_snapshot_file(&bytes).unwrap(), (identity, snapshot));
         bytes[20] ^= 1;
         assert!(decode_snapshot_file(&bytes).is_err());
+    }
+
+    #[test]
+    fn joint_membership_round_trips_and_plain_membership_keeps_its_old_bytes() {
+        let plain = ConfState { voters: vec![1, 2], learners: vec![3], voters_outgoing: vec![] };
+        let mut plain_bytes = Vec::new();
+        encode_conf(&plain, &mut plain_bytes);
+        let mut old_format = Vec::new();
+        for list in [&[1u64, 2][..], &[3][..]] {
+            put_u32(&mut old_format, list.len() as u32);
+            list.iter().for_each(|member| put_u64(&mut old_format, *member));
+        }
+        assert_eq!(plain_bytes, old_format, "records written before joint consensus still decode");
+        let joint = ConfState { voters: vec![3, 4, 5], learners: vec![7], voters_outgoing: vec![1, 2, 3] };
+        for conf in [plain, joint] {
+            let mut bytes = Vec::new();
+            encode_conf(&conf, &mut bytes);
+            let mut reader = Reader::new(&bytes);
+            assert_eq!(decode_conf(&mut reader).unwrap(), conf);
+            assert_eq!(reader.remaining_bytes(), 0);
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub fn conflicting_append_truncates<T: ConformanceTarget>(mut storage: T) {
 /// older indexes are `Compacted`.
 pub fn compaction_keeps_snapshot_term<T: ConformanceTarget>(mut storage: T) {
     storage.append(&[entries(1, 1, 3), entries(2, 4, 6)].concat());
-    let conf = ConfState { voters: vec![1, 2, 3], learners: vec![] };
+    let conf = ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] };
     storage.compact(4, conf.clone(), Bytes::from_static(b"state at 4"));
     assert_eq!(storage.first_index(), 5);
     assert_eq!(storage.last_index(), 6);
@@ -143,7 +143,11 @@ pub fn entries_size_limit<T: ConformanceTarget>(mut storage: T) {
 pub fn apply_snapshot_replaces_or_keeps<T: ConformanceTarget>(mut storage: T) {
     storage.append(&entries(1, 1, 6));
     let snapshot = |index, term| Snapshot {
-        meta: SnapshotMeta { index, term, conf: ConfState { voters: vec![1], learners: vec![] } },
+        meta: SnapshotMeta {
+            index,
+            term,
+            conf: ConfState { voters: vec![1], learners: vec![], voters_outgoing: vec![] },
+        },
         data: Bytes::from(format!("snapshot {index}")),
     };
     storage.apply_snapshot(snapshot(3, 1));
@@ -176,7 +180,11 @@ pub fn hard_state_round_trip<T: ConformanceTarget>(mut storage: T) {
 pub fn restart_keeps_everything<T: ConformanceTarget>(mut storage: T) {
     storage.append(&entries(1, 1, 8));
     storage.append(&entries(2, 6, 9));
-    storage.compact(3, ConfState { voters: vec![1, 2], learners: vec![3] }, Bytes::from_static(b"three"));
+    storage.compact(
+        3,
+        ConfState { voters: vec![1, 2], learners: vec![3], voters_outgoing: vec![] },
+        Bytes::from_static(b"three"),
+    );
     storage.set_hard_state(HardState { term: 2, vote: 1, commit: 7 });
     let before = describe(&storage);
     let storage = storage.restart();

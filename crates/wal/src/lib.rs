@@ -26,7 +26,7 @@
 //! use wal::{Wal, WalOptions, WriteBatch};
 //!
 //! let directory = tempfile::tempdir().unwrap();
-//! let conf = ConfState { voters: vec![1, 2, 3], learners: vec![] };
+//! let conf = ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] };
 //! let mut log = Wal::create(directory.path(), WalOptions::new(7, 1), conf).unwrap();
 //! let entry = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: "put a 1".into() };
 //! let hard_state = HardState { term: 1, vote: 1, commit: 0 };

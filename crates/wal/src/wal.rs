@@ -481,7 +481,7 @@ fn check_entries(entries: &[Entry], last_index: Index) -> Result<(), WalError> {
 }
 
 fn conf_size_bytes(conf: &ConfState) -> usize {
-    8 + 8 * (conf.voters.len() + conf.learners.len())
+    12 + 8 * (conf.voters.len() + conf.learners.len() + conf.voters_outgoing.len())
 }
 
 /// Splits `entries` into runs whose encoding fits `budget_bytes` (always at least one run).

@@ -58,7 +58,7 @@ fn random_batch(random: &mut ChaCha8Rng, model: &MemoryStorage, term: &mut u64) 
         let matching = random.gen_bool(0.5) && model.term(index).is_ok();
         let snapshot_term = if matching { model.term(index).unwrap() } else { *term + 1 };
         *term = (*term).max(snapshot_term);
-        let conf = ConfState { voters: vec![1, 2, random.gen_range(3..6)], learners: vec![] };
+        let conf = ConfState { voters: vec![1, 2, random.gen_range(3..6)], learners: vec![], voters_outgoing: vec![] };
         let data = Bytes::from(format!("snapshot at {index}"));
         batch.snapshot = Some(Snapshot { meta: SnapshotMeta { index, term: snapshot_term, conf }, data });
     }
@@ -117,10 +117,18 @@ fn generate_workload(seed: u64, length: usize) -> Workload {
             70..=79 => Operation::Sync,
             80..=91 if model.last_index() >= model.first_index() => {
                 let index = random.gen_range(model.first_index()..=model.last_index());
-                let conf = ConfState { voters: vec![1, 2, 3], learners: vec![random.gen_range(4..9)] };
+                let conf = ConfState {
+                    voters: vec![1, 2, 3],
+                    learners: vec![random.gen_range(4..9)],
+                    voters_outgoing: vec![],
+                };
                 Operation::Compact { index, conf, data: Bytes::from(format!("compacted at {index}")) }
             }
-            _ => Operation::SetConf(ConfState { voters: vec![1, random.gen_range(2..9)], learners: vec![] }),
+            _ => Operation::SetConf(ConfState {
+                voters: vec![1, random.gen_range(2..9)],
+                learners: vec![],
+                voters_outgoing: vec![],
+            }),
         };
         apply_to_model(&mut model, &operation);
         operations.push(operation);
@@ -294,7 +302,7 @@ fn crash_during_create_leaves_nothing_or_an_empty_log() {
     for crash_point in 1..=probe.operation_count() {
         let file_system = SimulatedFileSystem::new();
         file_system.crash_at(crash_point);
-        let conf = ConfState { voters: vec![1], learners: vec![] };
+        let conf = ConfState { voters: vec![1], learners: vec![], voters_outgoing: vec![] };
         assert!(Wal::create(directory(), options(&file_system, 1024), conf.clone()).is_err());
         for mode in crash_modes(crash_point) {
             let restarted = file_system.restart(mode);

@@ -39,11 +39,21 @@ type Fingerprint = (raft::InitialState, raft::Snapshot, u64, Vec<Entry>);
 /// Writes a log with several segments, a compaction and a final batch; returns the
 /// states before and after the final batch.
 fn build_log(directory: &Path) -> (Fingerprint, Fingerprint) {
-    let mut wal = Wal::create(directory, options(2048), ConfState { voters: vec![1, 2, 3], learners: vec![] }).unwrap();
+    let mut wal = Wal::create(
+        directory,
+        options(2048),
+        ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] },
+    )
+    .unwrap();
     for first in (1..=60).step_by(5) {
         wal.write(&batch(entries(1, first, first + 4), first)).unwrap();
     }
-    wal.compact(20, ConfState { voters: vec![1, 2, 3], learners: vec![] }, Bytes::from_static(b"state at 20")).unwrap();
+    wal.compact(
+        20,
+        ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] },
+        Bytes::from_static(b"state at 20"),
+    )
+    .unwrap();
     wal.write(&batch(entries(2, 58, 70), 50)).unwrap();
     let before = describe(&wal);
     wal.write(&batch(entries(2, 71, 73), 60)).unwrap();
