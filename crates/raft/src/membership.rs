@@ -18,6 +18,12 @@ pub const CONF_CONTEXT_BYTES_MAX: usize = 1 << 20;
 
 /// Format version written by [`ConfChange::encode`].
 const ENCODING_VERSION: u8 = 1;
+/// Format version of Config entries written by the core: version 1 followed by the
+/// configuration that results from the change, so that a node that never saw the cluster's
+/// initial configuration (a new member catching up from the log) learns it exactly.
+const ENTRY_ENCODING_VERSION: u8 = 2;
+/// Most members in one list of an encoded configuration (a bound on decoding).
+const CONF_MEMBERS_MAX: usize = 4096;
 
 /// What one change does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,37 +115,81 @@ impl ConfChange {
         out.freeze()
     }
 
-    /// Parses [`ConfChange::encode`]'s output; refuses anything else with a reason.
+    /// Parses [`ConfChange::encode`]'s output, or the data of any Config entry of the log;
+    /// refuses anything else with a reason.
     pub fn decode(data: &[u8]) -> Result<ConfChange, ConfChangeDecodeError> {
-        let fail = |reason: &str| Err(ConfChangeDecodeError(reason.to_string()));
-        let mut reader = Reader { data, position: 0 };
-        match reader.take(1) {
-            Some([ENCODING_VERSION]) => {}
-            Some(_) => return fail("unknown version"),
-            None => return fail("empty"),
-        }
-        let Some(count) = reader.u32() else { return fail("truncated change count") };
-        if count as usize > CONF_CHANGES_MAX {
-            return fail("too many changes");
-        }
-        let mut changes = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let (Some([code]), Some(node_id)) = (reader.take(1), reader.u64()) else {
-                return fail("truncated change");
-            };
-            let Some(kind) = ConfChangeKind::from_code(*code) else { return fail("unknown change kind") };
-            changes.push(ConfChangeSingle { kind, node_id });
-        }
-        let Some(context_length) = reader.u32() else { return fail("truncated context length") };
-        if context_length as usize > CONF_CONTEXT_BYTES_MAX {
-            return fail("context too large");
-        }
-        let Some(context) = reader.take(context_length as usize) else { return fail("truncated context") };
-        if reader.position != data.len() {
-            return fail("trailing bytes");
-        }
-        Ok(ConfChange { changes, context: Bytes::copy_from_slice(context) })
+        decode_config_entry(data).map(|(change, _)| change)
     }
+
+    /// The data of a Config entry: the change and the configuration it results in.
+    pub(crate) fn encode_entry(&self, result: &ConfState) -> Bytes {
+        let mut out = BytesMut::from(&self.encode()[..]);
+        out[0] = ENTRY_ENCODING_VERSION;
+        for list in [&result.voters, &result.learners, &result.voters_outgoing] {
+            out.put_u32(list.len() as u32);
+            for member in list.iter() {
+                out.put_u64(*member);
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// Decodes a Config entry's data: the change, and the resulting configuration when the
+/// entry carries it (entries written by the core do).
+pub(crate) fn decode_config_entry(data: &[u8]) -> Result<(ConfChange, Option<ConfState>), ConfChangeDecodeError> {
+    let fail = |reason: &str| Err(ConfChangeDecodeError(reason.to_string()));
+    let mut reader = Reader { data, position: 0 };
+    let with_result = match reader.take(1) {
+        Some([ENCODING_VERSION]) => false,
+        Some([ENTRY_ENCODING_VERSION]) => true,
+        Some(_) => return fail("unknown version"),
+        None => return fail("empty"),
+    };
+    let change = decode_change(&mut reader)?;
+    let result = if with_result {
+        let mut lists = [Vec::new(), Vec::new(), Vec::new()];
+        for list in lists.iter_mut() {
+            let Some(count) = reader.u32() else { return fail("truncated member count") };
+            if count as usize > CONF_MEMBERS_MAX {
+                return fail("too many members");
+            }
+            for _ in 0..count {
+                let Some(member) = reader.u64() else { return fail("truncated member") };
+                list.push(member);
+            }
+        }
+        let [voters, learners, voters_outgoing] = lists;
+        Some(ConfState { voters, learners, voters_outgoing })
+    } else {
+        None
+    };
+    if reader.position != data.len() {
+        return fail("trailing bytes");
+    }
+    Ok((change, result))
+}
+
+fn decode_change(reader: &mut Reader<'_>) -> Result<ConfChange, ConfChangeDecodeError> {
+    let fail = |reason: &str| Err(ConfChangeDecodeError(reason.to_string()));
+    let Some(count) = reader.u32() else { return fail("truncated change count") };
+    if count as usize > CONF_CHANGES_MAX {
+        return fail("too many changes");
+    }
+    let mut changes = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (Some([code]), Some(node_id)) = (reader.take(1), reader.u64()) else {
+            return fail("truncated change");
+        };
+        let Some(kind) = ConfChangeKind::from_code(*code) else { return fail("unknown change kind") };
+        changes.push(ConfChangeSingle { kind, node_id });
+    }
+    let Some(context_length) = reader.u32() else { return fail("truncated context length") };
+    if context_length as usize > CONF_CONTEXT_BYTES_MAX {
+        return fail("context too large");
+    }
+    let Some(context) = reader.take(context_length as usize) else { return fail("truncated context") };
+    Ok(ConfChange { changes, context: Bytes::copy_from_slice(context) })
 }
 
 struct Reader<'a> {
@@ -302,6 +352,14 @@ mod tests {
         assert!(ConfChange::decode(&bad_kind).is_err());
         assert!(ConfChange::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(ConfChange::decode(&[1, 255, 255, 255, 255]).is_err());
+        let result = ConfState { voters: vec![1, 4], learners: vec![9], voters_outgoing: vec![1, 2, 3] };
+        let original = ConfChange::decode(&encoded).unwrap();
+        let entry = original.encode_entry(&result);
+        assert_eq!(decode_config_entry(&entry), Ok((original.clone(), Some(result))));
+        assert_eq!(ConfChange::decode(&entry), Ok(original), "the public decoder reads entries too");
+        for cut in 0..entry.len() {
+            assert!(decode_config_entry(&entry[..cut]).is_err(), "prefix of {cut} bytes decoded");
+        }
     }
 
     #[test]

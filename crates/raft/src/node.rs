@@ -14,6 +14,8 @@ use crate::rng::SplitMix64;
 use crate::storage::Storage;
 use crate::types::*;
 
+mod membership_ops;
+
 /// Most ReadIndex requests waiting on a leader (a bound on the read queue).
 const PENDING_READS_MAX: usize = 65_536;
 
@@ -160,8 +162,18 @@ pub struct RawNode<S: Storage> {
     vote: NodeId,
     role: Role,
     leader: NodeId,
-    voters: Vec<NodeId>,
-    learners: Vec<NodeId>,
+    /// The latest configuration in the log, committed or not: every decision uses it
+    /// (thesis §4.1). Derived from `applied_conf` plus `pending_confs`.
+    conf: ConfState,
+    /// The configuration as of the last entry handed out to apply (`conf_state()`).
+    applied_conf: ConfState,
+    /// Index of the last Config entry folded into `applied_conf` (0: none since the base).
+    applied_conf_index: Index,
+    /// Config entries in the log above the applied index, in log order.
+    pending_confs: Vec<(Index, (ConfChange, Option<ConfState>))>,
+    /// Leader only: the leadership-transfer target (thesis §3.10) and ticks since it began.
+    transfer_target: Option<NodeId>,
+    transfer_elapsed_ticks: u32,
     /// Votes (or pre-votes) received in the current campaign.
     votes: Vec<(NodeId, bool)>,
     /// Leader only: one entry per other member.
@@ -204,9 +216,6 @@ impl<S: Storage> RawNode<S> {
         config.validate()?;
         let initial = storage.initial_state().map_err(|error| ConfigError(format!("storage: {error}")))?;
         let hard_state = initial.hard_state;
-        if initial.conf_state.voters.is_empty() {
-            return Err(ConfigError("storage holds no voters".into()));
-        }
         let log = RaftLog::new(storage, hard_state.commit, config.applied);
         // A crash may keep entries of a term whose hard state was not yet durable. Never
         // campaign into a term already in our log (Log Matching, §5.3). No vote in that term
@@ -222,8 +231,12 @@ impl<S: Storage> RawNode<S> {
             vote,
             role: Role::Follower,
             leader: NO_NODE,
-            voters: initial.conf_state.voters.clone(),
-            learners: initial.conf_state.learners.clone(),
+            conf: initial.conf_state.clone(),
+            applied_conf: initial.conf_state.clone(),
+            applied_conf_index: 0,
+            pending_confs: Vec::new(),
+            transfer_target: None,
+            transfer_elapsed_ticks: 0,
             votes: Vec::new(),
             progress: BTreeMap::new(),
             election_elapsed_ticks: 0,
@@ -251,10 +264,8 @@ impl<S: Storage> RawNode<S> {
         if node.config.abstain_until_caught_up && empty {
             node.abstain_until = Some(0);
         }
+        node.load_configuration()?;
         node.become_follower(term, NO_NODE);
-        if !node.is_voter(node.config.id) {
-            node.role = Role::Learner;
-        }
         node.previous_soft_state = node.soft_state();
         Ok(node)
     }
@@ -277,7 +288,7 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         match &message.body {
-            MessageBody::PreVote { .. } | MessageBody::Vote { .. } => {
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. } | MessageBody::TransferVote { .. } => {
                 self.handle_vote_request(&message);
                 return Ok(());
             }
@@ -305,6 +316,9 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         if self.role == Role::Leader {
+            if self.transfer_target.is_some() {
+                return Err(ProposeError::Busy);
+            }
             return self.append_commands(commands);
         }
         let leader = self.forwarding_target()?;
@@ -331,22 +345,32 @@ impl<S: Storage> RawNode<S> {
     /// entry is applied. The entry reaches `Ready::committed_entries` as an
     /// [`EntryKind::Config`] entry; the core adopts it when handing it out.
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<(), ProposeError> {
-        let _ = change;
-        Err(ProposeError::ConfChangePending)
+        self.leader_propose_conf_change(change)
     }
 
     /// Transfers leadership to `target` (thesis §3.10): the leader refuses proposals
     /// ([`ProposeError::Busy`]) meanwhile, brings `target` up to date, then tells it to
-    /// campaign at once. Abandoned after an election timeout. Leader only.
+    /// campaign at once. Abandoned after an election timeout. Leader only; `target` must be
+    /// a voter ([`ProposeError::InvalidConfChange`] otherwise); `target` == self does nothing.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
-        let _ = target;
-        Err(ProposeError::Busy)
+        self.start_leader_transfer(target)
     }
 
     /// The configuration as of the last entry handed out to apply (apply-time view, as in
     /// etcd); `voters_outgoing` is non-empty while joint.
     pub fn conf_state(&self) -> ConfState {
-        ConfState { voters: self.voters.clone(), learners: self.learners.clone(), voters_outgoing: Vec::new() }
+        self.applied_conf.clone()
+    }
+
+    /// The latest configuration in the log, committed or not (the one this node uses for
+    /// elections and commitment, thesis §4.1).
+    pub fn latest_conf_state(&self) -> &ConfState {
+        &self.conf
+    }
+
+    /// On the leader, the target of a leadership transfer in progress.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer_target
     }
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.
@@ -383,6 +407,7 @@ impl<S: Storage> RawNode<S> {
         self.collect_persist(&mut ready);
         ready.messages = std::mem::take(&mut self.outbox);
         ready.committed_entries = self.log.take_committed_to_apply(self.config.apply_batch_bytes_max);
+        self.adopt_applied_configurations(&ready.committed_entries);
         if self.role == Role::Leader {
             let applied_bytes: u64 = ready.committed_entries.iter().map(Entry::size_bytes).sum();
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(applied_bytes);
@@ -526,14 +551,15 @@ impl<S: Storage> RawNode<S> {
         self.log.entries(low.max(self.log.first_index()), high, u64::MAX).unwrap_or_default()
     }
 
-    /// Voting members.
+    /// Voting members of the latest configuration (C_new while joint; see
+    /// [`RawNode::latest_conf_state`] for C_old).
     pub fn voters(&self) -> &[NodeId] {
-        &self.voters
+        &self.conf.voters
     }
 
-    /// Non-voting members.
+    /// Non-voting members of the latest configuration.
     pub fn learners(&self) -> &[NodeId] {
-        &self.learners
+        &self.conf.learners
     }
 
     /// On the leader, its view of `peer`'s replication; `None` elsewhere.
@@ -561,15 +587,16 @@ impl<S: Storage> RawNode<S> {
     // ---------------------------------------------------------------- roles
 
     fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.contains(&id)
+        self.conf.is_voter(id)
     }
 
-    fn is_member(&self, id: NodeId) -> bool {
-        self.voters.contains(&id) || self.learners.contains(&id)
-    }
-
+    /// Nodes the leader replicates to: members of the latest and of the applied
+    /// configuration (a removed node still learns of its removal), except itself.
     fn peers(&self) -> Vec<NodeId> {
-        let mut peers: Vec<NodeId> = self.voters.iter().chain(self.learners.iter()).copied().collect();
+        let mut peers = self.conf.members();
+        peers.extend(self.applied_conf.members());
+        peers.sort_unstable();
+        peers.dedup();
         peers.retain(|peer| *peer != self.config.id);
         peers
     }
@@ -592,6 +619,8 @@ impl<S: Storage> RawNode<S> {
         self.reads_before_commit.clear();
         self.broadcast_pending = false;
         self.uncommitted_bytes = 0;
+        self.transfer_target = None;
+        self.transfer_elapsed_ticks = 0;
     }
 
     fn become_follower(&mut self, term: Term, leader: NodeId) {
@@ -623,6 +652,12 @@ impl<S: Storage> RawNode<S> {
     /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
     /// pre-vote, once durable for a vote (see `self_vote_waiting`).
     fn request_votes(&mut self, pre_vote: bool) {
+        self.request_votes_with(pre_vote, false);
+    }
+
+    /// As `request_votes`; `transfer` sends `TransferVote`s (a leadership-transfer
+    /// election, answered inside leader leases).
+    fn request_votes_with(&mut self, pre_vote: bool, transfer: bool) {
         if pre_vote {
             self.votes.push((self.config.id, true));
             if self.tally() == VoteResult::Won {
@@ -634,12 +669,17 @@ impl<S: Storage> RawNode<S> {
         }
         let term = self.term + u64::from(pre_vote);
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for voter in self.voters.clone() {
+        let mut voters: Vec<NodeId> = self.conf.voters.iter().chain(&self.conf.voters_outgoing).copied().collect();
+        voters.sort_unstable();
+        voters.dedup();
+        for voter in voters {
             if voter == self.config.id {
                 continue;
             }
             let body = if pre_vote {
                 MessageBody::PreVote { last_log_index, last_log_term }
+            } else if transfer {
+                MessageBody::TransferVote { last_log_index, last_log_term }
             } else {
                 MessageBody::Vote { last_log_index, last_log_term }
             };
@@ -664,7 +704,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     fn tally(&self) -> VoteResult {
-        quorum::vote_result(&self.voters, &self.votes)
+        quorum::joint_vote_result(&self.conf.voters, &self.conf.voters_outgoing, &self.votes)
     }
 
     fn win_election(&mut self, pre_vote: bool) {
@@ -682,15 +722,15 @@ impl<S: Storage> RawNode<S> {
         self.role = Role::Leader;
         self.leader = self.config.id;
         let next_index = self.log.last_index() + 1;
-        for peer in self.peers() {
-            let progress = Progress::new(next_index, self.config.inflight_messages_max, self.config.inflight_bytes_max);
-            self.progress.insert(peer, progress);
-        }
+        self.sync_progress(next_index);
         // §8: a no-op entry of the new term lets earlier entries commit with it (Figure 8).
         let blank = Entry { term, index: next_index, kind: EntryKind::Blank, data: Bytes::new() };
-        self.log.truncate_and_append(&[blank]);
+        self.append_to_log(&[blank]);
         self.broadcast_pending = true;
         self.leader_self_persisted();
+        // A leader that finds its configuration joint (its predecessor crashed mid-change)
+        // leaves it as soon as the joint entry is applied here (§4.3).
+        self.maybe_leave_joint();
     }
 
     // ---------------------------------------------------------------- ticks
@@ -720,6 +760,10 @@ impl<S: Storage> RawNode<S> {
                 return;
             }
         }
+        if self.role != Role::Leader {
+            return; // stepped down (e.g. removed from the configuration)
+        }
+        self.tick_leader_transfer();
         self.retry_stalled_snapshots();
         if self.heartbeat_elapsed_ticks >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed_ticks = 0;
@@ -735,7 +779,7 @@ impl<S: Storage> RawNode<S> {
             }
             progress.recent_active = false;
         }
-        quorum::has_quorum(&self.voters, &active)
+        quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &active)
     }
 
     /// A snapshot chunk unanswered for an election timeout is re-sent from the last offset
@@ -764,7 +808,7 @@ impl<S: Storage> RawNode<S> {
         if message.to != self.config.id {
             return Err(StepError::WrongRecipient);
         }
-        if message.from == self.config.id || !self.is_member(message.from) {
+        if message.from == self.config.id || message.from == NO_NODE || !self.accepts_sender(message) {
             return Err(StepError::UnknownSender(message.from));
         }
         match &message.body {
@@ -841,7 +885,8 @@ impl<S: Storage> RawNode<S> {
     fn handle_vote_request(&mut self, message: &Message) {
         let (pre_vote, last_log_index, last_log_term) = match message.body {
             MessageBody::PreVote { last_log_index, last_log_term } => (true, last_log_index, last_log_term),
-            MessageBody::Vote { last_log_index, last_log_term } => (false, last_log_index, last_log_term),
+            MessageBody::Vote { last_log_index, last_log_term }
+            | MessageBody::TransferVote { last_log_index, last_log_term } => (false, last_log_index, last_log_term),
             _ => unreachable!("only vote requests"),
         };
         let can_vote = self.vote == message.from
@@ -850,7 +895,9 @@ impl<S: Storage> RawNode<S> {
         let our_last_term = self.log.last_term();
         let up_to_date = last_log_term > our_last_term
             || (last_log_term == our_last_term && last_log_index >= self.log.last_index());
-        let grant = can_vote && up_to_date && self.is_voter(self.config.id) && self.abstain_until.is_none();
+        // Like etcd, a node answers even if its own (possibly stale) configuration does not
+        // list it as a voter: the candidate counts only the voters of its configuration.
+        let grant = can_vote && up_to_date && self.abstain_until.is_none();
         let term = if grant { message.term } else { self.term };
         let body = if pre_vote {
             MessageBody::PreVoteResponse { reject: !grant }
@@ -929,6 +976,10 @@ impl<S: Storage> RawNode<S> {
                 }
                 Ok(())
             }
+            MessageBody::TimeoutNow => {
+                self.campaign_for_transfer();
+                Ok(())
+            }
             MessageBody::Propose { commands } if self.leader != NO_NODE && self.config.forward_proposals => {
                 let forward = self.message(self.leader, MessageBody::Propose { commands });
                 self.held.push(forward);
@@ -985,7 +1036,7 @@ impl<S: Storage> RawNode<S> {
                 return Err(StepError::Malformed("entries conflict with committed entries"));
             }
             let start = (conflict - prev_log_index - 1) as usize;
-            self.log.truncate_and_append(&entries[start..]);
+            self.append_to_log(&entries[start..]);
         }
         let last_new_index = prev_log_index + entries.len() as u64;
         self.log.commit_to(commit.min(last_new_index));
@@ -1051,8 +1102,7 @@ impl<S: Storage> RawNode<S> {
             // We already have the entries: only the commit index moves.
             self.log.commit_to(index);
         } else {
-            self.voters = snapshot.meta.conf.voters.clone();
-            self.learners = snapshot.meta.conf.learners.clone();
+            self.restore_configuration(snapshot.meta.index, snapshot.meta.conf.clone());
             self.log.restore(snapshot);
         }
         let reply = self.append_response(leader, false, index, 0, 0);
@@ -1120,9 +1170,9 @@ impl<S: Storage> RawNode<S> {
                 data,
             })
             .collect();
-        self.log.truncate_and_append(&entries);
+        self.append_to_log(&entries);
         self.broadcast_pending = true;
-        if self.voters.len() == 1 {
+        if self.conf.voters == [self.config.id] && self.conf.voters_outgoing.is_empty() {
             self.leader_self_persisted();
         }
         Ok(())
@@ -1138,15 +1188,15 @@ impl<S: Storage> RawNode<S> {
     /// Commits the highest index stored on a majority, if it is of the current term
     /// (§5.4.2, Figure 8, R4).
     fn maybe_commit(&mut self) -> bool {
-        let mut match_indexes: Vec<Index> = Vec::with_capacity(self.voters.len());
-        for voter in &self.voters {
-            if *voter == self.config.id {
-                match_indexes.push(self.log.durable_index().min(self.log.last_index()));
+        let own_index = self.log.durable_index().min(self.log.last_index());
+        let match_index = |voter: NodeId| {
+            if voter == self.config.id {
+                own_index
             } else {
-                match_indexes.push(self.progress.get(voter).map_or(0, |progress| progress.match_index));
+                self.progress.get(&voter).map_or(0, |progress| progress.match_index)
             }
-        }
-        let quorum_index = quorum::committed_index(&mut match_indexes);
+        };
+        let quorum_index = quorum::joint_committed_index(&self.conf.voters, &self.conf.voters_outgoing, match_index);
         if quorum_index > self.log.committed && self.log.term(quorum_index) == Some(self.term) {
             self.log.commit_to(quorum_index);
             return true;
@@ -1164,6 +1214,7 @@ impl<S: Storage> RawNode<S> {
         for peer in self.peers() {
             self.send_commit_if_idle(peer);
         }
+        self.maybe_step_down_when_removed();
     }
 
     fn handle_append_success(&mut self, from: NodeId, index: Index) {
@@ -1182,6 +1233,7 @@ impl<S: Storage> RawNode<S> {
         }
         self.send_appends_while_possible(from);
         self.send_commit_if_idle(from);
+        self.maybe_send_timeout_now(from);
     }
 
     /// A follower with nothing in flight that does not know the latest commit index gets
@@ -1226,6 +1278,7 @@ impl<S: Storage> RawNode<S> {
             self.send_append(from, true);
         }
         self.release_confirmed_reads();
+        self.maybe_send_timeout_now(from);
     }
 
     fn send_appends_while_possible(&mut self, peer: NodeId) {
@@ -1355,7 +1408,7 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         let index = self.log.committed;
-        if self.voters.len() == 1 {
+        if quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &[self.config.id]) {
             self.answer_read(requester, index, context);
             return Ok(());
         }
@@ -1374,7 +1427,7 @@ impl<S: Storage> RawNode<S> {
                     confirmed.push(*peer);
                 }
             }
-            if !quorum::has_quorum(&self.voters, &confirmed) {
+            if !quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &confirmed) {
                 break;
             }
             let read = self.pending_reads.pop_front().expect("front exists");

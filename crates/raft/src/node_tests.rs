@@ -192,8 +192,12 @@ fn read_index_confirms_leadership() {
 #[test]
 fn bad_input_is_refused() {
     let mut node = RawNode::new(Config::new(1), MemoryStorage::new_with_voters(&[1, 2, 3])).unwrap();
-    let unknown = Message { from: 9, to: 1, term: 5, body: MessageBody::Heartbeat { commit: 100, read_round: 0 } };
+    // Leader messages are accepted from senders outside the configuration (a leader of a
+    // configuration this node has not seen yet), but other kinds are not.
+    let unknown = Message { from: 9, to: 1, term: 5, body: MessageBody::VoteResponse { reject: false } };
     assert_eq!(node.step(unknown), Err(StepError::UnknownSender(9)));
+    let nobody = Message { from: 0, to: 1, term: 5, body: MessageBody::Heartbeat { commit: 100, read_round: 0 } };
+    assert_eq!(node.step(nobody), Err(StepError::UnknownSender(0)));
     let gap = Message {
         from: 2,
         to: 1,
@@ -317,4 +321,143 @@ fn snapshot_transfer_resumes_after_a_lost_chunk() {
     assert!(dropped, "a chunk was lost on the way");
     assert!(bytes_sent < 10_500 + 2 * 1000, "resumed, not restarted: {bytes_sent} bytes sent");
     assert_eq!(chunks_sent, 12, "11 chunks plus the one re-sent");
+}
+
+// ---------------------------------------------------------------- membership (thesis ch. 4)
+
+/// `size` nodes; only `voters` start with a configuration, the others start empty (new
+/// members started with `--initial-cluster-state existing`).
+fn cluster_with_voters(size: u64, voters: &[u64]) -> Cluster {
+    let mut cluster = Cluster::new(size);
+    for id in 1..=size {
+        let storage =
+            if voters.contains(&id) { MemoryStorage::new_with_voters(voters) } else { MemoryStorage::default() };
+        cluster.nodes[id as usize - 1] = RawNode::new(Config::new(id), storage).unwrap();
+    }
+    cluster
+}
+
+fn change(changes: &[(ConfChangeKind, u64)]) -> ConfChange {
+    let changes = changes.iter().map(|(kind, node_id)| ConfChangeSingle { kind: *kind, node_id: *node_id });
+    ConfChange { changes: changes.collect(), context: Bytes::from_static(b"ctx") }
+}
+
+fn elect(cluster: &mut Cluster, id: u64) {
+    cluster.node(id).campaign();
+    cluster.settle();
+    assert_eq!(cluster.node(id).role(), Role::Leader);
+}
+
+#[test]
+fn learner_catches_up_then_is_promoted() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(4, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    cluster.node(1).propose(Bytes::from_static(b"before")).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(4).role(), Role::Learner, "an empty node never campaigns");
+    cluster.node(1).propose_conf_change(change(&[(AddLearner, 4)])).unwrap();
+    assert_eq!(
+        cluster.node(1).propose_conf_change(change(&[(AddVoter, 4)])),
+        Err(ProposeError::ConfChangePending),
+        "one change at a time"
+    );
+    cluster.settle();
+    assert_eq!(cluster.node(1).conf_state().learners, vec![4]);
+    assert_eq!(cluster.node(4).conf_state().learners, vec![4], "the learner learned its role from the log");
+    assert_eq!(cluster.node(4).role(), Role::Learner);
+    assert_eq!(cluster.applied[3], vec![Bytes::from_static(b"before")], "the learner caught up");
+    let leader_last = cluster.node(1).last_index();
+    assert_eq!(cluster.node(1).progress(4).unwrap().match_index, leader_last);
+    cluster.node(1).propose_conf_change(change(&[(AddVoter, 4)])).unwrap();
+    cluster.settle();
+    for id in 1..=4 {
+        assert_eq!(cluster.node(id).conf_state().voters, vec![1, 2, 3, 4], "node {id}");
+    }
+    assert_eq!(cluster.node(4).role(), Role::Follower);
+    assert!(matches!(
+        cluster.node(1).propose_conf_change(change(&[(AddVoter, 4)])),
+        Err(ProposeError::InvalidConfChange(_))
+    ));
+    assert!(matches!(
+        cluster.node(2).propose_conf_change(change(&[(RemoveNode, 4)])),
+        Err(ProposeError::NotLeader { .. })
+    ));
+}
+
+#[test]
+fn joint_replacement_is_left_automatically() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(6, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    let replace = change(&[(RemoveNode, 2), (RemoveNode, 3), (AddVoter, 4), (AddVoter, 5), (AddVoter, 6)]);
+    cluster.node(1).propose_conf_change(replace).unwrap();
+    assert!(cluster.node(1).latest_conf_state().is_joint());
+    cluster.settle();
+    for id in [1, 4, 5, 6] {
+        let conf = cluster.node(id).conf_state();
+        assert_eq!(conf.voters, vec![1, 4, 5, 6], "node {id}");
+        assert!(!conf.is_joint(), "node {id} left the joint configuration");
+    }
+    // The handed-out entries include the joint entry and the empty "leave" entry.
+    cluster.node(1).propose(Bytes::from_static(b"after")).unwrap();
+    cluster.settle();
+    assert!(cluster.applied[5].contains(&Bytes::from_static(b"after")));
+    // Removed nodes are not voters and never campaign.
+    cluster.tick_all(100);
+    cluster.settle();
+    assert_eq!(cluster.node(2).role(), Role::Learner);
+    assert_eq!(cluster.node(3).role(), Role::Learner);
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+}
+
+#[test]
+fn removed_leader_steps_down_and_hands_over() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(3, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    cluster.node(1).propose_conf_change(change(&[(RemoveNode, 1)])).unwrap();
+    cluster.settle();
+    assert_ne!(cluster.node(1).role(), Role::Leader, "§4.2.2: steps down once the removal commits");
+    let new_leader = [2, 3].into_iter().find(|id| cluster.node(*id).role() == Role::Leader);
+    let new_leader = new_leader.expect("TimeoutNow elected a successor without waiting for a timeout");
+    cluster.node(new_leader).propose(Bytes::from_static(b"x")).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(new_leader).conf_state().voters, vec![2, 3]);
+}
+
+#[test]
+fn leader_transfer_hands_leadership_to_a_caught_up_target() {
+    let mut cluster = cluster_with_voters(3, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    cluster.down[2] = true;
+    cluster.node(1).propose(Bytes::from_static(b"a")).unwrap();
+    cluster.settle();
+    cluster.down[2] = false;
+    cluster.node(1).transfer_leader(3).unwrap();
+    assert_eq!(cluster.node(1).propose(Bytes::from_static(b"b")), Err(ProposeError::Busy));
+    cluster.settle();
+    assert_eq!(cluster.node(3).role(), Role::Leader, "§3.10: the target caught up and won at once");
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert!(matches!(cluster.node(3).transfer_leader(9), Err(ProposeError::InvalidConfChange(_))));
+}
+
+#[test]
+fn restart_derives_the_configuration_from_snapshot_and_log() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(4, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    cluster.node(1).propose_conf_change(change(&[(AddLearner, 4)])).unwrap();
+    cluster.settle();
+    cluster.node(1).propose_conf_change(change(&[(RemoveNode, 2), (AddVoter, 4)])).unwrap();
+    cluster.settle();
+    let expected = cluster.node(3).conf_state();
+    assert_eq!(expected.voters, vec![1, 3, 4]);
+    let storage = cluster.node(3).storage().clone();
+    let restarted = RawNode::new(Config::new(3), storage.clone()).unwrap();
+    assert_eq!(restarted.latest_conf_state(), &expected);
+    let mut config = Config::new(3);
+    config.applied = storage.hard_state().commit;
+    let restarted = RawNode::new(config, storage).unwrap();
+    assert_eq!(restarted.conf_state(), expected);
 }

@@ -1,4 +1,6 @@
-//! Quorum math as pure functions (Raft §5.2 elections, §5.3–5.4 commitment).
+//! Quorum math as pure functions (Raft §5.2 elections, §5.3–5.4 commitment), including
+//! joint configurations (thesis §4.3): a decision of C_old,new needs a majority of C_old
+//! and, separately, a majority of C_new. An empty half (outside joint) agrees to everything.
 
 use crate::types::{Index, NodeId};
 
@@ -48,6 +50,43 @@ pub fn has_quorum(voters: &[NodeId], active: &[NodeId]) -> bool {
     count >= majority(voters.len())
 }
 
+/// The highest index stored on a majority of `incoming` and on a majority of `outgoing`
+/// (the lower of the two majorities' indexes). `outgoing` is empty outside a joint
+/// configuration. `match_index` gives each voter's match index.
+pub fn joint_committed_index(incoming: &[NodeId], outgoing: &[NodeId], match_index: impl Fn(NodeId) -> Index) -> Index {
+    let half = |voters: &[NodeId]| -> Index {
+        if voters.is_empty() {
+            return Index::MAX;
+        }
+        let mut indexes: Vec<Index> = voters.iter().map(|voter| match_index(*voter)).collect();
+        committed_index(&mut indexes)
+    };
+    let index = half(incoming).min(half(outgoing));
+    if index == Index::MAX {
+        0
+    } else {
+        index
+    }
+}
+
+/// An election in a joint configuration is won when both halves are won and lost when
+/// either half is lost (§4.3); an empty half counts as won.
+pub fn joint_vote_result(incoming: &[NodeId], outgoing: &[NodeId], votes: &[(NodeId, bool)]) -> VoteResult {
+    let half = |voters: &[NodeId]| if voters.is_empty() { VoteResult::Won } else { vote_result(voters, votes) };
+    match (half(incoming), half(outgoing)) {
+        (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+        (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+        _ => VoteResult::Pending,
+    }
+}
+
+/// True if `active` holds a majority of `incoming` and a majority of `outgoing` (an empty
+/// half is satisfied).
+pub fn joint_has_quorum(incoming: &[NodeId], outgoing: &[NodeId], active: &[NodeId]) -> bool {
+    let half = |voters: &[NodeId]| voters.is_empty() || has_quorum(voters, active);
+    half(incoming) && half(outgoing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +114,28 @@ mod tests {
         assert_eq!(vote_result(&voters, &[(1, true), (2, true), (4, true)]), VoteResult::Won);
         assert_eq!(vote_result(&voters, &[(1, true), (2, false), (3, false), (4, false)]), VoteResult::Lost);
         assert_eq!(vote_result(&voters, &[(1, true), (9, true), (8, true)]), VoteResult::Pending);
+    }
+
+    #[test]
+    fn joint_commit_is_the_lower_of_both_majorities() {
+        let matches = |voter: NodeId| [0, 9, 9, 1, 7, 7, 2][voter as usize];
+        // C_new {4,5,6}: majority at 7; C_old {1,2,3}: majority at 9 → 7.
+        assert_eq!(joint_committed_index(&[4, 5, 6], &[1, 2, 3], matches), 7);
+        // C_old {1,3,6}: majority at 2 → 2.
+        assert_eq!(joint_committed_index(&[4, 5, 6], &[1, 3, 6], matches), 2);
+        assert_eq!(joint_committed_index(&[1, 2, 3], &[], matches), 9);
+        assert_eq!(joint_committed_index(&[], &[], matches), 0);
+    }
+
+    #[test]
+    fn joint_votes_need_both_majorities() {
+        let (new, old) = ([3, 4, 5], [1, 2, 3]);
+        assert_eq!(joint_vote_result(&new, &old, &[(3, true), (4, true)]), VoteResult::Pending);
+        assert_eq!(joint_vote_result(&new, &old, &[(3, true), (4, true), (1, true)]), VoteResult::Won);
+        assert_eq!(joint_vote_result(&new, &old, &[(1, true), (2, true), (4, false), (5, false)]), VoteResult::Lost);
+        assert_eq!(joint_vote_result(&new, &[], &[(3, true), (4, true)]), VoteResult::Won);
+        assert!(joint_has_quorum(&new, &old, &[3, 4, 1]));
+        assert!(!joint_has_quorum(&new, &old, &[3, 4, 5]));
+        assert!(joint_has_quorum(&new, &[], &[3, 4]));
     }
 }

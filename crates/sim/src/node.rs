@@ -6,8 +6,7 @@
 use std::collections::VecDeque;
 
 use raft::{
-    ConfState, Config, Entry, HardState, Index, MemoryStorage, Message, NodeId, RawNode, Ready, Snapshot, SplitMix64,
-    Storage,
+    Config, Entry, HardState, Index, MemoryStorage, Message, NodeId, RawNode, Ready, Snapshot, SplitMix64, Storage,
 };
 
 use crate::options::Sabotage;
@@ -319,7 +318,7 @@ impl SimNode {
             return false;
         }
         let data = self.state_machine.encode(target, &view.applied);
-        let conf = ConfState { voters: raw.voters().to_vec(), learners: Vec::new(), voters_outgoing: vec![] };
+        let conf = raw.conf_state();
         raw.storage_mut().compact(target, conf, data);
         let snapshot_term = raw.storage().term(target).unwrap_or(0);
         let drop = ((target - view.log.snapshot_index) as usize).min(view.log.entries.len());
