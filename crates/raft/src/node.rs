@@ -284,6 +284,10 @@ impl<S: Storage> RawNode<S> {
     /// changes nothing; this never panics on network input.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         self.validate(&message)?;
+        if !self.accepts_sender(&message) {
+            // A member removed (or not yet known): its answers are stale news, ignored.
+            return Ok(());
+        }
         if !self.step_term(&message) {
             return Ok(());
         }
@@ -808,7 +812,7 @@ impl<S: Storage> RawNode<S> {
         if message.to != self.config.id {
             return Err(StepError::WrongRecipient);
         }
-        if message.from == self.config.id || message.from == NO_NODE || !self.accepts_sender(message) {
+        if message.from == self.config.id || message.from == NO_NODE {
             return Err(StepError::UnknownSender(message.from));
         }
         match &message.body {

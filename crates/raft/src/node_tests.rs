@@ -192,10 +192,11 @@ fn read_index_confirms_leadership() {
 #[test]
 fn bad_input_is_refused() {
     let mut node = RawNode::new(Config::new(1), MemoryStorage::new_with_voters(&[1, 2, 3])).unwrap();
-    // Leader messages are accepted from senders outside the configuration (a leader of a
-    // configuration this node has not seen yet), but other kinds are not.
+    // Leader messages are heard from senders outside the configuration (a leader of a
+    // configuration this node has not seen yet); other kinds are ignored.
     let unknown = Message { from: 9, to: 1, term: 5, body: MessageBody::VoteResponse { reject: false } };
-    assert_eq!(node.step(unknown), Err(StepError::UnknownSender(9)));
+    assert_eq!(node.step(unknown), Ok(()));
+    assert_eq!(node.term(), 0, "ignored");
     let nobody = Message { from: 0, to: 1, term: 5, body: MessageBody::Heartbeat { commit: 100, read_round: 0 } };
     assert_eq!(node.step(nobody), Err(StepError::UnknownSender(0)));
     let gap = Message {

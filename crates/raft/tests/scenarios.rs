@@ -35,6 +35,11 @@ scenario_test!(lab_restart_majority, "lab_restart_majority.txt");
 scenario_test!(lab_no_disrupt, "lab_no_disrupt.txt");
 scenario_test!(bad_input, "bad_input.txt");
 scenario_test!(lab_unreliable, "lab_unreliable.txt");
+scenario_test!(membership_single_server, "membership_single_server.txt");
+scenario_test!(membership_joint, "membership_joint.txt");
+scenario_test!(membership_joint_leader_crash, "membership_joint_leader_crash.txt");
+scenario_test!(membership_removed_server, "membership_removed_server.txt");
+scenario_test!(leader_transfer, "leader_transfer.txt");
 
 /// The lab battery asserts properties, not one lucky schedule: it must hold for other seeds
 /// (each script's own `config seed` line is replaced).

@@ -183,8 +183,9 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
-    /// Senders outside both known configurations are accepted only for messages a
-    /// leader or candidate of a configuration this node has not seen yet may send.
+    /// Senders outside both known configurations are heard only for messages a leader or
+    /// candidate of a configuration this node has not seen yet may send; their other
+    /// messages (answers of a removed member) are ignored.
     pub(super) fn accepts_sender(&self, message: &Message) -> bool {
         let from = message.from;
         if self.conf.is_empty() || self.conf.is_member(from) || self.applied_conf.is_member(from) {

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use crate::{
-    Config, Entry, EntryKind, HardState, Index, MemoryStorage, Message, MessageBody, NodeId, ProposeError, RawNode,
-    SplitMix64, StepError, Term,
+    ConfChange, Config, Entry, EntryKind, HardState, Index, MemoryStorage, Message, MessageBody, NodeId, ProposeError,
+    RawNode, SplitMix64, StepError, Term,
 };
 
 /// Most `Ready` rounds the driver handles after one input before it reports a problem.
@@ -278,6 +278,35 @@ impl Network {
         let result = self.live_node_mut(id)?.propose_batch(commands);
         self.process(id);
         result.map_err(|error: ProposeError| format!("proposal on node {id} refused: {error:?}"))
+    }
+
+    /// Adds node `id` with an empty log and no configuration (a new member started to join
+    /// a running cluster): it never campaigns and learns its role from the leader.
+    pub fn add_node(&mut self, id: NodeId) -> Result<(), String> {
+        if id == 0 || self.slots.contains_key(&id) || self.slots.len() >= NODES_MAX {
+            return Err(format!("cannot add node {id}: it exists, is 0, or the network is full"));
+        }
+        let group = self.main_group().first().and_then(|member| self.groups.get(member).copied()).unwrap_or(0);
+        self.voters.push(id);
+        self.voters.sort_unstable();
+        self.groups.insert(id, group);
+        let slot = Slot { node: None, durable: MemoryStorage::default(), applied: Vec::new(), incarnation: 0 };
+        self.slots.insert(id, slot);
+        self.start(id)
+    }
+
+    /// Proposes a membership change on node `id`; the core's verdict is returned.
+    pub fn conf_change(&mut self, id: NodeId, change: ConfChange) -> Result<Result<(), ProposeError>, String> {
+        let result = self.live_node_mut(id)?.propose_conf_change(change);
+        self.process(id);
+        Ok(result)
+    }
+
+    /// Asks node `id` to transfer its leadership to `target`; the core's verdict is returned.
+    pub fn transfer_leader(&mut self, id: NodeId, target: NodeId) -> Result<Result<(), ProposeError>, String> {
+        let result = self.live_node_mut(id)?.transfer_leader(target);
+        self.process(id);
+        Ok(result)
     }
 
     /// Steps `message` into its recipient directly (bypassing links and partitions) and

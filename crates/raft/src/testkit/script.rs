@@ -42,14 +42,17 @@ use bytes::Bytes;
 
 use super::network::{kind_name, Link, MessageFilter, Network, NetworkOptions, DELIVER_ROUNDS_MAX};
 use super::render::render_logs;
-use crate::{Entry, EntryKind, Message, MessageBody, NodeId, Role, StepError};
+use crate::{
+    ConfChange, ConfChangeKind, ConfChangeSingle, Entry, EntryKind, Message, MessageBody, NodeId, ProposeError, Role,
+    StepError,
+};
 
 /// Most iterations of one `repeat` block.
 const REPEAT_MAX: u64 = 1_000;
 /// Most commands one script may execute (loops included).
 const COMMANDS_MAX: usize = 100_000;
 /// Message kinds a filter may name.
-const KNOWN_KINDS: [&str; 12] = [
+const KNOWN_KINDS: [&str; 14] = [
     "prevote",
     "prevoteresp",
     "vote",
@@ -62,6 +65,8 @@ const KNOWN_KINDS: [&str; 12] = [
     "propose",
     "readindex",
     "readindexresp",
+    "timeoutnow",
+    "transfervote",
 ];
 
 /// A failed script: where and why.
@@ -179,6 +184,8 @@ struct Interpreter {
     transcript: String,
     measurements: Vec<Measurement>,
     last_step: Option<Result<(), StepError>>,
+    /// The verdict of the last `change` or `transfer`.
+    last_request: Option<Result<(), ProposeError>>,
     proposals: u64,
 }
 
@@ -200,6 +207,7 @@ impl Interpreter {
             transcript: String::new(),
             measurements: Vec::new(),
             last_step: None,
+            last_request: None,
             proposals: 0,
         }
     }
@@ -396,8 +404,38 @@ impl Interpreter {
                     None => Ok(()),
                 }
             }
+            "add-node" => {
+                let id = self.value(argument(1))?;
+                self.network()?.add_node(id)
+            }
+            "change" => self.conf_change(words),
+            "transfer" => {
+                let (node, target) = (self.node(argument(1))?, self.value(argument(2))?);
+                self.last_request = Some(self.network()?.transfer_leader(node, target)?);
+                Ok(())
+            }
             _ => self.act_on_topology(command, words),
         }
+    }
+
+    /// `change N add-voter X remove Y add-learner Z ...` (no pairs: leave joint).
+    fn conf_change(&mut self, words: &[&str]) -> Result<(), String> {
+        let usage = "usage: change N [add-voter|add-learner|remove ID]...";
+        let node = self.node(words.get(1).copied().ok_or(usage)?)?;
+        let mut changes = Vec::new();
+        for pair in words[2..].chunks(2) {
+            let [kind, id] = pair else { return Err(usage.to_string()) };
+            let kind = match *kind {
+                "add-voter" => ConfChangeKind::AddVoter,
+                "add-learner" => ConfChangeKind::AddLearner,
+                "remove" => ConfChangeKind::RemoveNode,
+                other => return Err(format!("unknown change `{other}`; {usage}")),
+            };
+            changes.push(ConfChangeSingle { kind, node_id: self.value(id)? });
+        }
+        let change = ConfChange { changes, context: Bytes::new() };
+        self.last_request = Some(self.network()?.conf_change(node, change)?);
+        Ok(())
     }
 
     fn propose(&mut self, words: &[&str]) -> Result<(), String> {
@@ -659,6 +697,8 @@ impl Interpreter {
             "applied-consistent" => self.expect_applied_consistent(),
             "appends" | "appends-until-converged" => self.expect_counter(subject, &words[1..]),
             "step-error" => self.expect_step_error(rest),
+            "request-error" => self.expect_request_error(rest),
+            "voters" | "learners" | "outgoing" => self.expect_configuration(subject, rest),
             "entry" => self.expect_entry(&words[1..]),
             "pending" => self.expect_pending(&words[1..]),
             other => Err(format!("unknown expectation `{other}`")),
@@ -842,6 +882,44 @@ impl Interpreter {
                 return Err(format!(
                     "node {node} has term {actual} at index {index} (0: none), expected {operator} {expected}"
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `expect request-error none|ConfChangePending|InvalidConfChange|NotLeader|NoLeader|Busy`.
+    fn expect_request_error(&self, wanted: &str) -> Result<(), String> {
+        let last = self.last_request.as_ref().ok_or("no `change` or `transfer` yet")?;
+        let actual = match last {
+            Ok(()) => "none".to_string(),
+            Err(error) => format!("{error:?}"),
+        };
+        let variant = actual.split(['(', ' ', '{']).next().unwrap_or("");
+        if variant != wanted {
+            return Err(format!("last request: {actual}, expected {wanted}"));
+        }
+        Ok(())
+    }
+
+    /// `expect voters|learners|outgoing SET: ids...` on the applied configuration
+    /// (`conf_state()`); crashed nodes do not match.
+    fn expect_configuration(&self, subject: &str, rest: &str) -> Result<(), String> {
+        let (nodes, listing) = rest.split_once(':').ok_or_else(|| format!("usage: expect {subject} SET: ids..."))?;
+        let wanted: Vec<NodeId> = listing.split_whitespace().map(|word| self.value(word)).collect::<Result<_, _>>()?;
+        let network = self.network_ref()?;
+        for node in self.set(&nodes.split_whitespace().collect::<String>())? {
+            let live = network.node(node).ok_or_else(|| format!("node {node} is crashed"))?;
+            let conf = live.conf_state();
+            let mut actual = match subject {
+                "voters" => conf.voters,
+                "learners" => conf.learners,
+                _ => conf.voters_outgoing,
+            };
+            actual.sort_unstable();
+            let mut wanted = wanted.clone();
+            wanted.sort_unstable();
+            if actual != wanted {
+                return Err(format!("node {node} {subject}: {actual:?}, expected {wanted:?}"));
             }
         }
         Ok(())
