@@ -19,6 +19,11 @@
 //! }
 //! ```
 //!
+//! Membership (thesis chapter 4): [`RawNode::propose_conf_change`] takes a [`ConfChange`]
+//! (one change: single-server, §4.1; several: joint consensus, §4.3, left automatically);
+//! Config entries come out in `committed_entries` like others and the core adopts them
+//! itself ([`RawNode::conf_state`]). [`RawNode::transfer_leader`] moves leadership (§3.10).
+//!
 //! Requirements and paper sections each module implements are named in its docs.
 
 #![warn(missing_docs)]
