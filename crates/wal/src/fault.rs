@@ -247,6 +247,10 @@ impl WalFile for SimulatedFile {
         inode.durable_data = inode.data.clone();
         Ok(())
     }
+
+    fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
+        Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode: self.inode }))
+    }
 }
 
 impl FileSystem for SimulatedFileSystem {

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An open file the WAL appends to.
 pub trait WalFile: Send + Debug {
@@ -18,6 +19,9 @@ pub trait WalFile: Send + Debug {
     /// Cuts the file to `length_bytes` and makes the new length durable; later writes
     /// append at the new end.
     fn truncate(&mut self, length_bytes: u64) -> io::Result<()>;
+    /// A second handle on the same open file, for syncing from another thread: its
+    /// `sync_data` makes durable every byte written through either handle before the call.
+    fn try_clone(&self) -> io::Result<Box<dyn WalFile>>;
 }
 
 /// The directory and file operations the WAL needs.
@@ -65,6 +69,10 @@ impl WalFile for StdFile {
         self.file.set_len(length_bytes)?;
         self.file.seek(SeekFrom::Start(length_bytes))?;
         self.file.sync_all()
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
+        Ok(Box::new(StdFile { file: self.file.try_clone()? }))
     }
 }
 
@@ -121,28 +129,46 @@ pub struct BufferedUntilSyncFileSystem;
 #[derive(Debug)]
 struct BufferedFile {
     file: File,
-    /// Bytes written but not yet synced. Bounded by what the WAL writes between syncs.
-    pending: Vec<u8>,
+    /// Bytes written but not yet synced, shared by every handle on the file (see
+    /// [`WalFile::try_clone`]). Bounded by what the WAL writes between syncs.
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+impl BufferedFile {
+    fn new(file: File) -> BufferedFile {
+        BufferedFile { file, pending: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl WalFile for BufferedFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.pending.extend_from_slice(bytes);
+        self.lock_pending().extend_from_slice(bytes);
         Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.file.write_all(&self.pending)?;
-        self.pending.clear();
+        // The lock is held through the fsync so two handles never interleave their flushes.
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.file.write_all(&pending)?;
+        pending.clear();
         self.file.sync_data()
     }
 
     fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
-        self.file.write_all(&self.pending)?;
-        self.pending.clear();
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.file.write_all(&pending)?;
+        pending.clear();
         self.file.set_len(length_bytes)?;
         self.file.seek(SeekFrom::Start(length_bytes))?;
         self.file.sync_all()
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
+        Ok(Box::new(BufferedFile { file: self.file.try_clone()?, pending: self.pending.clone() }))
     }
 }
 
@@ -157,12 +183,12 @@ impl FileSystem for BufferedUntilSyncFileSystem {
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
-        Ok(Box::new(BufferedFile { file, pending: Vec::new() }))
+        Ok(Box::new(BufferedFile::new(file)))
     }
 
     fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(BufferedFile { file, pending: Vec::new() }))
+        Ok(Box::new(BufferedFile::new(file)))
     }
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {

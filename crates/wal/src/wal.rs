@@ -57,6 +57,27 @@ pub struct WriteBatch {
     pub hard_state: Option<HardState>,
 }
 
+/// A sync of a WAL's current segment that may run on another thread (see
+/// [`Wal::detached_sync`]): the leader's fsync in parallel with its Raft loop.
+#[derive(Debug)]
+pub struct DetachedSync {
+    file: Box<dyn WalFile>,
+    path: PathBuf,
+}
+
+impl DetachedSync {
+    /// Makes durable everything the WAL had appended when this handle was taken (one
+    /// `fdatasync`).
+    pub fn sync(mut self) -> Result<(), WalError> {
+        self.file.sync_data().map_err(|error| WalError::io(self.path.clone(), error))
+    }
+
+    /// The segment file this handle syncs.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A segment the WAL holds, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentInfo {
@@ -181,6 +202,25 @@ impl Wal {
             self.remove_obsolete_files()?;
         }
         Ok(())
+    }
+
+    /// A handle whose [`DetachedSync::sync`], run on any thread, makes everything appended
+    /// so far durable, while this WAL goes on taking appends (they are not covered).
+    ///
+    /// Rules:
+    /// - Segments closed before now were synced when they were closed, so one sync of the
+    ///   current segment covers every earlier append.
+    /// - A batch holding a snapshot has obsolete files to remove once durable: make it
+    ///   durable with [`Wal::sync`] instead (this panics if such cleanup is pending).
+    /// - If the detached sync fails, durability is unknown: stop using this WAL and reopen
+    ///   it (recovery decides what survived), exactly as after a poisoning error.
+    pub fn detached_sync(&mut self) -> Result<DetachedSync, WalError> {
+        self.check_usable()?;
+        assert!(!self.cleanup_pending, "a snapshot write must be made durable with Wal::sync");
+        let path = self.current_segment_path();
+        let cloned = self.current_file.try_clone();
+        let file = self.check_io(cloned, path.clone())?;
+        Ok(DetachedSync { file, path })
     }
 
     /// Durably appends `entries`, first removing any stored suffix from `entries[0].index`
@@ -521,6 +561,10 @@ impl WalFile for NoFile {
     }
 
     fn truncate(&mut self, _length_bytes: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment open"))
+    }
+
+    fn try_clone(&self) -> std::io::Result<Box<dyn WalFile>> {
         Err(std::io::Error::other("no segment open"))
     }
 }
