@@ -11,6 +11,7 @@ enum Action {
     Partition,
     OneWay,
     Crash,
+    Churn,
 }
 
 impl Simulator {
@@ -20,11 +21,16 @@ impl Simulator {
             return;
         }
         let faults = self.options.faults;
-        let actions: Vec<Action> =
-            [(faults.partition, Action::Partition), (faults.one_way, Action::OneWay), (faults.crash, Action::Crash)]
-                .into_iter()
-                .filter_map(|(on, action)| on.then_some(action))
-                .collect();
+        let actions: Vec<Action> = [
+            (faults.partition, Action::Partition),
+            (faults.one_way, Action::OneWay),
+            (faults.crash, Action::Crash),
+            (self.churn, Action::Churn),
+            (self.churn, Action::Churn), // twice as likely: membership changes are rare otherwise
+        ]
+        .into_iter()
+        .filter_map(|(on, action)| on.then_some(action))
+        .collect();
         if actions.is_empty() {
             return;
         }
@@ -32,6 +38,7 @@ impl Simulator {
             Action::Partition => self.partition(),
             Action::OneWay => self.one_way_partition(),
             Action::Crash => self.crash_some_node(),
+            Action::Churn => self.churn_membership(),
         }
         let interval = self.plan.fault_interval_time;
         let next = self.rng.range(interval / 2, interval + interval / 2);
@@ -39,7 +46,7 @@ impl Simulator {
     }
 
     /// Position of a live node that believes it leads (the first found), if any.
-    fn leader_position(&self) -> Option<usize> {
+    pub(crate) fn leader_position(&self) -> Option<usize> {
         self.nodes.iter().position(|node| node.raw().is_some_and(|raw| raw.role() == Role::Leader))
     }
 

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod churn;
 mod clients;
 mod events;
 mod fault_injection;
@@ -86,6 +87,8 @@ pub struct Statistics {
     pub snapshots_installed: u64,
     /// Linearizable reads served (and checked).
     pub reads_served: u64,
+    /// Membership changes the churn fault got accepted by a leader.
+    pub membership_changes: u64,
     /// Highest term reached by any node.
     pub term_max: u64,
     /// Runs whose register history the linearizability checker could not decide within

@@ -57,6 +57,9 @@ pub struct SimNode {
     pub sabotage: Sabotage,
     /// Time the disk finishes its last queued write (writes complete in order).
     pub disk_busy_until: u64,
+    /// Index of the last Config entry handed out to apply in this incarnation: a snapshot
+    /// below it would carry the wrong configuration, so compaction waits.
+    last_config_applied: Index,
 }
 
 fn entry_view(entry: &Entry) -> EntryView {
@@ -86,6 +89,9 @@ impl SimNode {
         // Small chunks so snapshot transfers span many messages (lost, duplicated, reordered).
         config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
         config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
+        // A node outside the initial configuration is a member yet to be added. It starts
+        // empty and votes like etcd's new members: abstaining until caught up would
+        // deadlock a cluster whose new voters must elect the leader that catches them up.
         let raw = RawNode::new(config, MemoryStorage::new_with_voters(voters)).map_err(|error| error.to_string())?;
         let state_machine = StateMachine::default();
         Ok(SimNode {
@@ -97,6 +103,7 @@ impl SimNode {
             disk_busy_until: 0,
             really_durable: None,
             sabotage: Sabotage::None,
+            last_config_applied: 0,
         })
     }
 
@@ -178,6 +185,9 @@ impl SimNode {
             output.problems.push(format!("node {}: {reason}", self.id));
         }
         for entry in &ready.committed_entries {
+            if entry.kind == raft::EntryKind::Config {
+                self.last_config_applied = entry.index;
+            }
             if entry.index != self.state_machine.applied_index + 1 {
                 let expected = self.state_machine.applied_index + 1;
                 output
@@ -211,6 +221,12 @@ impl SimNode {
         view.role = raw.role();
         view.term = raw.term();
         view.commit = raw.commit_index();
+        view.uncommitted_config_entries = if raw.role() == raft::Role::Leader {
+            let uncommitted = raw.entries(raw.commit_index() + 1, raw.last_index() + 1);
+            uncommitted.iter().filter(|entry| entry.kind == raft::EntryKind::Config).count() as u64
+        } else {
+            0
+        };
     }
 
     /// The [`Sabotage::AcknowledgeBeforeSync`] bug: the newest write goes to storage and
@@ -273,6 +289,18 @@ impl SimNode {
         description + ")"
     }
 
+    /// Replaces the node by a brand-new empty one (a member added again after its removal
+    /// gets a fresh data dir, as etcd requires): it starts without configuration and
+    /// abstains from voting until it caught up. `view` follows.
+    pub fn wipe(&mut self, seed: u64, view: &mut NodeView) -> Result<(), String> {
+        self.raw = None;
+        self.pending.clear();
+        self.really_durable = None;
+        self.crashed_storage = Some(MemoryStorage::default());
+        self.state_machine = StateMachine::default();
+        self.restart(seed, view)
+    }
+
     /// Restarts a crashed node from its durable storage; the state machine is restored
     /// from the storage's snapshot (empty if none) and the rest is re-applied.
     pub fn restart(&mut self, seed: u64, view: &mut NodeView) -> Result<(), String> {
@@ -287,6 +315,7 @@ impl SimNode {
         config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
         config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
         config.applied = state_machine.applied_index;
+        self.last_config_applied = 0;
         let raw = RawNode::new(config, storage).map_err(|error| format!("restart n{}: {error}", self.id))?;
         view.log = LogView {
             snapshot_index: raw.first_index() - 1,
@@ -314,6 +343,9 @@ impl SimNode {
         let durable = self.state_machine.applied_index.min(storage.hard_state().commit).min(storage.last_index());
         let target = durable.saturating_sub(keep_entries);
         let snapshot_pending = self.pending.iter().any(|write| write.snapshot.is_some());
+        if self.last_config_applied > target {
+            return false; // conf_state() is the configuration after a later entry
+        }
         if target < snapshot_index + threshold_entries.max(1) || target <= view.log.snapshot_index || snapshot_pending {
             return false;
         }

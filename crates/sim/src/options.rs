@@ -23,10 +23,15 @@ pub struct Faults {
     pub torn: bool,
     /// Nodes compact their logs into snapshots; laggards catch up by InstallSnapshot.
     pub snapshot: bool,
+    /// Membership churn (thesis ch. 4): learners added and promoted, voters removed (the
+    /// leader too), several voters replaced at once by joint consensus, leadership moved;
+    /// voters stay between 3 and 7 out of a pool of ids 1..=9. Needs 3 to 7 nodes.
+    pub churn: bool,
 }
 
 /// The names `--faults` accepts, in display order, with their switches.
-const FAULT_NAMES: [&str; 9] = ["loss", "dup", "reorder", "delay", "partition", "oneway", "crash", "torn", "snapshot"];
+const FAULT_NAMES: [&str; 10] =
+    ["loss", "dup", "reorder", "delay", "partition", "oneway", "crash", "torn", "snapshot", "churn"];
 
 impl Faults {
     /// Every fault on.
@@ -41,6 +46,7 @@ impl Faults {
             crash: true,
             torn: true,
             snapshot: true,
+            churn: true,
         }
     }
 
@@ -60,6 +66,7 @@ impl Faults {
             "crash" => &mut self.crash,
             "torn" => &mut self.torn,
             "snapshot" => &mut self.snapshot,
+            "churn" => &mut self.churn,
             _ => return None,
         })
     }

@@ -29,6 +29,12 @@ const OPERATIONS_MAX: usize = 2_000;
 const CONVERGENCE_CHECK_STEPS: u64 = 32;
 /// Steps between full comparisons of a node's core log with its mirror.
 const FULL_VIEW_CHECK_STEPS: u64 = 257;
+/// With membership churn: node ids `1..=MEMBER_POOL_SIZE` exist; the others wait outside.
+pub(crate) const MEMBER_POOL_SIZE: usize = 9;
+/// With membership churn the voters stay within `VOTERS_MIN..=VOTERS_MAX`.
+pub(crate) const VOTERS_MIN: usize = 3;
+/// See [`VOTERS_MIN`].
+pub(crate) const VOTERS_MAX: usize = 7;
 
 /// Per-run fault parameters, drawn from the seed.
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +68,9 @@ pub(crate) struct Simulator {
     pub(crate) statistics: Statistics,
     /// Per node position: confirmed reads (operation id, index to apply first).
     pub(crate) pending_reads: Vec<Vec<(u64, raft::Index)>>,
+    /// Membership churn is on (`Faults::churn` with 3 to 7 nodes): positions beyond the
+    /// initial voters are nodes that may be added later.
+    pub(crate) churn: bool,
 }
 
 /// Runs one simulation. Never panics: a panic inside the core is reported as a violation.
@@ -91,8 +100,11 @@ impl Simulator {
     fn new(options: &Options) -> Result<Self, String> {
         let mut rng = SplitMix64::new(options.seed);
         let voters: Vec<NodeId> = (1..=options.nodes as NodeId).collect();
-        let mut nodes = Vec::with_capacity(options.nodes);
-        for &id in &voters {
+        let churn = options.faults.churn && (VOTERS_MIN..=VOTERS_MAX).contains(&options.nodes);
+        let pool_size = if churn { MEMBER_POOL_SIZE } else { options.nodes };
+        let pool: Vec<NodeId> = (1..=pool_size as NodeId).collect();
+        let mut nodes = Vec::with_capacity(pool_size);
+        for &id in &pool {
             let mut node = SimNode::new(id, &voters, rng.next_u64())?;
             node.sabotage = options.sabotage;
             nodes.push(node);
@@ -105,10 +117,10 @@ impl Simulator {
             fault_interval_time: rng.range(3, 20) * TICK_INTERVAL_TIME,
             fsync_time_max: rng.range(5, 3 * TICK_INTERVAL_TIME),
         };
-        let view = ClusterView { step: 0, nodes: voters.iter().map(|&id| NodeView::new(id)).collect() };
+        let view = ClusterView { step: 0, nodes: pool.iter().map(|&id| NodeView::new(id)).collect() };
         Ok(Simulator {
             options: options.clone(),
-            network: Network::new(options.nodes, parameters, options.faults.reorder),
+            network: Network::new(pool_size, parameters, options.faults.reorder),
             rng,
             queue: EventQueue::default(),
             nodes,
@@ -121,7 +133,8 @@ impl Simulator {
             violations: Vec::new(),
             settling: false,
             statistics: Statistics::default(),
-            pending_reads: vec![Vec::new(); options.nodes],
+            pending_reads: vec![Vec::new(); pool_size],
+            churn,
         })
     }
 
@@ -149,7 +162,7 @@ impl Simulator {
             self.queue.schedule(start, EventKind::ClientInvoke { client });
         }
         let faults = &self.options.faults;
-        if faults.partition || faults.one_way || faults.crash {
+        if faults.partition || faults.one_way || faults.crash || self.churn {
             let first_fault = self.rng.range(5, 20) * TICK_INTERVAL_TIME;
             self.queue.schedule(first_fault, EventKind::Fault);
         }
@@ -207,27 +220,53 @@ impl Simulator {
         self.violations.push(Violation { invariant: "settle".to_string(), message, step: self.view.step });
     }
 
-    /// True once one leader leads everybody, everything is committed, applied, synced,
-    /// and no client waits.
+    /// True once one leader leads every member, everything is committed, applied, synced,
+    /// no client waits and no membership change is in flight.
     fn converged(&self) -> bool {
         let leaders: Vec<&SimNode> =
             self.nodes.iter().filter(|node| node.raw().is_some_and(|raw| raw.role() == Role::Leader)).collect();
         let [leader] = leaders.as_slice() else { return false };
         let Some(leader_raw) = leader.raw() else { return false };
         let commit = leader_raw.commit_index();
+        let conf = leader_raw.conf_state();
+        if conf.is_joint() || conf != *leader_raw.latest_conf_state() {
+            return false;
+        }
+        let members = self.member_positions();
         commit == leader_raw.last_index()
             && !self.clients.any_pending()
-            && self.nodes.iter().all(|node| {
+            && members.iter().map(|&position| &self.nodes[position]).all(|node| {
                 node.raw().is_some_and(|raw| raw.commit_index() == commit && raw.leader() == leader_raw.id())
                     && node.applied_index() == commit
                     && !node.has_pending_writes()
             })
     }
 
+    /// Positions of the nodes in the configuration of the (single) leader: every node
+    /// without churn; with churn, the leader's voters and learners.
+    fn member_positions(&self) -> Vec<usize> {
+        let leader_conf = self
+            .nodes
+            .iter()
+            .filter_map(SimNode::raw)
+            .find(|raw| raw.role() == Role::Leader)
+            .map(|raw| raw.conf_state());
+        match leader_conf {
+            Some(conf) if self.churn => conf.members().iter().map(|id| *id as usize - 1).collect(),
+            _ => (0..self.nodes.len()).collect(),
+        }
+    }
+
     fn final_checks(&mut self) {
-        let operations: Vec<Vec<u64>> = self.nodes.iter().map(|node| node.applied_operations().to_vec()).collect();
+        let members = self.member_positions();
+        let operations: Vec<Vec<u64>> =
+            members.iter().map(|&position| self.nodes[position].applied_operations().to_vec()).collect();
         let borrowed: Vec<&[u64]> = operations.iter().map(Vec::as_slice).collect();
-        self.violations.extend(final_checks::check(&self.view, &borrowed, &self.clients.operations));
+        let view = ClusterView {
+            step: self.view.step,
+            nodes: members.iter().map(|&position| self.view.nodes[position].clone()).collect(),
+        };
+        self.violations.extend(final_checks::check(&view, &borrowed, &self.clients.operations));
         match final_checks::check_register(self.view.step, &self.clients.operations) {
             RegisterVerdict::Linearizable => {}
             RegisterVerdict::Violation(violation) => self.violations.push(violation),

@@ -86,6 +86,9 @@ pub struct NodeView {
     /// Changes whenever `applied` is replaced rather than extended (snapshot restore,
     /// restart). Checkers rescan `applied` when it changes.
     pub applied_generation: u64,
+    /// On a leader: Config entries in its log above its commit index (membership changes
+    /// in flight); 0 on other roles.
+    pub uncommitted_config_entries: u64,
 }
 
 impl NodeView {
@@ -102,6 +105,7 @@ impl NodeView {
             log_changed_from: 0,
             applied: Vec::new(),
             applied_generation: 0,
+            uncommitted_config_entries: 0,
         }
     }
 }

@@ -50,6 +50,7 @@ fn run_batch(nodes: usize, faults: Faults, start_seed: u64, runs: u64) -> (u64, 
         totals.compactions += statistics.compactions;
         totals.snapshots_installed += statistics.snapshots_installed;
         totals.reads_served += statistics.reads_served;
+        totals.membership_changes += statistics.membership_changes;
         totals.linearizability_inconclusive += statistics.linearizability_inconclusive;
         totals.term_max = totals.term_max.max(statistics.term_max);
     }
@@ -64,6 +65,8 @@ fn five_nodes_all_faults() {
     assert!(totals.crashes > 0 && totals.torn_writes > 0 && totals.partitions > 0, "{totals:?}");
     assert!(totals.compactions > 0 && totals.snapshots_installed > 0, "{totals:?}");
     assert!(totals.messages_dropped > 0 && totals.term_max > 1 && totals.reads_served > 0, "{totals:?}");
+    // Membership churn (joint changes, learners, transfers) is part of `all`.
+    assert!(totals.membership_changes > totals.crashes / 4, "{totals:?}");
     // The register check decides every run's history within its budget.
     assert_eq!(totals.linearizability_inconclusive, 0, "{totals:?}");
 }
@@ -80,7 +83,8 @@ fn seven_nodes_all_faults() {
 
 #[test]
 fn each_fault_alone() {
-    let names = ["loss", "dup", "reorder", "delay", "partition", "oneway", "crash", "crash,torn", "snapshot,crash"];
+    let names =
+        ["loss", "dup", "reorder", "delay", "partition", "oneway", "crash", "crash,torn", "snapshot,crash", "churn"];
     for (offset, name) in names.iter().enumerate() {
         let faults = Faults::parse(name).expect("known faults");
         run_batch(5, faults, 30_000 + 100 * offset as u64, batch_runs(10));

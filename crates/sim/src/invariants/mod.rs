@@ -1,5 +1,7 @@
 //! Safety invariant checkers, one per Raft safety property (Raft paper, Figure 3), plus
-//! the commit-index monotonicity the core promises.
+//! the commit-index monotonicity the core promises and one membership change at a time
+//! (thesis ch. 4). They hold unchanged while the configuration changes: election safety
+//! and leader completeness are global properties, whatever quorums elected the leaders.
 //!
 //! Each checker is fed the [`ClusterView`] after every step, together with the positions
 //! of the nodes whose view changed in that step; checkers keep whatever history they need
@@ -7,6 +9,7 @@
 //! proportional to what changed, not to the size of the logs.
 
 mod commit_monotonic;
+mod config_change_in_flight;
 mod election_safety;
 mod leader_append_only;
 mod leader_completeness;
@@ -14,6 +17,7 @@ mod log_matching;
 mod state_machine_safety;
 
 pub use commit_monotonic::CommitMonotonic;
+pub use config_change_in_flight::ConfigChangeInFlight;
 pub use election_safety::ElectionSafety;
 pub use leader_append_only::LeaderAppendOnly;
 pub use leader_completeness::LeaderCompleteness;
@@ -44,6 +48,7 @@ pub fn all_checkers() -> Vec<Box<dyn Checker>> {
         Box::new(LeaderCompleteness::default()),
         Box::new(StateMachineSafety::default()),
         Box::new(CommitMonotonic::default()),
+        Box::new(ConfigChangeInFlight),
     ]
 }
 
