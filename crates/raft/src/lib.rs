@@ -44,7 +44,8 @@ mod types;
 
 pub use config::{Config, ConfigError};
 pub use membership::{
-    ConfChange, ConfChangeDecodeError, ConfChangeKind, ConfChangeSingle, CONF_CHANGES_MAX, CONF_CONTEXT_BYTES_MAX,
+    conf_state_in_entry, ConfChange, ConfChangeDecodeError, ConfChangeKind, ConfChangeSingle, CONF_CHANGES_MAX,
+    CONF_CONTEXT_BYTES_MAX,
 };
 pub use node::{ProgressView, ProposeError, RawNode, Ready, StepError};
 pub use progress::ProgressState;

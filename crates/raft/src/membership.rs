@@ -135,6 +135,12 @@ impl ConfChange {
     }
 }
 
+/// The configuration a Config entry written by the core results in (`None` for other
+/// data): what `conf_state()` becomes once that entry is handed out.
+pub fn conf_state_in_entry(data: &[u8]) -> Option<ConfState> {
+    decode_config_entry(data).ok().and_then(|(_, result)| result)
+}
+
 /// Decodes a Config entry's data: the change, and the resulting configuration when the
 /// entry carries it (entries written by the core do).
 pub(crate) fn decode_config_entry(data: &[u8]) -> Result<(ConfChange, Option<ConfState>), ConfChangeDecodeError> {

@@ -400,6 +400,12 @@ fn joint_replacement_is_left_automatically() {
         assert_eq!(conf.voters, vec![1, 4, 5, 6], "node {id}");
         assert!(!conf.is_joint(), "node {id} left the joint configuration");
     }
+    let config_entries: Vec<Entry> =
+        cluster.node(1).log_entries().into_iter().filter(|entry| entry.kind == EntryKind::Config).collect();
+    assert_eq!(config_entries.len(), 2, "the joint entry and the leave entry");
+    assert!(ConfChange::decode(&config_entries[1].data).unwrap().is_leave_joint());
+    assert_eq!(conf_state_in_entry(&config_entries[1].data), Some(cluster.node(1).conf_state()));
+    assert!(conf_state_in_entry(&config_entries[0].data).unwrap().is_joint());
     // The handed-out entries include the joint entry and the empty "leave" entry.
     cluster.node(1).propose(Bytes::from_static(b"after")).unwrap();
     cluster.settle();
