@@ -38,6 +38,17 @@ pub enum Operation {
     LeaseGrant(LeaseGrantRequest),
     /// Delete a lease and its keys (also used for expiry).
     LeaseRevoke(LeaseRevokeRequest),
+    /// Change the auth store: users, roles, permissions, the enabled flag, tokens
+    /// (see [`crate::AuthStore`]).
+    Auth(raftkvpb::AuthRequest),
+}
+
+/// Who sent a client request: its permissions are checked again when the command is
+/// applied (the auth state may have changed since the receiving member checked them).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuthContext {
+    /// The authenticated user; empty when auth was off or the client sent no token.
+    pub user: String,
 }
 
 /// One log entry's command.
@@ -47,6 +58,9 @@ pub struct Command {
     pub request_id: Option<RequestId>,
     /// What to do.
     pub operation: Operation,
+    /// The client's identity for permission checks at apply time; `None` for the
+    /// node's own commands (e.g. lease expiry), which are not checked.
+    pub auth: Option<AuthContext>,
 }
 
 /// A command that cannot be decoded.
@@ -72,12 +86,12 @@ impl std::error::Error for DecodeError {}
 impl Command {
     /// A command without deduplication.
     pub fn new(operation: Operation) -> Command {
-        Command { request_id: None, operation }
+        Command { request_id: None, operation, auth: None }
     }
 
     /// A command deduplicated by `(client_id, sequence)`.
     pub fn with_request_id(operation: Operation, client_id: u64, sequence: u64) -> Command {
-        Command { request_id: Some(RequestId { client_id, sequence }), operation }
+        Command { request_id: Some(RequestId { client_id, sequence }), operation, auth: None }
     }
 
     /// The protobuf form.
@@ -91,12 +105,14 @@ impl Command {
             Operation::Compaction(request) => Wire::Compaction(*request),
             Operation::LeaseGrant(request) => Wire::LeaseGrant(*request),
             Operation::LeaseRevoke(request) => Wire::LeaseRevoke(*request),
+            Operation::Auth(request) => Wire::Auth(request.clone()),
         };
         InternalRequest {
             request_id: self
                 .request_id
                 .map(|id| raftkvpb::RequestId { client_id: id.client_id, sequence: id.sequence }),
             operation: Some(operation),
+            auth_context: self.auth.as_ref().map(|context| raftkvpb::AuthContext { user: context.user.clone() }),
         }
     }
 
@@ -111,9 +127,11 @@ impl Command {
             Wire::Compaction(request) => Operation::Compaction(request),
             Wire::LeaseGrant(request) => Operation::LeaseGrant(request),
             Wire::LeaseRevoke(request) => Operation::LeaseRevoke(request),
+            Wire::Auth(request) => Operation::Auth(request),
         };
         let request_id = message.request_id.map(|id| RequestId { client_id: id.client_id, sequence: id.sequence });
-        Ok(Command { request_id, operation })
+        let auth = message.auth_context.map(|context| AuthContext { user: context.user });
+        Ok(Command { request_id, operation, auth })
     }
 
     /// Deterministic bytes for a log entry (prost writes fields in tag order).
@@ -152,6 +170,8 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     /// Answer to [`Operation::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
+    /// Answer to [`Operation::Auth`].
+    Auth(raftkvpb::AuthResponse),
 }
 
 /// Converts an apply result to its recorded protobuf form.
@@ -165,6 +185,7 @@ pub fn result_to_message(result: &Result<Response, Error>) -> InternalResponse {
         Ok(Response::Compaction(response)) => Wire::Compaction(*response),
         Ok(Response::LeaseGrant(response)) => Wire::LeaseGrant(response.clone()),
         Ok(Response::LeaseRevoke(response)) => Wire::LeaseRevoke(*response),
+        Ok(Response::Auth(response)) => Wire::Auth(response.clone()),
         Err(error) => Wire::Error(raftkvpb::RequestError {
             kind: error.kind(),
             grpc_code: error.grpc_code(),
@@ -185,6 +206,7 @@ pub fn result_from_message(message: &InternalResponse) -> Option<Result<Response
         Wire::Compaction(response) => Ok(Response::Compaction(*response)),
         Wire::LeaseGrant(response) => Ok(Response::LeaseGrant(response.clone())),
         Wire::LeaseRevoke(response) => Ok(Response::LeaseRevoke(*response)),
+        Wire::Auth(response) => Ok(Response::Auth(response.clone())),
         Wire::Error(error) => Err(Error::from_kind(error.kind)?),
     };
     Some(result)

@@ -12,6 +12,10 @@ pub mod grpc_code {
     pub const FAILED_PRECONDITION: u32 = 9;
     /// `OUT_OF_RANGE`.
     pub const OUT_OF_RANGE: u32 = 11;
+    /// `PERMISSION_DENIED`.
+    pub const PERMISSION_DENIED: u32 = 7;
+    /// `UNAUTHENTICATED`.
+    pub const UNAUTHENTICATED: u32 = 16;
 }
 
 /// A request the state machine refuses. Deterministic: every replica refuses the
@@ -42,11 +46,41 @@ pub enum Error {
     LeaseTimeToLiveTooLarge,
     /// A retried request older than the client's last answered one (already answered).
     StaleRequest,
+    /// Auth: `Authenticate` while auth is disabled.
+    AuthNotEnabled,
+    /// Auth: enabling without a user `root`.
+    RootUserNotExist,
+    /// Auth: enabling while the user `root` lacks the role `root`.
+    RootRoleNotExist,
+    /// Auth: the user already exists.
+    UserAlreadyExist,
+    /// Auth: no user name (auth is on and the request carries no token, or an empty name).
+    UserEmpty,
+    /// Auth: no such user.
+    UserNotFound,
+    /// Auth: the role already exists.
+    RoleAlreadyExist,
+    /// Auth: no such role.
+    RoleNotFound,
+    /// Auth: empty role name.
+    RoleEmpty,
+    /// Auth: wrong user name or password.
+    AuthFailed,
+    /// Auth: the user lacks the permission.
+    PermissionDenied,
+    /// Auth: revoking a role the user does not hold.
+    RoleNotGranted,
+    /// Auth: revoking a permission the role does not hold.
+    PermissionNotGranted,
+    /// Auth: unknown or expired token.
+    InvalidAuthToken,
+    /// Auth: a change that would lock everybody out (e.g. deleting root while enabled).
+    InvalidAuthManagement,
 }
 
 impl Error {
     /// Every error kind, in [`Error::kind`] order.
-    pub const ALL: [Error; 12] = [
+    pub const ALL: [Error; 27] = [
         Error::EmptyKey,
         Error::KeyNotFound,
         Error::ValueProvided,
@@ -59,6 +93,21 @@ impl Error {
         Error::LeaseExists,
         Error::LeaseTimeToLiveTooLarge,
         Error::StaleRequest,
+        Error::AuthNotEnabled,
+        Error::RootUserNotExist,
+        Error::RootRoleNotExist,
+        Error::UserAlreadyExist,
+        Error::UserEmpty,
+        Error::UserNotFound,
+        Error::RoleAlreadyExist,
+        Error::RoleNotFound,
+        Error::RoleEmpty,
+        Error::AuthFailed,
+        Error::PermissionDenied,
+        Error::RoleNotGranted,
+        Error::PermissionNotGranted,
+        Error::InvalidAuthToken,
+        Error::InvalidAuthManagement,
     ];
 
     /// The message etcd sends for this error (clients match on it).
@@ -76,6 +125,21 @@ impl Error {
             Error::LeaseExists => "etcdserver: lease already exists",
             Error::LeaseTimeToLiveTooLarge => "etcdserver: too large lease TTL",
             Error::StaleRequest => "raftkv: request sequence already answered (stale retry)",
+            Error::AuthNotEnabled => "etcdserver: authentication is not enabled",
+            Error::RootUserNotExist => "etcdserver: root user does not exist",
+            Error::RootRoleNotExist => "etcdserver: root user does not have root role",
+            Error::UserAlreadyExist => "etcdserver: user name already exists",
+            Error::UserEmpty => "etcdserver: user name is empty",
+            Error::UserNotFound => "etcdserver: user name not found",
+            Error::RoleAlreadyExist => "etcdserver: role name already exists",
+            Error::RoleNotFound => "etcdserver: role name not found",
+            Error::RoleEmpty => "etcdserver: role name is empty",
+            Error::AuthFailed => "etcdserver: authentication failed, invalid user ID or password",
+            Error::PermissionDenied => "etcdserver: permission denied",
+            Error::RoleNotGranted => "etcdserver: role is not granted to the user",
+            Error::PermissionNotGranted => "etcdserver: permission is not granted to the role",
+            Error::InvalidAuthToken => "etcdserver: invalid auth token",
+            Error::InvalidAuthManagement => "etcdserver: invalid auth management",
         }
     }
 
@@ -85,6 +149,17 @@ impl Error {
             Error::Compacted | Error::FutureRevision | Error::LeaseTimeToLiveTooLarge => grpc_code::OUT_OF_RANGE,
             Error::LeaseNotFound => grpc_code::NOT_FOUND,
             Error::LeaseExists | Error::StaleRequest => grpc_code::FAILED_PRECONDITION,
+            Error::AuthNotEnabled
+            | Error::RootUserNotExist
+            | Error::RootRoleNotExist
+            | Error::UserAlreadyExist
+            | Error::UserNotFound
+            | Error::RoleAlreadyExist
+            | Error::RoleNotFound
+            | Error::RoleNotGranted
+            | Error::PermissionNotGranted => grpc_code::FAILED_PRECONDITION,
+            Error::PermissionDenied => grpc_code::PERMISSION_DENIED,
+            Error::InvalidAuthToken => grpc_code::UNAUTHENTICATED,
             _ => grpc_code::INVALID_ARGUMENT,
         }
     }

@@ -67,6 +67,7 @@
 
 #![deny(missing_docs)]
 
+mod auth;
 mod command;
 mod error;
 mod key_range;
@@ -81,7 +82,10 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
-pub use command::{result_from_message, result_to_message, Command, DecodeError, Operation, RequestId, Response};
+pub use auth::{Access, AuthStore, ROOT_ROLE, ROOT_USER, SIMPLE_TOKENS_MAX};
+pub use command::{
+    result_from_message, result_to_message, AuthContext, Command, DecodeError, Operation, RequestId, Response,
+};
 pub use error::{grpc_code, Error};
 pub use key_range::KeyRange;
 pub use lease::{Lease, MAXIMUM_LEASE_TTL_SECONDS};

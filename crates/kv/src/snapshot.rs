@@ -74,6 +74,10 @@ impl Store {
             records,
             leases,
             sessions,
+            auth_enabled: self.auth.enabled,
+            auth_revision: self.auth.revision,
+            auth_users: self.auth.users.values().cloned().collect(),
+            auth_roles: self.auth.roles.values().cloned().collect(),
         };
         snapshot.encode_to_vec()
     }
@@ -105,7 +109,15 @@ impl Store {
             let restored = Session { sequence: session.sequence, last_used_index: session.last_used_index, response };
             sessions.restore(session.client_id, restored);
         }
+        let auth = crate::auth::AuthStore::restore(
+            snapshot.auth_enabled,
+            snapshot.auth_revision,
+            snapshot.auth_users,
+            snapshot.auth_roles,
+        )
+        .map_err(RestoreError::Inconsistent)?;
         Ok(Store {
+            auth,
             config,
             mvcc,
             leases,

@@ -105,6 +105,7 @@ pub struct Store {
     pub(crate) current_revision: i64,
     pub(crate) compact_revision: i64,
     pub(crate) applied_index: u64,
+    pub(crate) auth: crate::auth::AuthStore,
 }
 
 impl Default for Store {
@@ -130,6 +131,7 @@ impl Store {
             current_revision: 1,
             compact_revision: 0,
             applied_index: 0,
+            auth: crate::auth::AuthStore::default(),
         }
     }
 
@@ -193,7 +195,10 @@ impl Store {
             }
         }
         let mut write = Write { main: self.current_revision + 1, next_sub: 0, events: Vec::new() };
-        let mut result = validate_operation(&command.operation, &self.config)
+        let user = command.auth.as_ref().map(|context| context.user.as_str());
+        let authorized = if command.auth.is_some() { self.authorize(user, &command.operation) } else { Ok(()) };
+        let mut result = authorized
+            .and_then(|()| validate_operation(&command.operation, &self.config))
             .and_then(|()| self.execute(index, &command.operation, &mut write));
         if write.changed() {
             self.current_revision = write.main;
@@ -231,6 +236,7 @@ impl Store {
             Operation::Compaction(request) => self.compact(request).map(Response::Compaction),
             Operation::LeaseGrant(request) => self.lease_grant(index, request).map(Response::LeaseGrant),
             Operation::LeaseRevoke(request) => self.lease_revoke(request, write).map(Response::LeaseRevoke),
+            Operation::Auth(request) => self.auth.apply(index, request).map(Response::Auth),
         }
     }
 
@@ -411,6 +417,10 @@ fn set_header_revision(response: &mut Response, revision: i64) {
         Response::Compaction(response) => &mut response.header,
         Response::LeaseGrant(response) => &mut response.header,
         Response::LeaseRevoke(response) => &mut response.header,
+        Response::Auth(response) => {
+            crate::auth::set_header_revision(response, revision);
+            return;
+        }
     };
     *slot = header(revision);
 }

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth_tokens;
 pub mod codec;
 pub mod config;
 pub mod driver;

@@ -11,12 +11,21 @@ use crate::handle::NodeHandle;
 #[derive(Clone)]
 pub struct ClusterService {
     handle: NodeHandle,
+    authorizer: super::auth::Authorizer,
 }
 
 impl ClusterService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> ClusterService {
-        ClusterService { handle }
+        let authorizer = super::auth::Authorizer::new(handle.clone());
+        ClusterService { handle, authorizer }
+    }
+
+    /// Checks permissions with `authorizer`: while auth is enabled every membership
+    /// change needs root (as etcd); a change forwarded to the leader carries the token.
+    pub fn with_authorizer(mut self, authorizer: super::auth::Authorizer) -> ClusterService {
+        self.authorizer = authorizer;
+        self
     }
 }
 

@@ -10,6 +10,7 @@ use proto::etcdserverpb::{
 use proto::prost::Message;
 use tonic::{Request, Status};
 
+use super::auth::Authorizer;
 use super::read_txn;
 use super::request_id_from_metadata;
 use super::status::{status_from_kv_error, status_from_server_error};
@@ -21,6 +22,7 @@ use crate::handle::{NodeHandle, ServerError};
 pub struct KvService {
     handle: NodeHandle,
     request_size_bytes_max: usize,
+    authorizer: Authorizer,
 }
 
 impl KvService {
@@ -29,7 +31,14 @@ impl KvService {
     /// "etcdserver: request is too large".
     pub fn new(handle: NodeHandle, request_size_bytes_max: usize) -> KvService {
         assert!(request_size_bytes_max > 0, "requests must be allowed some bytes");
-        KvService { handle, request_size_bytes_max }
+        let authorizer = Authorizer::new(handle.clone());
+        KvService { handle, request_size_bytes_max, authorizer }
+    }
+
+    /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> KvService {
+        self.authorizer = authorizer;
+        self
     }
 
     /// Checks and replicates a write; returns the state machine's answer.
@@ -43,7 +52,8 @@ impl KvService {
             return Err(status_from_server_error(ServerError::RequestTooLarge));
         }
         let request_id = request_id_from_metadata(metadata)?;
-        let command = Command { request_id, operation };
+        let context = self.authorizer.authorize(metadata, &operation).await?;
+        let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
         self.handle.write(command).await.map_err(status_from_server_error)
     }
@@ -64,8 +74,13 @@ impl KvService {
     }
 
     /// Serves a transaction without writes from the local store, as etcd does.
-    async fn read_only_txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
+    async fn read_only_txn(
+        &self,
+        txn: TxnRequest,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<TxnResponse, Status> {
         let command = Command::new(Operation::Txn(txn));
+        self.authorizer.authorize(metadata, &command.operation).await?;
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
         let Operation::Txn(txn) = command.operation else {
             return Err(Status::internal("raftkv: transaction changed kind"));
@@ -101,8 +116,13 @@ fn unexpected(response: &Response) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<tonic::Response<RangeResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         check_sort_options(&request)?;
+        let operation = Operation::Range(request);
+        self.authorizer.authorize(&metadata, &operation).await?;
+        let Operation::Range(request) = operation else {
+            return Err(Status::internal("raftkv: range changed kind"));
+        };
         let mut response = self.read(request.serializable, |store| store.range(&request)).await?;
         response.header = self.header(response.header);
         Ok(tonic::Response::new(response))
@@ -138,7 +158,7 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<tonic::Response<TxnResponse>, Status> {
         let (metadata, _, txn) = request.into_parts();
         if read_txn::is_read_only(&txn) {
-            return self.read_only_txn(txn).await.map(tonic::Response::new);
+            return self.read_only_txn(txn, &metadata).await.map(tonic::Response::new);
         }
         let size_bytes = txn.encoded_len();
         match self.propose(Operation::Txn(txn), size_bytes, &metadata).await? {

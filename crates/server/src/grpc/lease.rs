@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
+use super::auth::Authorizer;
 use super::request_id_from_metadata;
 use super::status::{status_from_kv_error, status_from_server_error};
 use crate::handle::NodeHandle;
@@ -46,12 +47,22 @@ fn not_leader() -> Status {
 #[derive(Clone)]
 pub struct LeaseService {
     handle: NodeHandle,
+    authorizer: Authorizer,
 }
 
 impl LeaseService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> LeaseService {
-        LeaseService { handle }
+        let authorizer = Authorizer::new(handle.clone());
+        LeaseService { handle, authorizer }
+    }
+
+    /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
+    /// A revoke needs write permission on every key attached to the lease (as etcd);
+    /// a grant needs none; keep-alive, time-to-live and list are not checked.
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> LeaseService {
+        self.authorizer = authorizer;
+        self
     }
 
     /// A client of the leader's `Lease` service, if the leader is another known member.
@@ -162,7 +173,9 @@ impl Lease for LeaseService {
                 }
             };
         }
-        let command = Command { request_id, operation: Operation::LeaseGrant(grant) };
+        let operation = Operation::LeaseGrant(grant);
+        let context = self.authorizer.authorize(&metadata, &operation).await?;
+        let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
         match self.handle.write(command).await.map_err(status_from_server_error)? {
             Response::LeaseGrant(mut response) => {
@@ -180,7 +193,9 @@ impl Lease for LeaseService {
     ) -> Result<tonic::Response<LeaseRevokeResponse>, Status> {
         let (metadata, _, revoke) = request.into_parts();
         let request_id = request_id_from_metadata(&metadata)?;
-        let command = Command { request_id, operation: Operation::LeaseRevoke(revoke) };
+        let operation = Operation::LeaseRevoke(revoke);
+        let context = self.authorizer.authorize(&metadata, &operation).await?;
+        let command = Command { request_id, operation, auth: Some(context) };
         match self.handle.write(command).await.map_err(status_from_server_error)? {
             Response::LeaseRevoke(mut response) => {
                 let revision = response.header.map_or(0, |header| header.revision);

@@ -7,6 +7,7 @@ use proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use super::auth::Authorizer;
 use super::status::status_from_kv_error;
 use crate::handle::{NodeHandle, ServerError};
 
@@ -19,12 +20,21 @@ pub const SERVER_VERSION: &str = concat!("3.4.0+raftkv.", env!("CARGO_PKG_VERSIO
 #[derive(Clone)]
 pub struct MaintenanceService {
     handle: NodeHandle,
+    authorizer: Authorizer,
 }
 
 impl MaintenanceService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> MaintenanceService {
-        MaintenanceService { handle }
+        let authorizer = Authorizer::new(handle.clone());
+        MaintenanceService { handle, authorizer }
+    }
+
+    /// Checks permissions with `authorizer`: while auth is enabled Hash, HashKV,
+    /// Defragment and MoveLeader need root (as etcd); Status and Alarm need nothing.
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> MaintenanceService {
+        self.authorizer = authorizer;
+        self
     }
 
     fn current_header(&self) -> Option<proto::etcdserverpb::ResponseHeader> {
@@ -57,6 +67,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.authorizer.require_admin(request.metadata()).await?;
         let revision = request.into_inner().revision;
         let store = self.handle.store();
         let store = store.read().await;
@@ -71,7 +82,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(HashKvResponse { header, hash, compact_revision, hash_revision }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.authorizer.require_admin(request.metadata()).await?;
         let store = self.handle.store();
         let store = store.read().await;
         let full = store.hash();
@@ -85,7 +97,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(AlarmResponse { header: self.current_header(), alarms: Vec::new() }))
     }
 
-    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.authorizer.require_admin(request.metadata()).await?;
         // The store lives in memory and the WAL compacts itself: nothing to defragment.
         Ok(Response::new(DefragmentResponse { header: self.current_header() }))
     }

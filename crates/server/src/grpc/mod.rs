@@ -28,6 +28,7 @@
 //! the entry, the node assigns a fresh id and a retry is a new write (as in etcd). A
 //! malformed entry fails with `InvalidArgument`.
 
+mod auth;
 mod cluster;
 mod kv_service;
 mod lease;
@@ -45,7 +46,7 @@ mod tests;
 use std::future::Future;
 
 use proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tokio::net::TcpListener;
@@ -54,6 +55,7 @@ use tokio_stream::StreamExt;
 
 use crate::handle::NodeHandle;
 
+pub use auth::{with_token, AuthService, Authorizer, TOKEN_METADATA_KEY};
 pub use cluster::ClusterService;
 pub use kv_service::KvService;
 pub use lease::LeaseService;
@@ -111,22 +113,37 @@ impl Default for GrpcOptions {
 pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service::Routes {
     assert!(options.message_size_bytes_max >= options.request_size_bytes_max, "decoding limit below request limit");
     let message_size_bytes_max = options.message_size_bytes_max;
-    let kv = KvServer::new(KvService::new(handle.clone(), options.request_size_bytes_max))
+    // One token tracker per member, shared by every service.
+    let authorizer = Authorizer::new(handle.clone());
+    let auth = AuthServer::new(AuthService::new(handle.clone(), authorizer.clone()))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(handle.clone()))
+    let kv = KvServer::new(
+        KvService::new(handle.clone(), options.request_size_bytes_max).with_authorizer(authorizer.clone()),
+    )
+    .max_decoding_message_size(message_size_bytes_max)
+    .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
+    let maintenance =
+        MaintenanceServer::new(MaintenanceService::new(handle.clone()).with_authorizer(authorizer.clone()))
+            .max_decoding_message_size(message_size_bytes_max)
+            .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
+    let watch = WatchServer::new(
+        WatchService::new(handle.clone(), options.request_size_bytes_max).with_authorizer(authorizer.clone()),
+    )
+    .max_decoding_message_size(message_size_bytes_max)
+    .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
+    let lease = LeaseServer::new(LeaseService::new(handle.clone()).with_authorizer(authorizer.clone()))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let watch = WatchServer::new(WatchService::new(handle.clone(), options.request_size_bytes_max))
+    let cluster = ClusterServer::new(ClusterService::new(handle).with_authorizer(authorizer))
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let lease = LeaseServer::new(LeaseService::new(handle.clone()))
-        .max_decoding_message_size(message_size_bytes_max)
-        .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let cluster = ClusterServer::new(ClusterService::new(handle))
-        .max_decoding_message_size(message_size_bytes_max)
-        .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    tonic::service::Routes::new(kv).add_service(maintenance).add_service(cluster).add_service(watch).add_service(lease)
+    tonic::service::Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(cluster)
+        .add_service(watch)
+        .add_service(lease)
+        .add_service(auth)
 }
 
 /// Serves etcd's v3 gRPC API for `handle` on `listener` until `shutdown` completes, then

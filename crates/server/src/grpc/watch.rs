@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::Authorizer;
 use crate::handle::NodeHandle;
 use crate::watch::AppliedEvents;
 
@@ -54,6 +55,7 @@ type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<WatchResponse, Stat
 pub struct WatchService {
     handle: NodeHandle,
     fragment_bytes_max: usize,
+    authorizer: Authorizer,
 }
 
 impl WatchService {
@@ -61,14 +63,23 @@ impl WatchService {
     /// than `fragment_bytes_max` split (etcd splits at `--max-request-bytes`).
     pub fn new(handle: NodeHandle, fragment_bytes_max: usize) -> WatchService {
         assert!(fragment_bytes_max > 0, "fragments hold some bytes");
-        WatchService { handle, fragment_bytes_max }
+        let authorizer = Authorizer::new(handle.clone());
+        WatchService { handle, fragment_bytes_max, authorizer }
+    }
+
+    /// Checks permissions with `authorizer` (share one per member, for token lifetimes):
+    /// creating a watcher needs read permission on its key range, else it is answered
+    /// `created` and `canceled` with the reason (as etcd).
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> WatchService {
+        self.authorizer = authorizer;
+        self
     }
 }
 
 #[tonic::async_trait]
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let requests = request.into_inner();
+        let (metadata, _, requests) = request.into_parts();
         let (sender, receiver) = mpsc::channel(RESPONSES_QUEUED_MAX);
         let stream = StreamState {
             handle: self.handle.clone(),
@@ -76,6 +87,8 @@ impl Watch for WatchService {
             watchers: HashMap::new(),
             next_watch_id: 0,
             fragment_bytes_max: self.fragment_bytes_max,
+            authorizer: self.authorizer.clone(),
+            metadata,
         };
         tokio::spawn(stream.run(requests));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
@@ -94,6 +107,9 @@ struct StreamState {
     watchers: HashMap<i64, WatcherTask>,
     next_watch_id: i64,
     fragment_bytes_max: usize,
+    authorizer: Authorizer,
+    /// The stream's metadata: its token is checked at every create, as etcd does.
+    metadata: tonic::metadata::MetadataMap,
 }
 
 impl StreamState {
@@ -139,6 +155,16 @@ impl StreamState {
         }
         if create.watch_id != 0 && self.watchers.contains_key(&create.watch_id) {
             return self.send(refuse(create.watch_id, "mvcc: duplicate watch ID")).await;
+        }
+        let range = proto::etcdserverpb::RangeRequest {
+            key: create.key.clone(),
+            range_end: create.range_end.clone(),
+            ..Default::default()
+        };
+        if self.authorizer.authorize(&self.metadata, &kv::Operation::Range(range)).await.is_err() {
+            // etcd answers every refused watch so, whatever the cause (no token, bad token, denied).
+            let reason = "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
+            return self.send(refuse(create.watch_id, reason)).await;
         }
         if self.watchers.len() >= WATCHERS_PER_STREAM_MAX {
             return self.send(refuse(create.watch_id, "raftkv: too many watchers on this stream")).await;

@@ -1,0 +1,427 @@
+//! `etcdserverpb.Auth` and the permission check every other service uses.
+//!
+//! As etcd (with its default `simple` token provider):
+//!
+//! - `Authenticate` checks the password on the member that receives it (after a
+//!   ReadIndex barrier), picks a random token and replicates it through the log, so
+//!   every member accepts it (see [`crate::auth_tokens`] for its time-to-live);
+//! - clients send the token in the gRPC metadata entry `token`; while auth is enabled a
+//!   request without one fails with "etcdserver: user name is empty", an unknown or
+//!   expired one with "etcdserver: invalid auth token" (`Unauthenticated`);
+//! - passwords are hashed with bcrypt (cost 10, as etcd) on the receiving member
+//!   *before* proposing, so the log, snapshots and every replica hold the same hash and
+//!   never the password;
+//! - permissions are checked on the member that receives a request, before it is
+//!   proposed or served, and again when the command is applied (see
+//!   `kv::Store::authorize`), so a permission revoked while a request is in flight is
+//!   not used.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kv::{AuthContext, Command, Operation, Response};
+use proto::etcdserverpb::{
+    auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
+    AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
+    AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthStatusRequest,
+    AuthStatusResponse, AuthUserAddRequest, AuthUserAddResponse, AuthUserChangePasswordRequest,
+    AuthUserChangePasswordResponse, AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest,
+    AuthUserGetResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest,
+    AuthUserListResponse, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateRequest,
+    AuthenticateResponse, ResponseHeader,
+};
+use proto::raftkvpb::{
+    auth_request::Request as Change, auth_response::Response as Answer, AuthRequest, InternalAuthenticateRequest,
+};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+
+use super::status::{status_from_kv_error, status_from_server_error};
+use crate::auth_tokens::TokenActivity;
+use crate::handle::NodeHandle;
+
+/// The gRPC metadata key etcd clients put their token under.
+pub const TOKEN_METADATA_KEY: &str = "token";
+
+/// bcrypt cost of password hashes (etcd's default `--bcrypt-cost`).
+pub const BCRYPT_COST: u32 = 10;
+
+/// Characters of a simple token.
+const TOKEN_LENGTH: usize = 32;
+
+/// Resolves a request's token to its user and checks its permissions.
+#[derive(Clone)]
+pub struct Authorizer {
+    handle: NodeHandle,
+    tokens: Arc<TokenActivity>,
+}
+
+impl Authorizer {
+    /// An authorizer for `handle` with its own token tracker.
+    pub fn new(handle: NodeHandle) -> Authorizer {
+        Authorizer::with_tokens(handle, Arc::new(TokenActivity::default()))
+    }
+
+    /// An authorizer sharing `tokens` (one tracker per member).
+    pub fn with_tokens(handle: NodeHandle, tokens: Arc<TokenActivity>) -> Authorizer {
+        Authorizer { handle, tokens }
+    }
+
+    /// The user the request runs as: `None` while auth is disabled.
+    pub fn user_in(&self, store: &kv::Store, metadata: &MetadataMap) -> Result<Option<String>, Status> {
+        let auth = store.auth();
+        if !auth.is_enabled() {
+            return Ok(None);
+        }
+        let Some(token) = metadata.get(TOKEN_METADATA_KEY) else {
+            return Err(status_from_kv_error(kv::Error::UserEmpty));
+        };
+        let invalid = || status_from_kv_error(kv::Error::InvalidAuthToken);
+        let token = token.to_str().map_err(|_| invalid())?;
+        let user = auth.user_for_token(token).ok_or_else(invalid)?;
+        if !self.tokens.touch(token, Instant::now(), auth) {
+            return Err(invalid());
+        }
+        Ok(Some(user.to_string()))
+    }
+
+    /// The user the request runs as (see [`Authorizer::user_in`]). A token this member
+    /// does not know yet may have been issued by another member a moment ago: it is
+    /// looked up once more after a ReadIndex barrier before being refused.
+    pub async fn user(&self, metadata: &MetadataMap) -> Result<Option<String>, Status> {
+        let first = {
+            let store = self.handle.store();
+            let store = store.read().await;
+            self.user_in(&store, metadata)
+        };
+        match first {
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                self.handle.read_barrier().await.map_err(status_from_server_error)?;
+                let store = self.handle.store();
+                let store = store.read().await;
+                self.user_in(&store, metadata)
+            }
+            other => other,
+        }
+    }
+
+    /// Checks that the request may run `operation` on this member's store; returns the
+    /// context to attach to the command so it is checked again when applied.
+    pub async fn authorize(&self, metadata: &MetadataMap, operation: &Operation) -> Result<AuthContext, Status> {
+        let user = self.user(metadata).await?;
+        let store = self.handle.store();
+        let store = store.read().await;
+        store.authorize(user.as_deref(), operation).map_err(status_from_kv_error)?;
+        Ok(AuthContext { user: user.unwrap_or_default() })
+    }
+
+    /// Allows only root while auth is enabled (etcd's admin-only calls).
+    pub async fn require_admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let user = self.user(metadata).await?;
+        let store = self.handle.store();
+        let store = store.read().await;
+        store.auth().check_admin(user.as_deref()).map_err(status_from_kv_error)
+    }
+}
+
+/// etcd's `Auth` service over a node.
+#[derive(Clone)]
+pub struct AuthService {
+    handle: NodeHandle,
+    authorizer: Authorizer,
+}
+
+impl AuthService {
+    /// A service for `handle`, resolving tokens with `authorizer`.
+    pub fn new(handle: NodeHandle, authorizer: Authorizer) -> AuthService {
+        AuthService { handle, authorizer }
+    }
+
+    fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.handle.header(header.map_or(0, |header| header.revision)))
+    }
+
+    /// Checks and replicates one auth change; returns the applied answer.
+    async fn change(&self, metadata: &MetadataMap, change: Change) -> Result<Answer, Status> {
+        let operation = Operation::Auth(AuthRequest { request: Some(change) });
+        let context = self.authorizer.authorize(metadata, &operation).await?;
+        self.replicate(Command { request_id: None, operation, auth: Some(context) }).await
+    }
+
+    async fn replicate(&self, command: Command) -> Result<Answer, Status> {
+        match self.handle.write(command).await.map_err(status_from_server_error)? {
+            Response::Auth(response) => response.response.ok_or_else(|| Status::internal("raftkv: empty auth answer")),
+            other => Err(Status::internal(format!("raftkv: unexpected state machine answer {other:?}"))),
+        }
+    }
+
+    /// A linearizable look at the auth store for `metadata`'s user, which `allowed`
+    /// (given the auth store and the user) must accept.
+    async fn read<T>(
+        &self,
+        metadata: &MetadataMap,
+        read: impl FnOnce(&kv::AuthStore, Option<&str>) -> Result<T, kv::Error>,
+    ) -> Result<(T, Option<ResponseHeader>), Status> {
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        let store = self.handle.store();
+        let store = store.read().await;
+        let user = self.authorizer.user_in(&store, metadata)?;
+        let value = read(store.auth(), user.as_deref()).map_err(status_from_kv_error)?;
+        Ok((value, Some(self.handle.header(store.current_revision()))))
+    }
+}
+
+/// Hashes a password with bcrypt off the async threads.
+async fn hash_password(password: String) -> Result<String, Status> {
+    let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
+        .await
+        .map_err(|error| Status::internal(format!("raftkv: password hashing stopped: {error}")))?;
+    hashed.map_err(|error| Status::internal(format!("raftkv: password hashing failed: {error}")))
+}
+
+/// True if `password` matches the bcrypt `hash` (false for a malformed hash).
+async fn password_matches(password: String, hash: Vec<u8>) -> bool {
+    let checked = tokio::task::spawn_blocking(move || {
+        let hash = String::from_utf8(hash).ok()?;
+        bcrypt::verify(password, &hash).ok()
+    })
+    .await;
+    matches!(checked, Ok(Some(true)))
+}
+
+fn random_token() -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(TOKEN_LENGTH).map(char::from).collect()
+}
+
+fn unexpected(answer: &Answer) -> Status {
+    Status::internal(format!("raftkv: unexpected auth answer {answer:?}"))
+}
+
+/// Replicates `$request` as `Change::$variant` and answers `Answer::$variant`.
+macro_rules! change_call {
+    ($service:expr, $request:expr, $variant:ident) => {{
+        let (metadata, _, request) = $request.into_parts();
+        match $service.change(&metadata, Change::$variant(request)).await? {
+            Answer::$variant(mut response) => {
+                response.header = $service.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }};
+}
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn auth_enable(
+        &self,
+        request: Request<AuthEnableRequest>,
+    ) -> Result<tonic::Response<AuthEnableResponse>, Status> {
+        change_call!(self, request, Enable)
+    }
+
+    async fn auth_disable(
+        &self,
+        request: Request<AuthDisableRequest>,
+    ) -> Result<tonic::Response<AuthDisableResponse>, Status> {
+        change_call!(self, request, Disable)
+    }
+
+    async fn auth_status(
+        &self,
+        request: Request<AuthStatusRequest>,
+    ) -> Result<tonic::Response<AuthStatusResponse>, Status> {
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        let _ = request;
+        let store = self.handle.store();
+        let store = store.read().await;
+        let header = Some(self.handle.header(store.current_revision()));
+        let auth = store.auth();
+        Ok(tonic::Response::new(AuthStatusResponse {
+            header,
+            enabled: auth.is_enabled(),
+            auth_revision: auth.revision(),
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<AuthenticateRequest>,
+    ) -> Result<tonic::Response<AuthenticateResponse>, Status> {
+        let request = request.into_inner();
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
+        let password_hash = {
+            let store = self.handle.store();
+            let store = store.read().await;
+            let auth = store.auth();
+            if !auth.is_enabled() {
+                return Err(status_from_kv_error(kv::Error::AuthNotEnabled));
+            }
+            let user = auth.user(&request.name).filter(|user| !user.options.is_some_and(|options| options.no_password));
+            user.map(|user| user.password.clone()).ok_or_else(|| status_from_kv_error(kv::Error::AuthFailed))?
+        };
+        if !password_matches(request.password, password_hash.clone()).await {
+            return Err(status_from_kv_error(kv::Error::AuthFailed));
+        }
+        let authenticate =
+            InternalAuthenticateRequest { name: request.name, simple_token: random_token(), password_hash };
+        // Needs no user: the password was the credential.
+        let operation = Operation::Auth(AuthRequest { request: Some(Change::Authenticate(authenticate)) });
+        match self.replicate(Command::new(operation)).await? {
+            Answer::Authenticate(mut response) => {
+                response.header = self.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn user_add(
+        &self,
+        request: Request<AuthUserAddRequest>,
+    ) -> Result<tonic::Response<AuthUserAddResponse>, Status> {
+        let (metadata, extensions, mut add) = request.into_parts();
+        let no_password = add.options.is_some_and(|options| options.no_password);
+        let password = std::mem::take(&mut add.password);
+        if no_password {
+            add.hashed_password.clear();
+        } else if add.hashed_password.is_empty() {
+            add.hashed_password = hash_password(password).await?;
+        }
+        change_call!(self, Request::from_parts(metadata, extensions, add), UserAdd)
+    }
+
+    async fn user_get(
+        &self,
+        request: Request<AuthUserGetRequest>,
+    ) -> Result<tonic::Response<AuthUserGetResponse>, Status> {
+        let (metadata, _, get) = request.into_parts();
+        let (roles, header) = self
+            .read(&metadata, |auth, user| {
+                if user != Some(get.name.as_str()) {
+                    auth.check_admin(user)?;
+                }
+                auth.user(&get.name).map(|found| found.roles.clone()).ok_or(kv::Error::UserNotFound)
+            })
+            .await?;
+        Ok(tonic::Response::new(AuthUserGetResponse { header, roles }))
+    }
+
+    async fn user_list(
+        &self,
+        request: Request<AuthUserListRequest>,
+    ) -> Result<tonic::Response<AuthUserListResponse>, Status> {
+        let (users, header) = self
+            .read(request.metadata(), |auth, user| {
+                auth.check_admin(user)?;
+                Ok(auth.users().map(|found| String::from_utf8_lossy(&found.name).into_owned()).collect())
+            })
+            .await?;
+        Ok(tonic::Response::new(AuthUserListResponse { header, users }))
+    }
+
+    async fn user_delete(
+        &self,
+        request: Request<AuthUserDeleteRequest>,
+    ) -> Result<tonic::Response<AuthUserDeleteResponse>, Status> {
+        change_call!(self, request, UserDelete)
+    }
+
+    async fn user_change_password(
+        &self,
+        request: Request<AuthUserChangePasswordRequest>,
+    ) -> Result<tonic::Response<AuthUserChangePasswordResponse>, Status> {
+        let (metadata, extensions, mut change) = request.into_parts();
+        let password = std::mem::take(&mut change.password);
+        if change.hashed_password.is_empty() {
+            change.hashed_password = hash_password(password).await?;
+        }
+        change_call!(self, Request::from_parts(metadata, extensions, change), UserChangePassword)
+    }
+
+    async fn user_grant_role(
+        &self,
+        request: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<tonic::Response<AuthUserGrantRoleResponse>, Status> {
+        change_call!(self, request, UserGrantRole)
+    }
+
+    async fn user_revoke_role(
+        &self,
+        request: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<tonic::Response<AuthUserRevokeRoleResponse>, Status> {
+        change_call!(self, request, UserRevokeRole)
+    }
+
+    async fn role_add(
+        &self,
+        request: Request<AuthRoleAddRequest>,
+    ) -> Result<tonic::Response<AuthRoleAddResponse>, Status> {
+        change_call!(self, request, RoleAdd)
+    }
+
+    async fn role_get(
+        &self,
+        request: Request<AuthRoleGetRequest>,
+    ) -> Result<tonic::Response<AuthRoleGetResponse>, Status> {
+        let (metadata, _, get) = request.into_parts();
+        let (perm, header) = self
+            .read(&metadata, |auth, user| {
+                let holds_role =
+                    user.and_then(|name| auth.user(name)).is_some_and(|found| found.roles.contains(&get.role));
+                if !holds_role {
+                    auth.check_admin(user)?;
+                }
+                auth.role(&get.role).map(|role| role.key_permission.clone()).ok_or(kv::Error::RoleNotFound)
+            })
+            .await?;
+        Ok(tonic::Response::new(AuthRoleGetResponse { header, perm }))
+    }
+
+    async fn role_list(
+        &self,
+        request: Request<AuthRoleListRequest>,
+    ) -> Result<tonic::Response<AuthRoleListResponse>, Status> {
+        let (roles, header) = self
+            .read(request.metadata(), |auth, user| {
+                auth.check_admin(user)?;
+                Ok(auth.roles().map(|role| String::from_utf8_lossy(&role.name).into_owned()).collect())
+            })
+            .await?;
+        Ok(tonic::Response::new(AuthRoleListResponse { header, roles }))
+    }
+
+    async fn role_delete(
+        &self,
+        request: Request<AuthRoleDeleteRequest>,
+    ) -> Result<tonic::Response<AuthRoleDeleteResponse>, Status> {
+        change_call!(self, request, RoleDelete)
+    }
+
+    async fn role_grant_permission(
+        &self,
+        request: Request<AuthRoleGrantPermissionRequest>,
+    ) -> Result<tonic::Response<AuthRoleGrantPermissionResponse>, Status> {
+        change_call!(self, request, RoleGrantPermission)
+    }
+
+    async fn role_revoke_permission(
+        &self,
+        request: Request<AuthRoleRevokePermissionRequest>,
+    ) -> Result<tonic::Response<AuthRoleRevokePermissionResponse>, Status> {
+        change_call!(self, request, RoleRevokePermission)
+    }
+}
+
+/// A request to forward to another member, carrying the client's token (the member
+/// that decides checks the permission again).
+pub fn with_token<T>(message: T, metadata: &MetadataMap) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = metadata.get(TOKEN_METADATA_KEY) {
+        request.metadata_mut().insert(TOKEN_METADATA_KEY, token.clone());
+    }
+    request
+}
