@@ -1,4 +1,5 @@
-//! etcd's v3 gRPC API on the client URLs: `KV`, `Watch`, `Lease`, `Maintenance` and `Cluster`.
+//! etcd's v3 gRPC API on the client URLs: `KV`, `Watch`, `Lease`, `Maintenance`, `Cluster`
+//! and `Auth` (users, roles and permissions; see [`AuthService`] and [`Authorizer`]).
 //!
 //! Every service reaches the node through [`NodeHandle`]:
 //!
