@@ -225,3 +225,72 @@ async fn watch_as_a_user_sees_permitted_keys_only() {
     assert!(refused.canceled(), "a watch without read permission is canceled: {refused:?}");
     assert!(refused.cancel_reason().contains(DENIED), "{refused:?}");
 }
+
+/// A `Request` carrying `token` in the metadata, as etcd's clients send it.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("token", token.parse().expect("ASCII token"));
+    request
+}
+
+/// A token issued by one member works on every member right away (it travels through
+/// the log, as etcd's simple tokens do); it dies with a password change; no token and
+/// a forged token get etcd's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_one_member_works_on_every_member() {
+    use proto::etcdserverpb::{
+        auth_client::AuthClient, kv_client::KvClient, AuthUserChangePasswordRequest, AuthenticateRequest, PutRequest,
+        RangeRequest,
+    };
+    let mut cluster = Cluster::start_raftkv(3).await;
+    cluster.wait_for_leader().await;
+    let urls = cluster.client_urls();
+    let mut admin = etcd_client::Client::connect(urls.clone(), None).await.expect("connect");
+    admin.user_add("root", "rootpw", None).await.expect("add root");
+    admin.user_grant_role("root", "root").await.expect("grant root");
+    admin.role_add("writer").await.expect("add role");
+    admin.role_grant_permission("writer", etcd_client::Permission::read_write("k")).await.expect("grant");
+    admin.user_add("carol", "carolpw", None).await.expect("add carol");
+    admin.user_grant_role("carol", "writer").await.expect("grant writer");
+    admin.auth_enable().await.expect("enable");
+    let authenticate =
+        |name: &str, password: &str| AuthenticateRequest { name: name.into(), password: password.into() };
+    for (index, url) in urls.iter().enumerate() {
+        let mut auth = AuthClient::connect(url.clone()).await.expect("auth client");
+        let token =
+            auth.authenticate(authenticate("carol", "carolpw")).await.expect("authenticates").into_inner().token;
+        for other in &urls {
+            let mut kv = KvClient::connect(other.clone()).await.expect("kv client");
+            let put = PutRequest {
+                key: b"k".to_vec(),
+                value: format!("from token of member {index}").into(),
+                ..Default::default()
+            };
+            kv.put(with_token(put, &token))
+                .await
+                .unwrap_or_else(|status| panic!("token of {url} on {other}: {status:?}"));
+            let denied = PutRequest { key: b"other".to_vec(), ..Default::default() };
+            let status = kv.put(with_token(denied, &token)).await.expect_err("no permission on other");
+            assert_eq!((status.code(), status.message()), (tonic::Code::PermissionDenied, DENIED));
+        }
+    }
+    let mut auth = AuthClient::connect(urls[0].clone()).await.expect("auth client");
+    let wrong = auth.authenticate(authenticate("carol", "nope")).await.expect_err("wrong password");
+    assert_eq!(wrong.message(), "etcdserver: authentication failed, invalid user ID or password");
+    let token = auth.authenticate(authenticate("carol", "carolpw")).await.expect("authenticates").into_inner().token;
+    let root_token = auth.authenticate(authenticate("root", "rootpw")).await.expect("root").into_inner().token;
+    let change =
+        AuthUserChangePasswordRequest { name: "carol".into(), password: "carolpw2".into(), ..Default::default() };
+    auth.user_change_password(with_token(change, &root_token)).await.expect("password changed");
+    let mut kv = KvClient::connect(urls[1].clone()).await.expect("kv client");
+    let range = || RangeRequest { key: b"k".to_vec(), ..Default::default() };
+    let stale = kv.range(with_token(range(), &token)).await.expect_err("token of the old password");
+    assert_eq!((stale.code(), stale.message()), (tonic::Code::Unauthenticated, "etcdserver: invalid auth token"));
+    let forged = kv.range(with_token(range(), "forged")).await.expect_err("forged token");
+    assert_eq!(forged.message(), "etcdserver: invalid auth token");
+    let anonymous = kv.range(range()).await.expect_err("no token");
+    assert_eq!(
+        (anonymous.code(), anonymous.message()),
+        (tonic::Code::InvalidArgument, "etcdserver: user name is empty")
+    );
+}
