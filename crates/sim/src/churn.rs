@@ -28,7 +28,14 @@ impl Simulator {
         }
         let leader = raw.id();
         let outsiders: Vec<NodeId> = (1..=self.nodes.len() as NodeId).filter(|id| !conf.is_member(*id)).collect();
-        let Some(request) = self.choose_request(leader, &conf.voters, &conf.learners, &outsiders) else { return };
+        // Ids never used in any configuration may join directly as voters; ids used before
+        // come back only as learners (with a wiped disk, abstaining until caught up), as
+        // etcd's "learner first" practice: a stale removed node's configuration may still
+        // list them, and their empty vote must not count there.
+        let fresh: Vec<NodeId> = outsiders.iter().copied().filter(|id| !self.used_ids.contains(id)).collect();
+        let Some(request) = self.choose_request(leader, &conf.voters, &conf.learners, &outsiders, &fresh) else {
+            return;
+        };
         match request {
             Request::Transfer(target) => {
                 let raw = self.nodes[position].raw_mut().expect("alive");
@@ -37,8 +44,11 @@ impl Simulator {
             }
             Request::Change(changes) => {
                 for (_, id) in changes.iter().filter(|(_, id)| outsiders.contains(id)) {
-                    self.wipe(*id as usize - 1);
+                    if self.used_ids.contains(id) {
+                        self.wipe(*id as usize - 1);
+                    }
                 }
+                self.used_ids.extend(changes.iter().map(|(_, id)| *id));
                 let singles = changes.iter().map(|(kind, node_id)| ConfChangeSingle { kind: *kind, node_id: *node_id });
                 let change = ConfChange { changes: singles.collect(), context: bytes::Bytes::new() };
                 let Some(raw) = self.nodes[position].raw_mut() else { return };
@@ -56,6 +66,7 @@ impl Simulator {
         voters: &[NodeId],
         learners: &[NodeId],
         outsiders: &[NodeId],
+        fresh: &[NodeId],
     ) -> Option<Request> {
         let pick = |rng: &mut raft::SplitMix64, list: &[NodeId]| list[rng.range(0, list.len() as u64) as usize];
         use ConfChangeKind::*;
@@ -66,7 +77,7 @@ impl Simulator {
             }
             2 if voters.len() > VOTERS_MIN => Request::Change(vec![(RemoveNode, pick(&mut self.rng, voters))]),
             3 if !learners.is_empty() => Request::Change(vec![(RemoveNode, pick(&mut self.rng, learners))]),
-            4 => Request::Change(self.joint_replacement(voters, learners, outsiders)?),
+            4 => Request::Change(self.joint_replacement(voters, learners, fresh)?),
             5 if voters.len() > 1 => {
                 let others: Vec<NodeId> = voters.iter().copied().filter(|voter| *voter != leader).collect();
                 Request::Transfer(pick(&mut self.rng, &others))
@@ -76,15 +87,15 @@ impl Simulator {
         Some(request)
     }
 
-    /// Removes 0–2 voters and adds 1–2 (learners or newcomers) in one joint change of at
+    /// Removes 0–2 voters and adds 1–2 (learners or never-used ids) in one joint change of at
     /// least two single changes, keeping the voter count within bounds.
     fn joint_replacement(
         &mut self,
         voters: &[NodeId],
         learners: &[NodeId],
-        outsiders: &[NodeId],
+        fresh: &[NodeId],
     ) -> Option<Vec<(ConfChangeKind, NodeId)>> {
-        let mut candidates: Vec<NodeId> = learners.iter().chain(outsiders).copied().collect();
+        let mut candidates: Vec<NodeId> = learners.iter().chain(fresh).copied().collect();
         let mut remaining: Vec<NodeId> = voters.to_vec();
         let mut changes = Vec::new();
         let additions = self.rng.range(1, 3) as usize;
@@ -108,10 +119,6 @@ impl Simulator {
 
     /// Replaces node `position` by a brand-new empty node (new incarnation) and starts it.
     fn wipe(&mut self, position: usize) {
-        let fresh = self.view.nodes[position].log.last_index() == 0 && self.view.nodes[position].term == 0;
-        if fresh && self.nodes[position].is_alive() {
-            return;
-        }
         let seed = self.rng.next_u64();
         if let Err(message) = self.nodes[position].wipe(seed, &mut self.view.nodes[position]) {
             self.violations.push(Violation { invariant: "restart".to_string(), message, step: self.view.step });

@@ -60,6 +60,10 @@ pub struct SimNode {
     /// Index of the last Config entry handed out to apply in this incarnation: a snapshot
     /// below it would carry the wrong configuration, so compaction waits.
     last_config_applied: Index,
+    /// Wiped and added again after a removal: until it holds log entries again it must not
+    /// vote, or a removed node with a stale configuration that still lists it could win an
+    /// election with its empty vote (found by the simulator, seed 4456).
+    rejoined: bool,
 }
 
 fn entry_view(entry: &Entry) -> EntryView {
@@ -104,6 +108,7 @@ impl SimNode {
             really_durable: None,
             sabotage: Sabotage::None,
             last_config_applied: 0,
+            rejoined: false,
         })
     }
 
@@ -298,6 +303,7 @@ impl SimNode {
         self.really_durable = None;
         self.crashed_storage = Some(MemoryStorage::default());
         self.state_machine = StateMachine::default();
+        self.rejoined = true;
         self.restart(seed, view)
     }
 
@@ -315,6 +321,7 @@ impl SimNode {
         config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
         config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
         config.applied = state_machine.applied_index;
+        config.abstain_until_caught_up = self.rejoined && storage.last_index() == 0;
         self.last_config_applied = 0;
         let raw = RawNode::new(config, storage).map_err(|error| format!("restart n{}: {error}", self.id))?;
         view.log = LogView {

@@ -71,6 +71,8 @@ pub(crate) struct Simulator {
     /// Membership churn is on (`Faults::churn` with 3 to 7 nodes): positions beyond the
     /// initial voters are nodes that may be added later.
     pub(crate) churn: bool,
+    /// Ids that ever appeared in a configuration or a proposed change (churn).
+    pub(crate) used_ids: std::collections::BTreeSet<NodeId>,
 }
 
 /// Runs one simulation. Never panics: a panic inside the core is reported as a violation.
@@ -135,6 +137,7 @@ impl Simulator {
             statistics: Statistics::default(),
             pending_reads: vec![Vec::new(); pool_size],
             churn,
+            used_ids: voters.iter().copied().collect(),
         })
     }
 
