@@ -33,7 +33,16 @@ impl Simulator {
         // etcd's "learner first" practice: a stale removed node's configuration may still
         // list them, and their empty vote must not count there.
         let fresh: Vec<NodeId> = outsiders.iter().copied().filter(|id| !self.used_ids.contains(id)).collect();
-        let Some(request) = self.choose_request(leader, &conf.voters, &conf.learners, &outsiders, &fresh) else {
+        // Only learners that caught up are promoted (etcd refuses the others): a promoted
+        // learner that must still abstain could leave the cluster without a quorum.
+        let commit = raw.commit_index();
+        let learners: Vec<NodeId> = conf
+            .learners
+            .iter()
+            .copied()
+            .filter(|learner| raw.progress(*learner).is_some_and(|progress| progress.match_index >= commit))
+            .collect();
+        let Some(request) = self.choose_request(leader, &conf.voters, &learners, &outsiders, &fresh) else {
             return;
         };
         match request {
