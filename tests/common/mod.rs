@@ -55,6 +55,30 @@ pub struct Cluster {
     initial_cluster: String,
     extra_arguments: Vec<String>,
     directory: tempfile::TempDir,
+    client_tls: Option<ClientTls>,
+}
+
+/// PEM files a client uses against `https://` client URLs (etcdctl's `--cacert`,
+/// `--cert`, `--key`); the harness uses them for its own status polls.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// CA that signed the servers' certificates.
+    pub ca_file: PathBuf,
+    /// Client certificate.
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
+}
+
+impl ClientTls {
+    /// etcdctl's flags for these files.
+    pub fn etcdctl_arguments(&self) -> Vec<String> {
+        vec![
+            format!("--cacert={}", self.ca_file.display()),
+            format!("--cert={}", self.cert_file.display()),
+            format!("--key={}", self.key_file.display()),
+        ]
+    }
 }
 
 /// Lowest and highest port handed out: below Linux's ephemeral range (32768-60999), so
@@ -106,7 +130,23 @@ impl Cluster {
 
     /// Starts a cluster of `kind` whose members also get `extra_arguments`, and waits for a leader.
     pub async fn start_with_arguments(kind: ServerKind, size: usize, extra_arguments: &[&str]) -> Cluster {
+        Cluster::start_configured(kind, size, extra_arguments, None).await
+    }
+
+    /// Starts a cluster with `https://` client and peer URLs (the TLS flags go in
+    /// `extra_arguments`); the harness reaches members with `client_tls`.
+    pub async fn start_tls(kind: ServerKind, size: usize, extra_arguments: &[&str], client_tls: ClientTls) -> Cluster {
+        Cluster::start_configured(kind, size, extra_arguments, Some(client_tls)).await
+    }
+
+    async fn start_configured(
+        kind: ServerKind,
+        size: usize,
+        extra_arguments: &[&str],
+        client_tls: Option<ClientTls>,
+    ) -> Cluster {
         assert!((1..=7).contains(&size), "clusters of 1 to 7 members");
+        let scheme = if client_tls.is_some() { "https" } else { "http" };
         let binary = match kind {
             ServerKind::Raftkv => PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
             ServerKind::Etcd => etcd_binary(),
@@ -116,8 +156,8 @@ impl Cluster {
             .map(|index| {
                 let name = format!("n{index}");
                 Node {
-                    client_url: format!("http://127.0.0.1:{}", free_port()),
-                    peer_url: format!("http://127.0.0.1:{}", free_port()),
+                    client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+                    peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
                     data_dir: directory.path().join(format!("{name}.data")),
                     log_path: directory.path().join(format!("{name}.log")),
                     name,
@@ -129,7 +169,7 @@ impl Cluster {
         let initial_cluster =
             nodes.iter().map(|node| format!("{}={}", node.name, node.peer_url)).collect::<Vec<_>>().join(",");
         let extra_arguments = extra_arguments.iter().map(|argument| argument.to_string()).collect();
-        let mut cluster = Cluster { nodes, kind, binary, initial_cluster, extra_arguments, directory };
+        let mut cluster = Cluster { nodes, kind, binary, initial_cluster, extra_arguments, directory, client_tls };
         for index in 0..size {
             cluster.spawn(index, "new");
         }
@@ -272,7 +312,9 @@ impl Cluster {
         let mut leaders = Vec::new();
         let mut member_ids = Vec::new();
         for node in self.nodes.iter().filter(|node| node.child.is_some()) {
-            let status = member_status(&node.client_url).await.map_err(|error| format!("{}: {error}", node.name))?;
+            let status = member_status_with_tls(&node.client_url, self.client_tls.as_ref())
+                .await
+                .map_err(|error| format!("{}: {error}", node.name))?;
             leaders.push(status.0);
             member_ids.push(status.1);
         }
@@ -292,9 +334,22 @@ impl Cluster {
 
 /// (leader id, own member id) as `Maintenance.Status` on `url` reports them.
 pub async fn member_status(url: &str) -> Result<(u64, u64), String> {
-    let options = etcd_client::ConnectOptions::new()
+    member_status_with_tls(url, None).await
+}
+
+/// [`member_status`] over TLS with `tls`'s files when set.
+pub async fn member_status_with_tls(url: &str, tls: Option<&ClientTls>) -> Result<(u64, u64), String> {
+    let mut options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(1))
         .with_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        let read = |path: &PathBuf| std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()));
+        let identity = etcd_client::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+        let config = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?))
+            .identity(identity);
+        options = options.with_tls(config);
+    }
     let mut client =
         etcd_client::Client::connect([url], Some(options)).await.map_err(|error| format!("connect: {error}"))?;
     let status = client.status().await.map_err(|error| format!("status: {error}"))?;

@@ -3,8 +3,8 @@
 
 use proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, MemberUpdateRequest, MemberUpdateResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use proto::prost::Message;
 use proto::raftkvpb::{self, internal_request, internal_response, InternalRequest, InternalResponse};
@@ -38,6 +38,8 @@ pub enum Operation {
     LeaseGrant(LeaseGrantRequest),
     /// Delete a lease and its keys (also used for expiry).
     LeaseRevoke(LeaseRevokeRequest),
+    /// Change a member's peer URLs (etcd's MemberUpdate).
+    MemberUpdate(MemberUpdateRequest),
     /// Change the auth store: users, roles, permissions, the enabled flag, tokens
     /// (see [`crate::AuthStore`]).
     Auth(raftkvpb::AuthRequest),
@@ -105,6 +107,7 @@ impl Command {
             Operation::Compaction(request) => Wire::Compaction(*request),
             Operation::LeaseGrant(request) => Wire::LeaseGrant(*request),
             Operation::LeaseRevoke(request) => Wire::LeaseRevoke(*request),
+            Operation::MemberUpdate(request) => Wire::MemberUpdate(request.clone()),
             Operation::Auth(request) => Wire::Auth(request.clone()),
         };
         InternalRequest {
@@ -127,6 +130,7 @@ impl Command {
             Wire::Compaction(request) => Operation::Compaction(request),
             Wire::LeaseGrant(request) => Operation::LeaseGrant(request),
             Wire::LeaseRevoke(request) => Operation::LeaseRevoke(request),
+            Wire::MemberUpdate(request) => Operation::MemberUpdate(request),
             Wire::Auth(request) => Operation::Auth(request),
         };
         let request_id = message.request_id.map(|id| RequestId { client_id: id.client_id, sequence: id.sequence });
@@ -170,6 +174,8 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     /// Answer to [`Operation::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
+    /// Answer to [`Operation::MemberUpdate`].
+    MemberUpdate(MemberUpdateResponse),
     /// Answer to [`Operation::Auth`].
     Auth(raftkvpb::AuthResponse),
 }
@@ -185,6 +191,7 @@ pub fn result_to_message(result: &Result<Response, Error>) -> InternalResponse {
         Ok(Response::Compaction(response)) => Wire::Compaction(*response),
         Ok(Response::LeaseGrant(response)) => Wire::LeaseGrant(response.clone()),
         Ok(Response::LeaseRevoke(response)) => Wire::LeaseRevoke(*response),
+        Ok(Response::MemberUpdate(response)) => Wire::MemberUpdate(response.clone()),
         Ok(Response::Auth(response)) => Wire::Auth(response.clone()),
         Err(error) => Wire::Error(raftkvpb::RequestError {
             kind: error.kind(),
@@ -206,6 +213,7 @@ pub fn result_from_message(message: &InternalResponse) -> Option<Result<Response
         Wire::Compaction(response) => Ok(Response::Compaction(*response)),
         Wire::LeaseGrant(response) => Ok(Response::LeaseGrant(response.clone())),
         Wire::LeaseRevoke(response) => Ok(Response::LeaseRevoke(*response)),
+        Wire::MemberUpdate(response) => Ok(Response::MemberUpdate(response.clone())),
         Wire::Auth(response) => Ok(Response::Auth(response.clone())),
         Wire::Error(error) => Err(Error::from_kind(error.kind)?),
     };

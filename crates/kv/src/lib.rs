@@ -72,6 +72,7 @@ mod command;
 mod error;
 mod key_range;
 mod lease;
+mod members;
 mod mvcc;
 mod operations;
 mod session;
@@ -89,6 +90,7 @@ pub use command::{
 pub use error::{grpc_code, Error};
 pub use key_range::KeyRange;
 pub use lease::{Lease, MAXIMUM_LEASE_TTL_SECONDS};
+pub use members::{MemberAction, MemberChange};
 pub use mvcc::Revision;
 pub use session::DEFAULT_MAXIMUM_SESSIONS;
 pub use snapshot::{RestoreError, SNAPSHOT_FORMAT_VERSION};

@@ -5,6 +5,7 @@ use proto::raftkvpb::{SnapshotLease, SnapshotRecord, SnapshotSession, StoreSnaps
 
 use crate::command::result_from_message;
 use crate::lease::Leases;
+use crate::members::Members;
 use crate::mvcc::{Mvcc, Revision};
 use crate::session::{Session, Sessions};
 use crate::store::{Config, Store};
@@ -74,6 +75,8 @@ impl Store {
             records,
             leases,
             sessions,
+            members: self.members.by_id.values().cloned().collect(),
+            removed_member_ids: self.members.removed.iter().copied().collect(),
             auth_enabled: self.auth.enabled,
             auth_revision: self.auth.revision,
             auth_users: self.auth.users.values().cloned().collect(),
@@ -109,6 +112,13 @@ impl Store {
             let restored = Session { sequence: session.sequence, last_used_index: session.last_used_index, response };
             sessions.restore(session.client_id, restored);
         }
+        let mut members = Members::default();
+        for member in snapshot.members {
+            if member.id == 0 || members.by_id.insert(member.id, member).is_some() {
+                return Err(RestoreError::Inconsistent("bad member id"));
+            }
+        }
+        members.removed = snapshot.removed_member_ids.into_iter().collect();
         let auth = crate::auth::AuthStore::restore(
             snapshot.auth_enabled,
             snapshot.auth_revision,
@@ -118,6 +128,7 @@ impl Store {
         .map_err(RestoreError::Inconsistent)?;
         Ok(Store {
             auth,
+            members,
             config,
             mvcc,
             leases,

@@ -105,6 +105,7 @@ pub struct Store {
     pub(crate) current_revision: i64,
     pub(crate) compact_revision: i64,
     pub(crate) applied_index: u64,
+    pub(crate) members: crate::members::Members,
     pub(crate) auth: crate::auth::AuthStore,
 }
 
@@ -131,6 +132,7 @@ impl Store {
             current_revision: 1,
             compact_revision: 0,
             applied_index: 0,
+            members: crate::members::Members::default(),
             auth: crate::auth::AuthStore::default(),
         }
     }
@@ -236,6 +238,7 @@ impl Store {
             Operation::Compaction(request) => self.compact(request).map(Response::Compaction),
             Operation::LeaseGrant(request) => self.lease_grant(index, request).map(Response::LeaseGrant),
             Operation::LeaseRevoke(request) => self.lease_revoke(request, write).map(Response::LeaseRevoke),
+            Operation::MemberUpdate(request) => Ok(Response::MemberUpdate(self.member_update(request))),
             Operation::Auth(request) => self.auth.apply(index, request).map(Response::Auth),
         }
     }
@@ -417,6 +420,7 @@ fn set_header_revision(response: &mut Response, revision: i64) {
         Response::Compaction(response) => &mut response.header,
         Response::LeaseGrant(response) => &mut response.header,
         Response::LeaseRevoke(response) => &mut response.header,
+        Response::MemberUpdate(response) => &mut response.header,
         Response::Auth(response) => {
             crate::auth::set_header_revision(response, revision);
             return;

@@ -52,6 +52,38 @@ pub struct ServeArgs {
     /// Maximum operations per transaction.
     #[arg(long, default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Most client connections served at once per client URL; more are answered
+    /// "too many client connections" (raftkv's own limit).
+    #[arg(long, default_value_t = 4096)]
+    pub max_client_connections: usize,
+    /// Most concurrent HTTP/2 streams (in-flight requests and open watch/keep-alive
+    /// streams) per client connection (etcd `--max-concurrent-streams`).
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+    /// Client TLS: this server's certificate chain (PEM), for `https://` client URLs.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    /// Client TLS: the private key (PEM) of `--cert-file`.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Client TLS: CA certificates (PEM) that client certificates must be signed by.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Client TLS: refuse clients without a certificate signed by `--trusted-ca-file`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    pub client_cert_auth: bool,
+    /// Peer TLS: this member's certificate (PEM), presented to and by peers on `https://` peer URLs.
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Peer TLS: the private key (PEM) of `--peer-cert-file`.
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+    /// Peer TLS: CA certificates (PEM) that peers' certificates must be signed by.
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Peer TLS: refuse peers without a certificate signed by `--peer-trusted-ca-file`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    pub peer_client_cert_auth: bool,
     /// URLs to serve `/metrics` and `/health` on (comma-separated; empty: none).
     #[arg(long, default_value = "")]
     pub listen_metrics_urls: String,
@@ -126,15 +158,23 @@ pub fn parse_initial_cluster(text: &str, token: &str) -> Result<Vec<InitialMembe
     Ok(members)
 }
 
-/// `http://host:port` → `host:port`. Only plain http is supported for now.
+/// `http://host:port` or `https://host:port` → `host:port`.
 pub fn parse_url(url: &str) -> Result<String, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("URL '{url}' must start with http://"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("URL '{url}' must start with http:// or https://"))?;
     let authority = rest.trim_end_matches('/');
     let (host, port) = authority.rsplit_once(':').ok_or_else(|| format!("URL '{url}' has no port"))?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("URL '{url}' is not http://host:port"));
+        return Err(format!("URL '{url}' is not http(s)://host:port"));
     }
     Ok(authority.to_string())
+}
+
+/// Whether `url` asks for TLS (`https://`).
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
 }
 
 /// Splits a comma-separated URL list.
@@ -197,5 +237,8 @@ mod tests {
         assert!(parse_initial_cluster("", "t").is_err());
         assert!(parse_url("http://host:notaport").is_err());
         assert_eq!(parse_url("http://localhost:2379/").unwrap(), "localhost:2379");
+        assert_eq!(parse_url("https://127.0.0.1:2379").unwrap(), "127.0.0.1:2379");
+        assert!(parse_url("unix://socket:1").is_err());
+        assert!(is_https("https://a:1") && !is_https("http://a:1"));
     }
 }

@@ -16,6 +16,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Runs a node until `shutdown` completes.
 pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let plan = node::plan(&args).map_err(anyhow::Error::msg)?;
+    let client_tls = crate::tls::client_acceptor(&args).map_err(anyhow::Error::msg)?;
     tracing::info!(
         name = %plan.local.name,
         member = %format!("{:x}", plan.local.id),
@@ -25,9 +26,13 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     );
     let mut running = node::start(plan).await.map_err(anyhow::Error::msg)?;
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
-    let options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
+    let mut options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
+    options.connections_max = args.max_client_connections.max(1);
+    options.concurrent_streams_max = args.max_concurrent_streams.max(1);
     let mut servers = Vec::new();
-    for listener in std::mem::take(&mut running.client_listeners) {
+    let client_urls = crate::config::split_urls(&args.listen_client_urls);
+    for (listener, url) in std::mem::take(&mut running.client_listeners).into_iter().zip(client_urls) {
+        let tls = if crate::config::is_https(&url) { client_tls.clone() } else { None };
         let address = listener.local_addr()?;
         let handle = running.handle.clone();
         let options = options.clone();
@@ -36,11 +41,11 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
             let stopped = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = grpc::serve(listener, handle, options, stopped).await {
+            if let Err(error) = grpc::serve_with_tls(listener, tls, handle, options, stopped).await {
                 tracing::error!(%address, %error, "client server failed");
             }
         }));
-        tracing::info!(%address, "serving etcd v3 gRPC");
+        tracing::info!(%address, %url, "serving etcd v3 gRPC");
     }
     let raft_thread = running.take_raft_thread();
     let raft_failed = async move {

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::{self, CodecError, PROTOCOL_VERSION};
 use crate::metrics::Metrics;
+use crate::tls::MaybeTlsStream;
 
 /// Messages queued per peer before new ones are dropped (Raft retransmits).
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
@@ -49,6 +50,8 @@ pub struct PeerDirectory {
     pub peers: BTreeMap<u64, String>,
     /// What peers told us about themselves (from their handshakes).
     pub known: std::sync::RwLock<BTreeMap<u64, PeerInfo>>,
+    /// TLS of peer connections (`https://` peer URLs; see [`crate::tls`]).
+    pub tls: crate::tls::PeerTls,
 }
 
 /// Sends Raft messages to peers. Cheap to clone.
@@ -126,9 +129,10 @@ impl PeerWriter {
         }
     }
 
-    async fn connect(&self) -> std::io::Result<TcpStream> {
-        let mut stream = TcpStream::connect(&self.address).await?;
+    async fn connect(&self) -> std::io::Result<MaybeTlsStream> {
+        let stream = TcpStream::connect(&self.address).await?;
         stream.set_nodelay(true)?;
+        let mut stream = connect_peer_tls(&self.directory, stream, &self.address).await?;
         let local = &self.directory.local_info;
         let handshake = wire::Handshake {
             protocol_version: PROTOCOL_VERSION,
@@ -145,7 +149,7 @@ impl PeerWriter {
         Ok(stream)
     }
 
-    async fn pump(&self, mut stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+    async fn pump(&self, mut stream: MaybeTlsStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
         let mut buffer = BytesMut::with_capacity(64 << 10);
         loop {
             let Some(first) = queue.recv().await else { return Ok(()) };
@@ -216,8 +220,9 @@ struct PeerReader<I> {
 }
 
 impl<I> PeerReader<I> {
-    async fn run(self, mut stream: TcpStream) -> Result<(), ReaderError> {
+    async fn run(self, stream: TcpStream) -> Result<(), ReaderError> {
         stream.set_nodelay(true)?;
+        let mut stream = accept_peer_tls(&self.directory, stream).await?;
         let mut buffer = BytesMut::with_capacity(64 << 10);
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, &mut buffer))
             .await
@@ -284,7 +289,7 @@ impl<I> PeerReader<I> {
 }
 
 /// Reads until one whole frame is buffered; `None` at a clean end of stream.
-async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Option<Bytes>, ReaderError> {
+async fn read_frame(stream: &mut MaybeTlsStream, buffer: &mut BytesMut) -> Result<Option<Bytes>, ReaderError> {
     loop {
         if let Some(payload) = codec::decode_frame(buffer)? {
             return Ok(Some(payload));
@@ -295,5 +300,28 @@ async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Opt
             }
             return Err(CodecError::Malformed("connection closed mid-frame".into()).into());
         }
+    }
+}
+
+/// Wraps a dialed peer connection in TLS when the peer URLs are `https://`.
+async fn connect_peer_tls(
+    directory: &PeerDirectory,
+    stream: TcpStream,
+    address: &str,
+) -> std::io::Result<MaybeTlsStream> {
+    let connecting = MaybeTlsStream::connect(stream, address, directory.tls.connector.as_ref());
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("TLS handshake with peer {address} timed out"))
+    })?
+}
+
+/// Wraps an accepted peer connection in TLS when this member listens on `https://`; a
+/// peer whose certificate the peer CA did not sign is refused here, before any frame.
+async fn accept_peer_tls(directory: &PeerDirectory, stream: TcpStream) -> Result<MaybeTlsStream, ReaderError> {
+    let accepting = MaybeTlsStream::accept(stream, directory.tls.acceptor.as_ref());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(ReaderError::Refused(format!("peer TLS handshake failed: {error}"))),
+        Err(_) => Err(ReaderError::Refused("peer TLS handshake timed out".into())),
     }
 }

@@ -51,8 +51,6 @@ use proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
 use crate::handle::NodeHandle;
 
@@ -89,6 +87,8 @@ pub struct GrpcOptions {
     pub message_size_bytes_max: usize,
     /// Most concurrent HTTP/2 streams per client connection.
     pub concurrent_streams_max: u32,
+    /// Most client connections at once per listener (see [`crate::limits`]).
+    pub connections_max: usize,
 }
 
 impl GrpcOptions {
@@ -100,6 +100,7 @@ impl GrpcOptions {
             request_size_bytes_max,
             message_size_bytes_max: request_size_bytes_max.saturating_add(GRPC_OVERHEAD_BYTES),
             concurrent_streams_max: 1024,
+            connections_max: 4096,
         }
     }
 }
@@ -155,14 +156,23 @@ pub async fn serve(
     options: GrpcOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_tls(listener, None, handle, options, shutdown).await
+}
+
+/// [`serve`], with TLS on every connection when `tls` is set (an `https://` client URL).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handle: NodeHandle,
+    options: GrpcOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let concurrent_streams_max = options.concurrent_streams_max;
+    let incoming = crate::limits::incoming(listener, tls, options.connections_max);
     let routes = client_router(handle, options);
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(stream)
-    });
-    let mut server = tonic::transport::Server::builder().max_concurrent_streams(concurrent_streams_max);
+    let mut server = tonic::transport::Server::builder()
+        .max_concurrent_streams(concurrent_streams_max)
+        .layer(tonic::service::InterceptorLayer::new(crate::limits::refuse_over_limit));
     server.add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await
 }
 

@@ -119,7 +119,16 @@ impl StreamState {
                 received = requests.message() => received,
                 () = self.responses.closed() => break,
             };
-            let Ok(Some(request)) = received else { break };
+            let request = match received {
+                Ok(Some(request)) => request,
+                Ok(None) => break,
+                Err(status) => {
+                    // A message the gRPC layer refused (over the size limit, malformed)
+                    // ends the stream with that error, so the client learns why.
+                    let _ = self.responses.send(Err(status)).await;
+                    break;
+                }
+            };
             self.watchers.retain(|_, watcher| !watcher.task.is_finished());
             let sent = match request.request_union {
                 Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
