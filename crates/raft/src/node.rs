@@ -260,7 +260,9 @@ impl<S: Storage> RawNode<S> {
             self_vote_waiting: None,
             incoming_snapshot: None,
         };
-        let empty = node.log.last_index() == 0 && hard_state.term == 0;
+        // An empty log abstains even with a term on disk: the node may have crashed after
+        // learning a term but before receiving any entry (found by the simulator, seed 9287).
+        let empty = node.log.last_index() == 0;
         if node.config.abstain_until_caught_up && empty {
             node.abstain_until = Some(0);
         }
