@@ -438,3 +438,40 @@ pub fn with_token<T>(message: T, metadata: &MetadataMap) -> Request<T> {
     }
     request
 }
+
+/// The request id a command is deduplicated under: with a user, the client's id is
+/// mixed with the user name, so one user's retries never meet another user's recorded
+/// answers (exactly-once sessions are per user while auth is on).
+pub fn scoped_request_id(id: Option<kv::RequestId>, context: &AuthContext) -> Option<kv::RequestId> {
+    const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let id = id?;
+    if context.user.is_empty() {
+        return Some(id);
+    }
+    let bytes = context.user.bytes().chain([0]).chain(id.client_id.to_le_bytes());
+    let mut mixed = bytes.fold(FNV_OFFSET_BASIS, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
+    // splitmix64's finalizer spreads every input bit over the whole id.
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^= mixed >> 31;
+    Some(kv::RequestId { client_id: mixed.max(1), sequence: id.sequence })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_scoped_per_user() {
+        let id = Some(kv::RequestId { client_id: 7, sequence: 3 });
+        let context = |user: &str| AuthContext { user: user.into() };
+        assert_eq!(scoped_request_id(id, &context("")), id, "without auth ids are the client's");
+        let alice = scoped_request_id(id, &context("alice")).expect("an id");
+        let bob = scoped_request_id(id, &context("bob")).expect("an id");
+        assert_ne!(alice.client_id, bob.client_id);
+        assert_eq!((alice.sequence, bob.sequence), (3, 3));
+        assert_eq!(scoped_request_id(id, &context("alice")), Some(alice), "deterministic");
+        assert_eq!(scoped_request_id(None, &context("alice")), None);
+    }
+}

@@ -53,6 +53,7 @@ impl KvService {
         }
         let request_id = request_id_from_metadata(metadata)?;
         let context = self.authorizer.authorize(metadata, &operation).await?;
+        let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
         self.handle.write(command).await.map_err(status_from_server_error)
@@ -60,14 +61,19 @@ impl KvService {
 
     /// Runs `read` on the local store: linearizable (after a ReadIndex barrier) unless
     /// `serializable`.
+    /// Permissions are checked after the barrier (as etcd), so a linearizable read sees
+    /// every permission change committed before it started.
     async fn read<T>(
         &self,
         serializable: bool,
+        metadata: &tonic::metadata::MetadataMap,
+        operation: &Operation,
         read: impl FnOnce(&kv::Store) -> Result<T, kv::Error>,
     ) -> Result<T, Status> {
         if !serializable {
             self.handle.read_barrier().await.map_err(status_from_server_error)?;
         }
+        self.authorizer.authorize(metadata, operation).await?;
         let store = self.handle.store();
         let guard = store.read().await;
         read(&guard).map_err(status_from_kv_error)
@@ -80,13 +86,13 @@ impl KvService {
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<TxnResponse, Status> {
         let command = Command::new(Operation::Txn(txn));
-        self.authorizer.authorize(metadata, &command.operation).await?;
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
-        let Operation::Txn(txn) = command.operation else {
+        let Operation::Txn(txn) = &command.operation else {
             return Err(Status::internal("raftkv: transaction changed kind"));
         };
-        let serializable = read_txn::is_serializable(&txn);
-        let mut response = self.read(serializable, |store| read_txn::evaluate(store, &txn)).await?;
+        let serializable = read_txn::is_serializable(txn);
+        let evaluate = |store: &kv::Store| read_txn::evaluate(store, txn);
+        let mut response = self.read(serializable, metadata, &command.operation, evaluate).await?;
         response.header = self.header(response.header);
         Ok(response)
     }
@@ -119,11 +125,10 @@ impl Kv for KvService {
         let (metadata, _, request) = request.into_parts();
         check_sort_options(&request)?;
         let operation = Operation::Range(request);
-        self.authorizer.authorize(&metadata, &operation).await?;
-        let Operation::Range(request) = operation else {
+        let Operation::Range(range) = &operation else {
             return Err(Status::internal("raftkv: range changed kind"));
         };
-        let mut response = self.read(request.serializable, |store| store.range(&request)).await?;
+        let mut response = self.read(range.serializable, &metadata, &operation, |store| store.range(range)).await?;
         response.header = self.header(response.header);
         Ok(tonic::Response::new(response))
     }

@@ -175,6 +175,7 @@ impl Lease for LeaseService {
         }
         let operation = Operation::LeaseGrant(grant);
         let context = self.authorizer.authorize(&metadata, &operation).await?;
+        let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
         match self.handle.write(command).await.map_err(status_from_server_error)? {
@@ -195,6 +196,7 @@ impl Lease for LeaseService {
         let request_id = request_id_from_metadata(&metadata)?;
         let operation = Operation::LeaseRevoke(revoke);
         let context = self.authorizer.authorize(&metadata, &operation).await?;
+        let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
         match self.handle.write(command).await.map_err(status_from_server_error)? {
             Response::LeaseRevoke(mut response) => {
