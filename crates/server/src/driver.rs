@@ -1,6 +1,12 @@
 //! The Raft loop: one thread that owns the core, the WAL and the state machine, and runs
-//! the driver cycle: inputs → `Ready` → send (leader: in parallel with its own fsync) →
-//! persist + fsync (group commit: one fsync per `Ready`) → apply → answer clients.
+//! the driver cycle: inputs → `Ready` → send → append to the WAL → apply → answer clients.
+//!
+//! The fsync runs on its own thread ([`crate::wal_sync`]): while the disk syncs, the loop
+//! goes on taking proposals and peer messages, sending appends and applying; each sync
+//! covers every append made before it started (group commit), and the core learns what
+//! is durable through `on_persisted`. The core holds back every message that must wait
+//! for durability (votes, append acknowledgements) and applies only locally durable
+//! entries, so nothing is acknowledged before it is on disk.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -9,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use raft::{ConfState, EntryKind, Message, RawNode, ReadState, Ready, Role, SoftState};
+use raft::{EntryKind, Message, RawNode, ReadState, Ready, Role, SoftState};
 use tokio::sync::{oneshot, RwLock};
 use wal::{Wal, WriteBatch};
 
@@ -17,6 +23,7 @@ use crate::handle::{NodeStatus, ServerError};
 use crate::lessor::Lessor;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
+use crate::wal_sync::SyncWorker;
 use crate::watch::WatchHub;
 
 /// Inputs handled per loop turn at most before the loop processes a `Ready` (batching bound).
@@ -42,6 +49,9 @@ pub enum Input {
         /// Answered once the store has applied the read index.
         respond: oneshot::Sender<Result<(), ServerError>>,
     },
+    /// The WAL sync worker made more data durable (a wake-up; the sequence is read from
+    /// the worker).
+    Synced,
     /// Stop the loop.
     Stop,
 }
@@ -115,6 +125,8 @@ pub struct DriverOutputs {
     pub watch_hub: WatchHub,
     /// Lease deadlines, refreshed every tick; expired leases are revoked through the log.
     pub lessor: Arc<Lessor>,
+    /// The thread that fsyncs the WAL.
+    pub sync_worker: SyncWorker,
 }
 
 /// Settings of the loop.
@@ -149,6 +161,13 @@ pub struct Driver {
     applied_bytes_since_snapshot: u64,
     watch_hub: WatchHub,
     lessor: Arc<Lessor>,
+    sync_worker: SyncWorker,
+    /// Highest persist sequence reported to the core with `on_persisted`.
+    reported_durable_sequence: u64,
+    /// Highest persist sequence handed to the sync worker.
+    requested_sequence: u64,
+    /// True if this turn's input queue was found empty (nothing else to do meanwhile).
+    inputs_drained: bool,
 }
 
 impl Driver {
@@ -160,7 +179,7 @@ impl Driver {
         options: DriverOptions,
         token_seed: u64,
     ) -> Driver {
-        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor } = outputs;
+        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor, sync_worker } = outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
@@ -184,6 +203,10 @@ impl Driver {
             applied_bytes_since_snapshot: 0,
             watch_hub,
             lessor,
+            sync_worker,
+            reported_durable_sequence: 0,
+            requested_sequence: 0,
+            inputs_drained: false,
         }
     }
 
@@ -198,11 +221,15 @@ impl Driver {
                 Ok(input) => self.handle(input),
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.inputs_drained = false;
             for _ in 0..INPUTS_PER_TURN_MAX {
                 match inputs.try_recv() {
                     Ok(Input::Stop) => return Ok(()),
                     Ok(input) => self.handle(input),
-                    Err(_) => break,
+                    Err(_) => {
+                        self.inputs_drained = true;
+                        break;
+                    }
                 }
             }
             let now = Instant::now();
@@ -211,6 +238,7 @@ impl Driver {
                 next_tick = (next_tick + self.options.tick_interval).max(now);
             }
             self.issue_reads();
+            self.collect_durable()?;
             self.process_ready()?;
         }
     }
@@ -227,6 +255,7 @@ impl Driver {
                 let deadline_tick = self.ticks + self.options.request_timeout_ticks;
                 self.reads.queued.push(Waiter { respond, deadline_tick });
             }
+            Input::Synced => {} // read in `collect_durable`
             Input::Stop => unreachable!("handled by the loop"),
         }
     }
@@ -254,6 +283,10 @@ impl Driver {
                     raft::ProposeError::Busy => ServerError::TooManyRequests,
                     raft::ProposeError::TooLarge => ServerError::RequestTooLarge,
                     raft::ProposeError::NoLeader | raft::ProposeError::NotLeader { .. } => ServerError::NoLeader,
+                    // Only membership proposals get these; a command never does.
+                    raft::ProposeError::ConfChangePending | raft::ProposeError::InvalidConfChange(_) => {
+                        unreachable!("a command proposal got a membership error: {error}")
+                    }
                 };
                 let _ = respond.send(Err(error));
             }
@@ -367,18 +400,51 @@ impl Driver {
             self.transport.send(message);
         }
         if must_persist {
-            let started = Instant::now();
             let batch =
                 WriteBatch { snapshot: ready.snapshot.clone(), entries: ready.entries, hard_state: ready.hard_state };
-            self.node.storage_mut().write(&batch)?;
-            self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
-            self.node.on_persisted(ready.persist_sequence);
+            self.persist(&batch, ready.persist_sequence)?;
         }
         if let Some(snapshot) = ready.snapshot {
             self.restore_snapshot(&snapshot.data, snapshot.meta.index);
         }
         self.apply(ready.committed_entries);
         self.on_read_states(ready.read_states);
+        Ok(())
+    }
+
+    /// Appends `batch` to the WAL and makes it durable: on the sync worker when the loop
+    /// has other work (the fsync then overlaps it), here when the loop is idle and no
+    /// sync is running (two thread hand-offs would only add latency). A batch with a
+    /// snapshot is always synced here (the WAL removes obsolete files once it is durable).
+    /// An inline sync covers every earlier append, so reporting `sequence` at once is right.
+    fn persist(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
+        assert!(sequence > self.reported_durable_sequence, "each Ready is persisted once, in order");
+        let worker_idle = self.sync_worker.durable_sequence() >= self.requested_sequence;
+        if batch.snapshot.is_some() || (self.inputs_drained && worker_idle) {
+            let started = Instant::now();
+            self.node.storage_mut().write(batch)?;
+            self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
+            self.reported_durable_sequence = sequence;
+            self.node.on_persisted(sequence);
+            return Ok(());
+        }
+        self.node.storage_mut().append_batch(batch)?;
+        let handle = self.node.storage_mut().detached_sync()?;
+        self.sync_worker.request(sequence, handle);
+        self.requested_sequence = sequence;
+        Ok(())
+    }
+
+    /// Tells the core what the sync worker made durable; a failed sync stops the node.
+    fn collect_durable(&mut self) -> Result<(), wal::WalError> {
+        if let Some(error) = self.sync_worker.take_failure() {
+            return Err(error);
+        }
+        let durable = self.sync_worker.durable_sequence();
+        if durable > self.reported_durable_sequence {
+            self.reported_durable_sequence = durable;
+            self.node.on_persisted(durable);
+        }
         Ok(())
     }
 
@@ -476,7 +542,7 @@ impl Driver {
         }
         let data = Snapshottable::snapshot(&*store);
         drop(store);
-        let conf = ConfState { voters: self.node.voters().to_vec(), learners: self.node.learners().to_vec() };
+        let conf = self.node.conf_state();
         match self.node.storage_mut().compact(applied, conf, data) {
             Ok(()) => {
                 self.last_snapshot_index = applied;

@@ -18,6 +18,7 @@ use crate::introspection::IntrospectionSource;
 use crate::lessor::Lessor;
 use crate::metrics::Metrics;
 use crate::transport::{self, PeerDirectory, PeerInfo, Transport};
+use crate::wal_sync::SyncWorker;
 use crate::watch::{AppliedEvents, WatchHub};
 
 /// Inputs queued for the Raft loop at most (client requests beyond it are refused).
@@ -105,7 +106,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         tracing::warn!("TEST ONLY: WAL writes stay in memory until fsync (--unsafe-wal-buffer-unsynced)");
         wal_options.file_system = Arc::new(wal::BufferedUntilSyncFileSystem);
     }
-    let conf = raft::ConfState { voters, learners: vec![] };
+    let conf = raft::ConfState { voters, learners: vec![], voters_outgoing: vec![] };
     let wal_dir = plan.data_dir.join("wal");
     let fresh = !wal_dir.exists();
     let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
@@ -136,7 +137,9 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let lessor = Arc::new(Lessor::new());
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
+    let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
     let outputs = DriverOutputs {
+        sync_worker,
         transport,
         metrics: metrics.clone(),
         status: status.clone(),
@@ -173,6 +176,18 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     };
     start_http(args, metrics.clone(), status, introspection).await?;
     Ok(RunningNode { handle, client_listeners, metrics, inputs, raft_thread: Some(raft_thread) })
+}
+
+/// The WAL sync thread: after each sync it wakes the Raft loop (a full input queue
+/// means the loop is busy and will see the new durable sequence on its next turn).
+fn start_sync_worker(inputs: SyncSender<Input>, metrics: Arc<Metrics>) -> Result<SyncWorker, String> {
+    SyncWorker::start(move |_sequence, sync_seconds| {
+        if sync_seconds > 0.0 {
+            metrics.fsync_duration_seconds.observe(sync_seconds);
+        }
+        let _ = inputs.try_send(Input::Synced);
+    })
+    .map_err(|error| format!("cannot start the WAL sync thread: {error}"))
 }
 
 fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, String> {
@@ -253,7 +268,6 @@ fn peer_directory(plan: &NodePlan) -> Result<PeerDirectory, String> {
         local_info,
         peers,
         known: std::sync::RwLock::new(known),
-        tls: crate::tls::PeerTls::from_args(&plan.args)?,
     })
 }
 
