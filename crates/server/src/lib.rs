@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth_tokens;
 pub mod codec;
 pub mod config;
 pub mod driver;
@@ -14,9 +15,11 @@ pub mod grpc;
 pub mod handle;
 pub mod introspection;
 pub mod lessor;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod serve;
+pub mod tls;
 pub mod transport;
 pub mod up;
 pub mod wal_sync;

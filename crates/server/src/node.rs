@@ -268,6 +268,7 @@ fn peer_directory(plan: &NodePlan) -> Result<PeerDirectory, String> {
         local_info,
         peers,
         known: std::sync::RwLock::new(known),
+        tls: crate::tls::PeerTls::from_args(&plan.args)?,
     })
 }
 
