@@ -52,6 +52,11 @@ pub const BCRYPT_COST: u32 = 10;
 /// Characters of a simple token.
 const TOKEN_LENGTH: usize = 32;
 
+/// Password hashes and checks (about 50 ms of CPU each) running at once per member;
+/// further `Authenticate`, `UserAdd` and `UserChangePassword` calls wait, so a flood of
+/// them cannot take every core.
+pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 2;
+
 /// Resolves a request's token to its user and checks its permissions.
 #[derive(Clone)]
 pub struct Authorizer {
@@ -145,12 +150,14 @@ impl Authorizer {
 pub struct AuthService {
     handle: NodeHandle,
     authorizer: Authorizer,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AuthService {
     /// A service for `handle`, resolving tokens with `authorizer`.
     pub fn new(handle: NodeHandle, authorizer: Authorizer) -> AuthService {
-        AuthService { handle, authorizer }
+        let hashing = Arc::new(tokio::sync::Semaphore::new(PASSWORD_HASHES_CONCURRENT_MAX));
+        AuthService { handle, authorizer, hashing }
     }
 
     fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
@@ -187,16 +194,20 @@ impl AuthService {
     }
 }
 
-/// Hashes a password with bcrypt off the async threads.
-async fn hash_password(password: String) -> Result<String, Status> {
+/// Hashes a password with bcrypt off the async threads, at most
+/// [`PASSWORD_HASHES_CONCURRENT_MAX`] at once.
+async fn hash_password(hashing: &tokio::sync::Semaphore, password: String) -> Result<String, Status> {
+    let _permit = hashing.acquire().await.map_err(|_| Status::unavailable("etcdserver: server stopped"))?;
     let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
         .await
         .map_err(|error| Status::internal(format!("raftkv: password hashing stopped: {error}")))?;
     hashed.map_err(|error| Status::internal(format!("raftkv: password hashing failed: {error}")))
 }
 
-/// True if `password` matches the bcrypt `hash` (false for a malformed hash).
-async fn password_matches(password: String, hash: Vec<u8>) -> bool {
+/// True if `password` matches the bcrypt `hash` (false for a malformed hash), at most
+/// [`PASSWORD_HASHES_CONCURRENT_MAX`] checks at once.
+async fn password_matches(hashing: &tokio::sync::Semaphore, password: String, hash: Vec<u8>) -> bool {
+    let Ok(_permit) = hashing.acquire().await else { return false };
     let checked = tokio::task::spawn_blocking(move || {
         let hash = String::from_utf8(hash).ok()?;
         bcrypt::verify(password, &hash).ok()
@@ -276,7 +287,7 @@ impl Auth for AuthService {
             let user = auth.user(&request.name).filter(|user| !user.options.is_some_and(|options| options.no_password));
             user.map(|user| user.password.clone()).ok_or_else(|| status_from_kv_error(kv::Error::AuthFailed))?
         };
-        if !password_matches(request.password, password_hash.clone()).await {
+        if !password_matches(&self.hashing, request.password, password_hash.clone()).await {
             return Err(status_from_kv_error(kv::Error::AuthFailed));
         }
         let authenticate =
@@ -302,7 +313,7 @@ impl Auth for AuthService {
         if no_password {
             add.hashed_password.clear();
         } else if add.hashed_password.is_empty() {
-            add.hashed_password = hash_password(password).await?;
+            add.hashed_password = hash_password(&self.hashing, password).await?;
         }
         change_call!(self, Request::from_parts(metadata, extensions, add), UserAdd)
     }
@@ -350,7 +361,7 @@ impl Auth for AuthService {
         let (metadata, extensions, mut change) = request.into_parts();
         let password = std::mem::take(&mut change.password);
         if change.hashed_password.is_empty() {
-            change.hashed_password = hash_password(password).await?;
+            change.hashed_password = hash_password(&self.hashing, password).await?;
         }
         change_call!(self, Request::from_parts(metadata, extensions, change), UserChangePassword)
     }
