@@ -381,7 +381,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.
     pub fn campaign(&mut self) {
-        if self.is_voter(self.config.id) && self.role != Role::Leader && !self.log.pending_snapshot() {
+        if self.may_campaign() && self.role != Role::Leader && !self.log.pending_snapshot() {
             self.become_candidate();
         }
     }
@@ -743,7 +743,7 @@ impl<S: Storage> RawNode<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed_ticks += 1;
-        let promotable = self.is_voter(self.config.id) && !self.log.pending_snapshot() && self.abstain_until.is_none();
+        let promotable = self.may_campaign() && !self.log.pending_snapshot() && self.abstain_until.is_none();
         if promotable && self.election_elapsed_ticks >= self.randomized_election_ticks {
             self.election_elapsed_ticks = 0;
             if self.config.pre_vote {

@@ -227,8 +227,17 @@ impl SimNode {
         view.term = raw.term();
         view.commit = raw.commit_index();
         view.uncommitted_config_entries = if raw.role() == raft::Role::Leader {
+            // Entries a new leader inherited may stay uncommitted in its view for a while;
+            // what it appends itself must be the only change in flight.
             let uncommitted = raw.entries(raw.commit_index() + 1, raw.last_index() + 1);
-            uncommitted.iter().filter(|entry| entry.kind == raft::EntryKind::Config).count() as u64
+            let config: Vec<&raft::Entry> =
+                uncommitted.iter().filter(|entry| entry.kind == raft::EntryKind::Config).collect();
+            let own = config.iter().any(|entry| entry.term == raw.term());
+            if own {
+                config.len() as u64
+            } else {
+                0
+            }
         } else {
             0
         };

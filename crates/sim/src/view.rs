@@ -86,8 +86,8 @@ pub struct NodeView {
     /// Changes whenever `applied` is replaced rather than extended (snapshot restore,
     /// restart). Checkers rescan `applied` when it changes.
     pub applied_generation: u64,
-    /// On a leader: Config entries in its log above its commit index (membership changes
-    /// in flight); 0 on other roles.
+    /// On a leader that appended a Config entry in its term not yet committed: the Config
+    /// entries above its commit index (membership changes in flight); 0 otherwise.
     pub uncommitted_config_entries: u64,
 }
 

@@ -134,6 +134,14 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// A voter of the latest configuration campaigns; so does a node whose removal is in
+    /// its log but not yet applied (thesis §4.2.2: it may still be needed to commit C_new —
+    /// e.g. it alone holds the entry that removes it; its own vote does not count). Once
+    /// the removal is applied it never campaigns again (§4.2.3).
+    pub(super) fn may_campaign(&self) -> bool {
+        self.conf.is_voter(self.config.id) || self.applied_conf.is_voter(self.config.id)
+    }
+
     /// Index of the Config entry the latest configuration comes from.
     fn latest_conf_index(&self) -> Index {
         self.pending_confs.last().map_or(self.applied_conf_index, |(index, _)| *index)

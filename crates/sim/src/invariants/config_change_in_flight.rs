@@ -1,5 +1,5 @@
-//! One membership change at a time (thesis §4.1, §4.3): a leader never has more than one
-//! uncommitted configuration entry in its log. The single-server rule needs it (two
+//! One membership change at a time (thesis §4.1, §4.3): once a leader appends a
+//! configuration entry, it is the only uncommitted configuration entry in its log. The single-server rule needs it (two
 //! uncommitted single-server changes could join configurations whose majorities do not
 //! overlap), and so does joint consensus (C_new follows C_old,new only once the latter is
 //! committed).
