@@ -40,6 +40,7 @@ scenario_test!(membership_joint, "membership_joint.txt");
 scenario_test!(membership_joint_leader_crash, "membership_joint_leader_crash.txt");
 scenario_test!(membership_removed_server, "membership_removed_server.txt");
 scenario_test!(leader_transfer, "leader_transfer.txt");
+scenario_test!(membership_removed_hold_new_config, "membership_removed_hold_new_config.txt");
 
 /// The lab battery asserts properties, not one lucky schedule: it must hold for other seeds
 /// (each script's own `config seed` line is replaced).
