@@ -136,7 +136,7 @@ async fn start_tls_cluster(files: &Files) -> Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_cluster_serves_etcdctl_and_refuses_bad_clients() {
     let files = Files::new();
-    let cluster = start_tls_cluster(&files).await;
+    let mut cluster = start_tls_cluster(&files).await;
     let good = files.client("ca.pem", "client").etcdctl_arguments();
     for (index, url) in cluster.client_urls().iter().enumerate() {
         assert!(url.starts_with("https://"), "{url}");
@@ -147,6 +147,14 @@ async fn tls_cluster_serves_etcdctl_and_refuses_bad_clients() {
         let output = etcdctl(&url, &good, &["get", "key-", "--prefix"]).await;
         assert_eq!(output.stdout, "key-0\nvalue-0\nkey-1\nvalue-1\nkey-2\nvalue-2\n", "get through {url}: {output:?}");
     }
+    // A follower forwards lease keep-alives to the leader over its https:// client URL.
+    let leader = cluster.wait_for_leader().await;
+    let leader_url = cluster.client_urls()[leader].clone();
+    let follower_url = cluster.client_urls()[(leader + 1) % 3].clone();
+    let granted = etcdctl(&leader_url, &good, &["lease", "grant", "60"]).await;
+    let lease = granted.stdout.split_whitespace().nth(1).unwrap_or_else(|| panic!("lease grant: {granted:?}"));
+    let kept = etcdctl(&follower_url, &good, &["lease", "keep-alive", "--once", lease]).await;
+    assert!(kept.stdout.contains("keepalived with TTL("), "keep-alive through a follower: {kept:?}{}", cluster.logs());
     let url = cluster.client_urls()[0].clone();
     let refused = [
         ("a CA that did not sign the server", files.client("foreign-ca.pem", "client").etcdctl_arguments()),

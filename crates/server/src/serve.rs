@@ -29,6 +29,7 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     let mut options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
     options.connections_max = args.max_client_connections.max(1);
     options.concurrent_streams_max = args.max_concurrent_streams.max(1);
+    options.forward_tls = crate::tls::forward_client_tls(&args).map_err(anyhow::Error::msg)?;
     let mut servers = Vec::new();
     let client_urls = crate::config::split_urls(&args.listen_client_urls);
     for (listener, url) in std::mem::take(&mut running.client_listeners).into_iter().zip(client_urls) {

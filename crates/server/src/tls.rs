@@ -427,3 +427,30 @@ pub fn client_acceptor(args: &ServeArgs) -> Result<Option<tokio_rustls::TlsAccep
     let config = server_config(&TlsFiles::client(args), &[ALPN_HTTP2])?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
+
+/// TLS for a member's calls to another member's `https://` client URL (lease keep-alives
+/// forwarded to the leader), as etcd does: `--trusted-ca-file` checks the other member,
+/// `--cert-file`/`--key-file` identify this one. `None` when the client URLs are plain,
+/// or (logged) without a trusted CA file to check the other member with.
+pub fn forward_client_tls(args: &ServeArgs) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    let urls = crate::config::split_urls(&args.advertise_client_urls);
+    if !urls.iter().any(|url| crate::config::is_https(url)) {
+        return Ok(None);
+    }
+    let files = TlsFiles::client(args);
+    let Some(ca_file) = &files.trusted_ca_file else {
+        tracing::warn!("without --trusted-ca-file, lease keep-alives cannot be forwarded over https:// client URLs");
+        return Ok(None);
+    };
+    let ca = read_file("--trusted-ca-file", ca_file)?;
+    let mut config =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    if let (Some(cert_file), Some(key_file)) = (&files.cert_file, &files.key_file) {
+        let identity = tonic::transport::Identity::from_pem(
+            read_file("--cert-file", cert_file)?,
+            read_file("--key-file", key_file)?,
+        );
+        config = config.identity(identity);
+    }
+    Ok(Some(config))
+}

@@ -18,7 +18,7 @@ use proto::etcdserverpb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Request, Status, Streaming};
 
 use super::auth::Authorizer;
@@ -48,13 +48,15 @@ fn not_leader() -> Status {
 pub struct LeaseService {
     handle: NodeHandle,
     authorizer: Authorizer,
+    /// TLS for calls to the leader's `https://` client URL.
+    forward_tls: Option<ClientTlsConfig>,
 }
 
 impl LeaseService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> LeaseService {
         let authorizer = Authorizer::new(handle.clone());
-        LeaseService { handle, authorizer }
+        LeaseService { handle, authorizer, forward_tls: None }
     }
 
     /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
@@ -65,8 +67,14 @@ impl LeaseService {
         self
     }
 
+    /// Calls the leader's `https://` client URL with `forward_tls` (see `crate::tls`).
+    pub fn with_forward_tls(mut self, forward_tls: Option<ClientTlsConfig>) -> LeaseService {
+        self.forward_tls = forward_tls;
+        self
+    }
+
     /// A client of the leader's `Lease` service, if the leader is another known member.
-    async fn leader_client(handle: &NodeHandle) -> Option<LeaseClient<Channel>> {
+    async fn leader_client(handle: &NodeHandle, tls: Option<&ClientTlsConfig>) -> Option<LeaseClient<Channel>> {
         let status = handle.status();
         if status.leader == 0 || status.leader == status.member_id {
             return None;
@@ -74,7 +82,10 @@ impl LeaseService {
         let members = handle.members();
         let leader = members.iter().find(|member| member.id == status.leader)?;
         let url = leader.client_urls.first()?.clone();
-        let endpoint = Channel::from_shared(url).ok()?.connect_timeout(FORWARD_TIMEOUT).timeout(FORWARD_TIMEOUT);
+        let mut endpoint = Channel::from_shared(url).ok()?.connect_timeout(FORWARD_TIMEOUT).timeout(FORWARD_TIMEOUT);
+        if let (Some(tls), true) = (tls, endpoint.uri().scheme_str() == Some("https")) {
+            endpoint = endpoint.tls_config(tls.clone()).ok()?;
+        }
         let channel = tokio::time::timeout(FORWARD_TIMEOUT, endpoint.connect()).await.ok()?.ok()?;
         Some(LeaseClient::new(channel))
     }
@@ -85,6 +96,7 @@ impl LeaseService {
     /// [`LEADER_RETRY_INTERVAL`] for at most [`LEADER_WAIT_MAX`], then answers "not leader".
     async fn keep_alive_once(
         handle: &NodeHandle,
+        tls: Option<&ClientTlsConfig>,
         leader: &mut Option<(u64, LeaseClient<Channel>)>,
         id: i64,
     ) -> Result<LeaseKeepAliveResponse, Status> {
@@ -94,7 +106,7 @@ impl LeaseService {
             let answer = if status.leader == status.member_id && handle.lessor().is_leading() {
                 LeaseService::keep_alive_on_leader(handle, id).await?
             } else if status.leader != 0 && status.leader != status.member_id {
-                LeaseService::keep_alive_forwarded(handle, leader, status.leader, id).await
+                LeaseService::keep_alive_forwarded(handle, tls, leader, status.leader, id).await
             } else {
                 None
             };
@@ -129,12 +141,13 @@ impl LeaseService {
     /// not be reached in [`FORWARD_TIMEOUT`] (the cached client is then dropped).
     async fn keep_alive_forwarded(
         handle: &NodeHandle,
+        tls: Option<&ClientTlsConfig>,
         leader: &mut Option<(u64, LeaseClient<Channel>)>,
         leader_id: u64,
         id: i64,
     ) -> Option<LeaseKeepAliveResponse> {
         if leader.as_ref().map(|(known, _)| *known) != Some(leader_id) {
-            *leader = LeaseService::leader_client(handle).await.map(|client| (leader_id, client));
+            *leader = LeaseService::leader_client(handle, tls).await.map(|client| (leader_id, client));
         }
         let (_, client) = leader.as_mut()?;
         let request = LeaseKeepAliveRequest { id };
@@ -215,6 +228,7 @@ impl Lease for LeaseService {
         let mut requests = request.into_inner();
         let (sender, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_QUEUED_MAX);
         let handle = self.handle.clone();
+        let tls = self.forward_tls.clone();
         tokio::spawn(async move {
             let mut leader = None;
             loop {
@@ -223,7 +237,7 @@ impl Lease for LeaseService {
                     () = sender.closed() => return,
                 };
                 let Ok(Some(request)) = received else { return };
-                let answer = LeaseService::keep_alive_once(&handle, &mut leader, request.id).await;
+                let answer = LeaseService::keep_alive_once(&handle, tls.as_ref(), &mut leader, request.id).await;
                 let failed = answer.is_err();
                 if sender.send(answer).await.is_err() || failed {
                     return;
@@ -285,7 +299,7 @@ impl Lease for LeaseService {
 impl LeaseService {
     /// The leader's remaining TTL for lease `id`, if the leader answers in time.
     async fn forwarded_remaining(&self, id: i64) -> Option<i64> {
-        let mut client = LeaseService::leader_client(&self.handle).await?;
+        let mut client = LeaseService::leader_client(&self.handle, self.forward_tls.as_ref()).await?;
         let request = LeaseTimeToLiveRequest { id, keys: false };
         let answer = tokio::time::timeout(FORWARD_TIMEOUT, client.lease_time_to_live(request)).await.ok()?.ok()?;
         let ttl = answer.into_inner().ttl;

@@ -78,7 +78,7 @@ pub const RESPONSE_SIZE_BYTES_MAX: usize = i32::MAX as usize;
 pub const REQUEST_ID_METADATA_KEY: &str = "x-raftkv-request-id";
 
 /// Settings of the client-facing gRPC services.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct GrpcOptions {
     /// Largest write request accepted, in encoded bytes (etcd's `--max-request-bytes`).
     pub request_size_bytes_max: usize,
@@ -89,6 +89,8 @@ pub struct GrpcOptions {
     pub concurrent_streams_max: u32,
     /// Most client connections at once per listener (see [`crate::limits`]).
     pub connections_max: usize,
+    /// TLS for this member's calls to another member's `https://` client URL.
+    pub forward_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl GrpcOptions {
@@ -101,6 +103,7 @@ impl GrpcOptions {
             message_size_bytes_max: request_size_bytes_max.saturating_add(GRPC_OVERHEAD_BYTES),
             concurrent_streams_max: 1024,
             connections_max: 4096,
+            forward_tls: None,
         }
     }
 }
@@ -134,7 +137,10 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
     )
     .max_decoding_message_size(message_size_bytes_max)
     .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let lease = LeaseServer::new(LeaseService::new(handle.clone()).with_authorizer(authorizer.clone()))
+    let lease_service = LeaseService::new(handle.clone())
+        .with_authorizer(authorizer.clone())
+        .with_forward_tls(options.forward_tls.clone());
+    let lease = LeaseServer::new(lease_service)
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     let cluster = ClusterServer::new(ClusterService::new(handle).with_authorizer(authorizer))
