@@ -44,6 +44,8 @@ pub struct Node {
     log_path: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// `--initial-cluster` of a member added after bootstrap (None: the cluster's).
+    initial_cluster: Option<String>,
 }
 
 /// A cluster of real processes on loopback ports, in a temporary directory.
@@ -163,6 +165,7 @@ impl Cluster {
                     name,
                     child: None,
                     starts: 0,
+                    initial_cluster: None,
                 }
             })
             .collect();
@@ -184,7 +187,7 @@ impl Cluster {
 
     /// Starts member `index` with `--initial-cluster-state state`.
     fn spawn(&mut self, index: usize, state: &str) {
-        let initial_cluster = self.initial_cluster.clone();
+        let initial_cluster = self.nodes[index].initial_cluster.clone().unwrap_or_else(|| self.initial_cluster.clone());
         let node = &mut self.nodes[index];
         assert!(node.child.is_none(), "{} is already running", node.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log_path).expect("open the log");
@@ -235,6 +238,50 @@ impl Cluster {
     /// Restarts a killed member on its data directory.
     pub fn restart(&mut self, index: usize) {
         self.spawn(index, "new");
+    }
+
+    /// A new member's URLs and data directory (not started): its index.
+    pub fn add_node(&mut self, name: &str) -> usize {
+        self.nodes.push(Node {
+            name: name.to_string(),
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            data_dir: self.directory.path().join(format!("{name}.data")),
+            log_path: self.directory.path().join(format!("{name}.log")),
+            child: None,
+            starts: 0,
+            initial_cluster: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Starts member `index`, added with `etcdctl member add`, with
+    /// `--initial-cluster-state existing` and `initial_cluster` (as `member add` printed it).
+    pub fn start_joining(&mut self, index: usize, initial_cluster: &str) {
+        self.nodes[index].initial_cluster = Some(initial_cluster.to_string());
+        self.spawn(index, "existing");
+    }
+
+    /// Waits (bounded) until member `index` exits by itself; returns its exit code.
+    pub async fn wait_for_exit(&mut self, index: usize) -> i32 {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            let node = &mut self.nodes[index];
+            let child = node.child.as_mut().unwrap_or_else(|| panic!("{} is not running", node.name));
+            if let Ok(Some(status)) = child.try_wait() {
+                node.child = None;
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() >= deadline {
+                panic!("{} did not exit within {WAIT_MAX:?}{}", self.nodes[index].name, self.logs());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// True while member `index`'s process runs.
+    pub fn is_running(&self, index: usize) -> bool {
+        self.nodes[index].child.is_some()
     }
 
     /// Deletes a stopped member's data directory and starts it with

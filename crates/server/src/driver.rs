@@ -21,6 +21,7 @@ use wal::{Wal, WriteBatch};
 
 use crate::handle::{NodeStatus, ServerError};
 use crate::lessor::Lessor;
+use crate::membership::{Membership, MembershipAnswer, MembershipRequest};
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 use crate::wal_sync::SyncWorker;
@@ -52,6 +53,13 @@ pub enum Input {
     /// The WAL sync worker made more data durable (a wake-up; the sequence is read from
     /// the worker).
     Synced,
+    /// A membership change or leader transfer (see [`crate::membership`]).
+    Membership {
+        /// What to change.
+        request: MembershipRequest,
+        /// Answered once the change applied on this node (or the transfer completed).
+        respond: oneshot::Sender<MembershipAnswer>,
+    },
     /// Stop the loop.
     Stop,
 }
@@ -125,6 +133,8 @@ pub struct DriverOutputs {
     pub watch_hub: WatchHub,
     /// Lease deadlines, refreshed every tick; expired leases are revoked through the log.
     pub lessor: Arc<Lessor>,
+    /// Membership changes: checks, waiting requests, member table and transport updates.
+    pub membership: Membership,
     /// The thread that fsyncs the WAL.
     pub sync_worker: SyncWorker,
 }
@@ -161,14 +171,14 @@ pub struct Driver {
     applied_bytes_since_snapshot: u64,
     watch_hub: WatchHub,
     lessor: Arc<Lessor>,
+    membership: Membership,
     sync_worker: SyncWorker,
     /// Highest persist sequence reported to the core with `on_persisted`.
     reported_durable_sequence: u64,
     /// Highest persist sequence handed to the sync worker.
     requested_sequence: u64,
-    /// Inputs handled this loop turn: more than one means load, so the fsync goes to the
-    /// sync worker and overlaps the next turns.
-    inputs_this_turn: usize,
+    /// True if this turn's input queue was found empty (nothing else to do meanwhile).
+    inputs_drained: bool,
 }
 
 impl Driver {
@@ -180,7 +190,8 @@ impl Driver {
         options: DriverOptions,
         token_seed: u64,
     ) -> Driver {
-        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor, sync_worker } = outputs;
+        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor, sync_worker, membership } =
+            outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
@@ -204,10 +215,11 @@ impl Driver {
             applied_bytes_since_snapshot: 0,
             watch_hub,
             lessor,
+            membership,
             sync_worker,
             reported_durable_sequence: 0,
             requested_sequence: 0,
-            inputs_this_turn: 0,
+            inputs_drained: false,
         }
     }
 
@@ -217,17 +229,20 @@ impl Driver {
         let mut next_tick = Instant::now() + self.options.tick_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            self.inputs_this_turn = 0;
             match inputs.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(input) => self.handle(input),
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.inputs_drained = false;
             for _ in 0..INPUTS_PER_TURN_MAX {
                 match inputs.try_recv() {
                     Ok(Input::Stop) => return Ok(()),
                     Ok(input) => self.handle(input),
-                    Err(_) => break,
+                    Err(_) => {
+                        self.inputs_drained = true;
+                        break;
+                    }
                 }
             }
             let now = Instant::now();
@@ -238,13 +253,13 @@ impl Driver {
             self.issue_reads();
             self.collect_durable()?;
             self.process_ready()?;
+            if self.membership.should_stop(self.ticks) {
+                return Ok(()); // "this member has been removed from the cluster" (logged on apply)
+            }
         }
     }
 
     fn handle(&mut self, input: Input) {
-        if !matches!(input, Input::Synced) {
-            self.inputs_this_turn += 1;
-        }
         match input {
             Input::Peer(message) => {
                 if let Err(error) = self.node.step(message) {
@@ -257,6 +272,12 @@ impl Driver {
                 self.reads.queued.push(Waiter { respond, deadline_tick });
             }
             Input::Synced => {} // read in `collect_durable`
+            Input::Membership { request, respond } => {
+                let deadline_tick = self.ticks + self.options.request_timeout_ticks;
+                let store = self.store.clone();
+                let store = store.blocking_read();
+                self.membership.handle(&mut self.node, &store, request, respond, deadline_tick);
+            }
             Input::Stop => unreachable!("handled by the loop"),
         }
     }
@@ -321,6 +342,7 @@ impl Driver {
             answer_all(waiters, || Err(ServerError::Timeout));
         }
         self.expire_leases();
+        self.membership.on_tick(self.ticks, self.node.leader());
         for (peer, length) in self.transport.queue_lengths() {
             self.metrics.peer_queue_length.with_label_values(&[&format!("{peer:x}")]).set(length as i64);
         }
@@ -414,15 +436,14 @@ impl Driver {
     }
 
     /// Appends `batch` to the WAL and makes it durable: on the sync worker when the loop
-    /// is under load (the fsync then overlaps the next turns, whose appends the next sync
-    /// covers), here when this turn had at most one input and no sync is running (two
-    /// thread hand-offs would only add latency to a lone request). A batch with a
+    /// has other work (the fsync then overlaps it), here when the loop is idle and no
+    /// sync is running (two thread hand-offs would only add latency). A batch with a
     /// snapshot is always synced here (the WAL removes obsolete files once it is durable).
     /// An inline sync covers every earlier append, so reporting `sequence` at once is right.
     fn persist(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
         assert!(sequence > self.reported_durable_sequence, "each Ready is persisted once, in order");
         let worker_idle = self.sync_worker.durable_sequence() >= self.requested_sequence;
-        if batch.snapshot.is_some() || (self.inputs_this_turn <= 1 && worker_idle) {
+        if batch.snapshot.is_some() || (self.inputs_drained && worker_idle) {
             let started = Instant::now();
             self.node.storage_mut().write(batch)?;
             self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
@@ -483,6 +504,10 @@ impl Driver {
         self.applied_bytes_since_snapshot += entries.iter().map(|entry| entry.data.len() as u64).sum::<u64>();
         let mut store = self.store.blocking_write();
         for entry in entries {
+            if entry.kind == EntryKind::Config {
+                self.membership.apply_entry(&mut store, &entry);
+                continue;
+            }
             if entry.kind != EntryKind::Normal || entry.data.len() < TOKEN_BYTES {
                 store.advance_applied_index(entry.index);
                 continue;
@@ -497,6 +522,9 @@ impl Driver {
                 }
             };
             let applied = store.apply(entry.index, &command);
+            if let kv::Operation::MemberUpdate(update) = &command.operation {
+                self.membership.apply_update(&store, update.id);
+            }
             self.watch_hub.publish(applied.revision, applied.events);
             if let Some(waiter) = self.proposals.remove(&token) {
                 let _ = waiter.respond.send(applied.result.map_err(ServerError::Kv));

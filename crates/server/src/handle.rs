@@ -100,6 +100,15 @@ pub trait NodeApi: Send + Sync + 'static {
     fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
     /// Lease deadlines (kept on the leader only; see [`crate::lessor`]).
     fn lessor(&self) -> Arc<Lessor>;
+    /// Hands a membership request to this node's Raft loop, which must lead (see
+    /// [`crate::membership`]); answers once the change applied on this node.
+    fn change_membership(
+        &self,
+        request: crate::membership::MembershipRequest,
+    ) -> futures::future::BoxFuture<'static, crate::membership::MembershipAnswer> {
+        let _ = request;
+        Box::pin(async { Err(crate::membership::MembershipError::Server(ServerError::Stopped)) })
+    }
 }
 
 impl NodeHandle {
@@ -141,6 +150,14 @@ impl NodeHandle {
     /// See [`NodeApi::lessor`].
     pub fn lessor(&self) -> Arc<Lessor> {
         self.inner.lessor()
+    }
+
+    /// See [`NodeApi::change_membership`].
+    pub async fn change_membership(
+        &self,
+        request: crate::membership::MembershipRequest,
+    ) -> crate::membership::MembershipAnswer {
+        self.inner.change_membership(request).await
     }
 
     /// etcd's response header for this node at store revision `revision`.

@@ -16,6 +16,7 @@ pub mod handle;
 pub mod introspection;
 pub mod lessor;
 pub mod limits;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod serve;

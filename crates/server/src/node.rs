@@ -97,6 +97,9 @@ impl RunningNode {
 /// Opens the data dir, recovers, binds the listeners and starts the peer transport and
 /// the Raft loop. Must run inside a tokio runtime.
 pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
+    let identity = crate::membership::resolve_identity(plan).await?;
+    let joining = identity.joined_members.is_some();
+    let plan = identity.plan;
     let args = &plan.args;
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
@@ -106,12 +109,22 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         tracing::warn!("TEST ONLY: WAL writes stay in memory until fsync (--unsafe-wal-buffer-unsynced)");
         wal_options.file_system = Arc::new(wal::BufferedUntilSyncFileSystem);
     }
-    let conf = raft::ConfState { voters, learners: vec![], voters_outgoing: vec![] };
+    // A member joining a running cluster starts without a configuration and learns it
+    // from the leader (log or snapshot).
+    let conf = if joining {
+        raft::ConfState::default()
+    } else {
+        raft::ConfState { voters, learners: vec![], voters_outgoing: vec![] }
+    };
     let wal_dir = plan.data_dir.join("wal");
     let fresh = !wal_dir.exists();
     let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
-    let store = restore_store(&wal, kv_config)?;
+    let mut store = restore_store(&wal, kv_config)?;
+    store.seed_members(crate::membership::seed_members(identity.joined_members.as_ref(), &plan));
+    if store.is_removed_member(plan.local.id) {
+        return Err("this member has been removed from the cluster; its data dir must not be reused".into());
+    }
     let tick_interval = Duration::from_millis(args.heartbeat_interval);
     let mut raft_config = raft::Config::new(plan.local.id);
     raft_config.election_ticks = (args.election_timeout / args.heartbeat_interval) as u32;
@@ -121,7 +134,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     raft_config.abstain_until_caught_up = fresh && args.initial_cluster_state == "existing";
     let node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
     let metrics = Metrics::new();
-    let directory = Arc::new(peer_directory(&plan)?);
+    let directory = Arc::new(peer_directory(&plan, &store)?);
     let transport = Transport::start(directory.clone(), metrics.clone());
     let (inputs, receiver) = sync_channel(INPUT_QUEUE_MAX);
     for url in config::split_urls(&args.listen_peer_urls) {
@@ -138,7 +151,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
+    let membership =
+        crate::membership::Membership::new(directory.clone(), transport.clone(), args.initial_cluster_token.clone());
     let outputs = DriverOutputs {
+        membership,
         sync_worker,
         transport,
         metrics: metrics.clone(),
@@ -160,7 +176,6 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         inputs: inputs.clone(),
         store,
         status: status.clone(),
-        members: plan.members.clone(),
         directory: directory.clone(),
         unsafe_local_reads: args.unsafe_local_reads,
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
@@ -245,13 +260,15 @@ pub async fn bind(url: &str) -> Result<TcpListener, String> {
     TcpListener::bind(&address).await.map_err(|error| format!("cannot listen on {url}: {error}"))
 }
 
-fn peer_directory(plan: &NodePlan) -> Result<PeerDirectory, String> {
+/// Peers are the store's members (which include members added after bootstrap).
+fn peer_directory(plan: &NodePlan, store: &kv::Store) -> Result<PeerDirectory, String> {
     let overrides = config::parse_dial_overrides(&plan.args.peer_dial_overrides)?;
     let mut peers = BTreeMap::new();
-    for member in plan.members.iter().filter(|member| member.id != plan.local.id) {
-        let address = match overrides.get(&member.name) {
-            Some(address) => address.clone(),
-            None => config::parse_url(&member.peer_urls[0])?,
+    for member in store.members().filter(|member| member.id != plan.local.id) {
+        let address = match (overrides.get(&member.name), member.peer_ur_ls.first()) {
+            (Some(address), _) => address.clone(),
+            (None, Some(url)) => config::parse_url(url)?,
+            (None, None) => continue,
         };
         peers.insert(member.id, address);
     }
@@ -266,9 +283,14 @@ fn peer_directory(plan: &NodePlan) -> Result<PeerDirectory, String> {
         cluster_id: plan.cluster_id,
         local_id: plan.local.id,
         local_info,
-        peers,
+        peers: std::sync::RwLock::new(peers),
         known: std::sync::RwLock::new(known),
         tls: crate::tls::PeerTls::from_args(&plan.args)?,
+        members: {
+            let table = crate::membership::MemberTable::default();
+            table.refresh(store);
+            table
+        },
     })
 }
 
@@ -277,7 +299,6 @@ struct LocalNode {
     inputs: SyncSender<Input>,
     store: Arc<RwLock<kv::Store>>,
     status: Arc<SharedStatus>,
-    members: Vec<InitialMember>,
     directory: Arc<PeerDirectory>,
     unsafe_local_reads: bool,
     request_timeout: Duration,
@@ -331,7 +352,11 @@ impl NodeApi for LocalNode {
     }
 
     fn status(&self) -> NodeStatus {
-        self.status.load()
+        let mut status = self.status.load();
+        let local = self.directory.local_id;
+        status.is_learner =
+            self.directory.members.members().iter().any(|member| member.id == local && member.is_learner);
+        status
     }
 
     fn watch_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AppliedEvents>> {
@@ -343,19 +368,37 @@ impl NodeApi for LocalNode {
     }
 
     fn members(&self) -> Vec<Member> {
-        let known = self.directory.known.read().map(|known| known.clone()).unwrap_or_default();
-        self.members
-            .iter()
-            .map(|member| {
-                let info = known.get(&member.id).cloned().unwrap_or_default();
-                Member {
-                    id: member.id,
-                    name: member.name.clone(),
-                    peer_urls: member.peer_urls.clone(),
-                    client_urls: info.client_urls,
-                    is_learner: false,
-                }
+        crate::membership::members_with_urls(&self.directory)
+            .into_iter()
+            .map(|member| Member {
+                id: member.id,
+                name: member.name,
+                peer_urls: member.peer_ur_ls,
+                client_urls: member.client_ur_ls,
+                is_learner: member.is_learner,
             })
             .collect()
+    }
+
+    fn change_membership(
+        &self,
+        request: crate::membership::MembershipRequest,
+    ) -> BoxFuture<'static, crate::membership::MembershipAnswer> {
+        use crate::membership::MembershipError;
+        let (respond, receiver) = oneshot::channel();
+        let sent = match self.inputs.try_send(Input::Membership { request, respond }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(MembershipError::Server(ServerError::TooManyRequests)),
+            Err(TrySendError::Disconnected(_)) => Err(MembershipError::Server(ServerError::Stopped)),
+        };
+        let timeout = self.request_timeout;
+        Box::pin(async move {
+            sent?;
+            match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(MembershipError::Server(ServerError::Stopped)),
+                Err(_) => Err(MembershipError::Server(ServerError::Timeout)),
+            }
+        })
     }
 }

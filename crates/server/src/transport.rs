@@ -46,43 +46,79 @@ pub struct PeerDirectory {
     pub local_id: u64,
     /// What this node tells its peers about itself.
     pub local_info: PeerInfo,
-    /// Every other member's id and the address to dial (`host:port`).
-    pub peers: BTreeMap<u64, String>,
+    /// Every other member's id and the address to dial (`host:port`); changes when
+    /// membership changes are applied.
+    pub peers: std::sync::RwLock<BTreeMap<u64, String>>,
     /// What peers told us about themselves (from their handshakes).
     pub known: std::sync::RwLock<BTreeMap<u64, PeerInfo>>,
     /// TLS of peer connections (`https://` peer URLs; see [`crate::tls`]).
     pub tls: crate::tls::PeerTls,
+    /// The member table as this node applied it (removed members are refused; served
+    /// as `GET /members` on the peer port to members that join).
+    pub members: crate::membership::MemberTable,
+}
+
+impl PeerDirectory {
+    /// True if `id` is a current peer (a member other than this node).
+    pub fn is_peer(&self, id: u64) -> bool {
+        self.peers.read().map(|peers| peers.contains_key(&id)).unwrap_or(false)
+    }
 }
 
 /// Sends Raft messages to peers. Cheap to clone.
 #[derive(Clone)]
 pub struct Transport {
-    queues: Arc<BTreeMap<u64, mpsc::Sender<Message>>>,
+    queues: Arc<std::sync::RwLock<BTreeMap<u64, mpsc::Sender<Message>>>>,
     metrics: Arc<Metrics>,
+    directory: Arc<PeerDirectory>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
     /// Starts one writer task per peer on the current tokio runtime.
     pub fn start(directory: Arc<PeerDirectory>, metrics: Arc<Metrics>) -> Transport {
-        let mut queues = BTreeMap::new();
-        for (peer, address) in &directory.peers {
-            let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            queues.insert(*peer, sender);
-            let writer = PeerWriter {
-                directory: directory.clone(),
-                peer: *peer,
-                address: address.clone(),
-                metrics: metrics.clone(),
-            };
-            tokio::spawn(writer.run(receiver));
+        let peers = directory.peers.read().map(|peers| peers.clone()).unwrap_or_default();
+        let transport =
+            Transport { queues: Arc::default(), metrics, directory, runtime: tokio::runtime::Handle::current() };
+        for (peer, address) in peers {
+            transport.add_peer(peer, address);
         }
-        Transport { queues: Arc::new(queues), metrics }
+        transport
+    }
+
+    /// Starts sending to a member added at runtime (or redirects an existing peer to a
+    /// new address). Callable from any thread.
+    pub fn add_peer(&self, peer: u64, address: String) {
+        if peer == self.directory.local_id {
+            return;
+        }
+        if let Ok(mut peers) = self.directory.peers.write() {
+            peers.insert(peer, address.clone());
+        }
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+        let writer = PeerWriter { directory: self.directory.clone(), peer, address, metrics: self.metrics.clone() };
+        self.runtime.spawn(writer.run(receiver));
+        // Replacing an old queue closes it, which stops its writer.
+        if let Ok(mut queues) = self.queues.write() {
+            queues.insert(peer, sender);
+        }
+    }
+
+    /// Stops sending to a removed member (its writer ends when its queue closes).
+    pub fn remove_peer(&self, peer: u64) {
+        if let Ok(mut peers) = self.directory.peers.write() {
+            peers.remove(&peer);
+        }
+        if let Ok(mut queues) = self.queues.write() {
+            queues.remove(&peer);
+        }
     }
 
     /// Queues `message`; drops it (counted) if the peer's queue is full or unknown.
     pub fn send(&self, message: Message) {
-        let Some(queue) = self.queues.get(&message.to) else {
-            tracing::warn!(to = message.to, "dropping message to unknown peer");
+        let queues = self.queues.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(queue) = queues.get(&message.to) else {
+            tracing::debug!(to = message.to, "dropping message to unknown peer");
             return;
         };
         if let Err(error) = queue.try_send(message) {
@@ -95,7 +131,8 @@ impl Transport {
 
     /// Messages waiting in each peer's queue.
     pub fn queue_lengths(&self) -> Vec<(u64, usize)> {
-        self.queues.iter().map(|(peer, queue)| (*peer, queue.max_capacity() - queue.capacity())).collect()
+        let queues = self.queues.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        queues.iter().map(|(peer, queue)| (*peer, queue.max_capacity() - queue.capacity())).collect()
     }
 }
 
@@ -116,6 +153,9 @@ impl PeerWriter {
                     tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connect failed");
                     // Messages queued meanwhile are stale; drop them rather than flood later.
                     while queue.try_recv().is_ok() {}
+                    if queue.is_closed() {
+                        return; // the peer was removed or redirected
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(RECONNECT_DELAY_MAX);
                     continue;
@@ -224,6 +264,9 @@ impl<I> PeerReader<I> {
         stream.set_nodelay(true)?;
         let mut stream = accept_peer_tls(&self.directory, stream).await?;
         let mut buffer = BytesMut::with_capacity(64 << 10);
+        if self.serve_members_request(&mut stream, &mut buffer).await? {
+            return Ok(());
+        }
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, &mut buffer))
             .await
             .map_err(|_| ReaderError::Refused("no handshake".into()))??;
@@ -249,6 +292,49 @@ impl<I> PeerReader<I> {
         }
     }
 
+    /// etcd's members endpoint on the peer port: a member that joins a running cluster
+    /// asks `GET /members` for the cluster id and the member list. A Raft frame never
+    /// starts with "GET " (that length exceeds the frame limit). True if it was served.
+    async fn serve_members_request(
+        &self,
+        stream: &mut MaybeTlsStream,
+        buffer: &mut BytesMut,
+    ) -> Result<bool, ReaderError> {
+        const REQUEST_BYTES_MAX: usize = 8192;
+        let refused = |_| ReaderError::Refused("no handshake".into());
+        while buffer.len() < 4 {
+            if tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_buf(buffer)).await.map_err(refused)?? == 0 {
+                return Ok(false);
+            }
+        }
+        if &buffer[..4] != b"GET " {
+            return Ok(false);
+        }
+        while !buffer.windows(4).any(|window| window == b"\r\n\r\n") {
+            if buffer.len() > REQUEST_BYTES_MAX {
+                return Err(ReaderError::Refused("HTTP request too large".into()));
+            }
+            if tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_buf(buffer)).await.map_err(refused)?? == 0 {
+                return Err(ReaderError::Refused("incomplete HTTP request".into()));
+            }
+        }
+        let path = buffer[4..].split(|byte| *byte == b' ').next().unwrap_or_default().to_vec();
+        let (status, body) = if path == b"/members" {
+            ("200 OK", crate::membership::members_json(&self.directory))
+        } else {
+            ("404 Not Found", "{\"message\":\"not found\"}".to_string())
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nX-Etcd-Cluster-ID: {:x}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.directory.cluster_id,
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        Ok(true)
+    }
+
     fn check_handshake(&self, handshake: wire::Handshake) -> Result<u64, ReaderError> {
         if handshake.protocol_version != PROTOCOL_VERSION {
             return Err(ReaderError::Refused(format!("protocol version {}", handshake.protocol_version)));
@@ -259,7 +345,10 @@ impl<I> PeerReader<I> {
                 handshake.from, handshake.cluster_id, self.directory.cluster_id
             )));
         }
-        if !self.directory.peers.contains_key(&handshake.from) {
+        if self.directory.members.is_removed(handshake.from) {
+            return Err(ReaderError::Refused(format!("member {:x} has been removed from the cluster", handshake.from)));
+        }
+        if !self.directory.is_peer(handshake.from) {
             return Err(ReaderError::Refused(format!("unknown member {:x}", handshake.from)));
         }
         if handshake.to != self.directory.local_id {

@@ -1,9 +1,9 @@
-//! `etcdserverpb.Maintenance`: Status, HashKV, Hash, Alarm, Defragment. Snapshot,
-//! MoveLeader and Downgrade answer `Unimplemented`.
+//! `etcdserverpb.Maintenance`: Status, HashKV, Hash, Alarm, Defragment, MoveLeader.
+//! Snapshot and Downgrade answer `Unimplemented`.
 
 use proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -95,6 +95,16 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, _request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         // raftkv raises no alarms (no space quota, no corruption check yet).
         Ok(Response::new(AlarmResponse { header: self.current_header(), alarms: Vec::new() }))
+    }
+
+    /// Hands leadership to a voter (etcd: only the leader accepts it; `etcdctl move-leader`
+    /// finds the leader among its endpoints). Answers once the target leads.
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.authorizer.require_admin(request.metadata()).await?;
+        let target = request.into_inner().target_id;
+        let request = crate::membership::MembershipRequest::MoveLeader { target };
+        self.handle.change_membership(request).await.map_err(super::cluster::status_from_membership_error)?;
+        Ok(Response::new(MoveLeaderResponse { header: self.current_header() }))
     }
 
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
