@@ -50,7 +50,8 @@ struct SimArgs {
     /// Cluster size (3, 5 or 7 are typical; 1..=9 allowed).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
-    /// Faults to inject: comma list of loss,dup,reorder,delay,partition,oneway,crash,torn,snapshot; or all / none.
+    /// Faults to inject: comma list of loss,dup,reorder,delay,partition,oneway,crash,torn,snapshot,churn
+    /// (membership changes and leader transfers); or all / none.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Events per run while faults are injected (default: the simulator's).
