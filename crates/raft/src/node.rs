@@ -322,9 +322,6 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         if self.role == Role::Leader {
-            if self.transfer_target.is_some() {
-                return Err(ProposeError::Busy);
-            }
             return self.append_commands(commands);
         }
         let leader = self.forwarding_target()?;
@@ -1156,7 +1153,13 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// Appends client commands, local or forwarded by a follower. Refused while a leadership
+    /// transfer runs (§3.10): an entry appended after TimeoutNow could reach a majority
+    /// without the target, whose log would then be too short to win the election it starts.
     fn append_commands(&mut self, commands: Vec<Bytes>) -> Result<(), ProposeError> {
+        if self.transfer_target.is_some() {
+            return Err(ProposeError::Busy);
+        }
         let bytes: u64 = commands.iter().map(|command| command.len() as u64 + ENTRY_OVERHEAD_BYTES).sum();
         if bytes > self.config.uncommitted_bytes_max {
             return Err(ProposeError::TooLarge);

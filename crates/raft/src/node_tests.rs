@@ -449,6 +449,72 @@ fn leader_transfer_hands_leadership_to_a_caught_up_target() {
     assert!(matches!(cluster.node(3).transfer_leader(9), Err(ProposeError::InvalidConfChange(_))));
 }
 
+/// Thesis §3.10: while transferring, the leader accepts no new entries, also not a
+/// proposal a follower forwards. Otherwise entries appended after TimeoutNow reach a
+/// majority without the target, which then loses the election it starts (with 4 voters the
+/// old leader and one follower holding the extra entry refuse it; seen in a real cluster:
+/// every node moved to the next term with no leader).
+#[test]
+fn leader_transfer_refuses_forwarded_proposals_until_the_target_leads() {
+    let mut cluster = cluster_with_voters(4, &[1, 2, 3, 4]);
+    elect(&mut cluster, 1);
+    cluster.node(1).propose(Bytes::from_static(b"a")).unwrap();
+    cluster.settle();
+    let term = cluster.node(1).term();
+    cluster.node(1).transfer_leader(4).unwrap();
+    // The target is caught up: TimeoutNow leaves in the next Ready, before the forwarded proposal.
+    cluster.node(2).propose(Bytes::from_static(b"forwarded")).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(4).role(), Role::Leader, "§3.10: the target wins the election TimeoutNow starts");
+    assert_eq!(cluster.node(4).term(), term + 1, "won at once, without a second election");
+}
+
+/// Thesis §3.10 with §4.3: a joint configuration applied during a transfer is not left by
+/// the transferring leader (its leave entry would make the target's log too short); the
+/// target leaves it once it leads.
+#[test]
+fn leader_transfer_defers_leaving_joint_to_the_target() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(5, &[1, 2, 3, 4]);
+    elect(&mut cluster, 1);
+    cluster.node(1).propose(Bytes::from_static(b"a")).unwrap();
+    cluster.settle();
+    let term = cluster.node(1).term();
+    cluster.node(1).propose_conf_change(change(&[(AddVoter, 5), (RemoveNode, 3)])).unwrap();
+    cluster.node(1).transfer_leader(4).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(4).role(), Role::Leader, "§3.10: the target wins the election TimeoutNow starts");
+    assert_eq!(cluster.node(4).term(), term + 1, "won at once, without a second election");
+    cluster.node(4).propose(Bytes::from_static(b"b")).unwrap();
+    cluster.settle();
+    let conf = cluster.node(4).conf_state();
+    assert!(!conf.is_joint(), "the new leader left joint: {conf:?}");
+    assert_eq!(conf.voters, vec![1, 2, 4, 5]);
+}
+
+/// A transfer abandoned after an election timeout (§3.10) lets the leader leave the joint
+/// configuration it deferred leaving, and accept proposals again.
+#[test]
+fn abandoned_leader_transfer_leaves_joint_afterwards() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(5, &[1, 2, 3, 4]);
+    elect(&mut cluster, 1);
+    cluster.down[3] = true;
+    cluster.node(1).propose_conf_change(change(&[(AddVoter, 5), (RemoveNode, 3)])).unwrap();
+    cluster.node(1).transfer_leader(4).unwrap();
+    cluster.settle();
+    assert!(cluster.node(1).conf_state().is_joint(), "joint applied, leave deferred during the transfer");
+    assert_eq!(cluster.node(1).propose(Bytes::from_static(b"x")), Err(ProposeError::Busy));
+    cluster.tick_all(10);
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+    assert_eq!(cluster.node(1).transfer_target(), None, "abandoned after an election timeout");
+    cluster.node(1).propose(Bytes::from_static(b"y")).unwrap();
+    cluster.settle();
+    let conf = cluster.node(1).conf_state();
+    assert!(!conf.is_joint(), "left joint once the transfer was abandoned: {conf:?}");
+    assert_eq!(conf.voters, vec![1, 2, 4, 5]);
+}
+
 #[test]
 fn restart_derives_the_configuration_from_snapshot_and_log() {
     use ConfChangeKind::*;

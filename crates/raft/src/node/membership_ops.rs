@@ -148,9 +148,15 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Leader: once the joint entry is applied, append the empty change that leaves C_old,new
-    /// (§4.3). Also run by a new leader that inherits a joint configuration.
+    /// (§4.3). Also run by a new leader that inherits a joint configuration. Not during a
+    /// leadership transfer (§3.10: the target's log must stay as long as the leader's); the
+    /// target leaves joint once it leads, or this leader does if the transfer is abandoned.
     pub(super) fn maybe_leave_joint(&mut self) {
-        if self.role != Role::Leader || !self.conf.is_joint() || !self.pending_confs.is_empty() {
+        if self.role != Role::Leader
+            || !self.conf.is_joint()
+            || !self.pending_confs.is_empty()
+            || self.transfer_target.is_some()
+        {
             return;
         }
         let leave = ConfChange::default();
@@ -280,6 +286,7 @@ impl<S: Storage> RawNode<S> {
             if self.transfer_elapsed_ticks >= self.config.election_ticks {
                 self.transfer_target = None;
                 self.transfer_elapsed_ticks = 0;
+                self.maybe_leave_joint();
             }
         }
     }
