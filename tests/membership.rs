@@ -28,11 +28,21 @@ fn etcdctl_program() -> String {
     }
 }
 
-/// Runs `etcdctl --endpoints=<endpoints> <arguments>`.
+/// Runs `etcdctl --endpoints=<endpoints> <arguments>`. A request refused with "no leader"
+/// (nothing was done: an election is under way, e.g. on a loaded machine) is sent again,
+/// at most 5 times.
 async fn etcdctl(endpoints: &str, arguments: &[&str]) -> CommandOutput {
     let mut all = vec![format!("--endpoints={endpoints}"), "--dial-timeout=5s".into(), "--command-timeout=15s".into()];
     all.extend(arguments.iter().map(|argument| argument.to_string()));
-    run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await
+    let mut output = run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await;
+    for _ in 0..5 {
+        if output.code == 0 || !output.stderr.contains("Error: etcdserver: no leader") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        output = run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await;
+    }
+    output
 }
 
 /// Runs etcdctl and fails the test unless it succeeds.
@@ -271,6 +281,26 @@ async fn wait_started_voter(cluster: &Cluster, id: u64) {
     }
 }
 
+/// `etcdctl move-leader` to member `index` (id `id`) until it leads. A transfer may fail
+/// as in etcd (the target does not win its election: "leader changed" or a timeout); an
+/// operator then tries again. At most 3 attempts.
+async fn move_leader(cluster: &mut Cluster, index: usize, id: u64) {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let moved = etcdctl(&running(cluster), &["move-leader", &format!("{id:x}")]).await;
+        if moved.code == 0 {
+            assert!(moved.stdout.contains("Leadership transferred"), "{moved:?}");
+            assert_eq!(cluster.wait_for_leader().await, index, "the target leads after move-leader");
+            return;
+        }
+        let known = ["etcdserver: leader changed", "etcdserver: request timed out", "etcdserver: not leader"];
+        assert!(known.iter().any(|error| moved.stderr.contains(error)), "{moved:?}{}", cluster.logs());
+        failures.push(moved.stderr);
+        cluster.wait_for_leader().await;
+    }
+    panic!("move-leader to {id:x} failed 3 times: {failures:?}{}", cluster.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grow_remove_leader_and_replace_while_writing() {
     // Frequent snapshots: members that join catch up by snapshot (member table included).
@@ -387,15 +417,11 @@ async fn learner_promotion_move_leader_and_etcd_errors() {
     assert!(unknown.stderr.contains("etcdserver: member not found"), "{unknown:?}");
 
     // Move the leader to the promoted member, then to another one.
-    let moved = etcdctl(&running(&cluster), &["move-leader", &format!("{learner_id:x}")]).await;
-    assert!(moved.stdout.contains("Leadership transferred"), "{moved:?}{}", cluster.logs());
-    let leader = cluster.wait_for_leader().await;
-    assert_eq!(leader, learner, "the promoted member leads after move-leader");
+    move_leader(&mut cluster, learner, learner_id).await;
+    let leader = learner;
     let next = (0..cluster.nodes.len()).find(|index| *index != leader && cluster.is_running(*index)).unwrap();
     let next_id = status(&cluster.nodes[next].client_url).await.expect("status").1;
-    let moved = etcdctl(&running(&cluster), &["move-leader", &format!("{next_id:x}")]).await;
-    assert!(moved.stdout.contains("Leadership transferred"), "{moved:?}{}", cluster.logs());
-    assert_eq!(cluster.wait_for_leader().await, next);
+    move_leader(&mut cluster, next, next_id).await;
     let bad = etcdctl(&running(&cluster), &["move-leader", "1234abcd"]).await;
     assert!(bad.stderr.contains("etcdserver: bad leader transferee"), "{bad:?}");
 

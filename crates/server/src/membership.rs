@@ -444,23 +444,34 @@ impl Membership {
         self.stop_at_tick.is_some_and(|stop_at_tick| now_tick >= stop_at_tick)
     }
 
-    /// Answers transfers that completed (`leader` leads) and requests past their deadline.
+    /// Answers transfers that ended (the target leads: done; another member leads: failed,
+    /// "leader changed") and requests past their deadline.
     pub fn on_tick(&mut self, now_tick: u64, leader: u64) {
         if self.removed_self && self.stop_at_tick.is_none() {
             self.stop_at_tick = Some(now_tick + REMOVED_LINGER_TICKS);
         }
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting).into_iter().partition(|waiting| {
-            (waiting.transfer && waiting.member_id == leader) || waiting.deadline_tick <= now_tick
-        });
-        self.waiting = waiting;
-        for waiting in done {
-            let answer = if waiting.transfer && waiting.member_id == leader {
-                Ok(None)
+        let local = self.directory.local_id;
+        let outcome = |waiting: &Waiting| -> Option<MembershipAnswer> {
+            if waiting.transfer && waiting.member_id == leader {
+                Some(Ok(None))
+            } else if waiting.transfer && leader != raft::NO_NODE && leader != local {
+                Some(Err(MembershipError::Server(ServerError::LeaderChanged)))
+            } else if waiting.deadline_tick <= now_tick {
+                Some(Err(MembershipError::Server(ServerError::Timeout)))
             } else {
-                Err(MembershipError::Server(ServerError::Timeout))
-            };
-            let _ = waiting.respond.send(answer);
+                None
+            }
+        };
+        let mut still_waiting = Vec::new();
+        for waiting in std::mem::take(&mut self.waiting) {
+            match outcome(&waiting) {
+                Some(answer) => {
+                    let _ = waiting.respond.send(answer);
+                }
+                None => still_waiting.push(waiting),
+            }
         }
+        self.waiting = still_waiting;
     }
 }
 
