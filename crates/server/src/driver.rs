@@ -177,8 +177,9 @@ pub struct Driver {
     reported_durable_sequence: u64,
     /// Highest persist sequence handed to the sync worker.
     requested_sequence: u64,
-    /// True if this turn's input queue was found empty (nothing else to do meanwhile).
-    inputs_drained: bool,
+    /// Inputs handled this loop turn: more than one means load, so the fsync goes to the
+    /// sync worker and overlaps the next turns.
+    inputs_this_turn: usize,
 }
 
 impl Driver {
@@ -219,7 +220,7 @@ impl Driver {
             sync_worker,
             reported_durable_sequence: 0,
             requested_sequence: 0,
-            inputs_drained: false,
+            inputs_this_turn: 0,
         }
     }
 
@@ -229,20 +230,17 @@ impl Driver {
         let mut next_tick = Instant::now() + self.options.tick_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
+            self.inputs_this_turn = 0;
             match inputs.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(input) => self.handle(input),
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            self.inputs_drained = false;
             for _ in 0..INPUTS_PER_TURN_MAX {
                 match inputs.try_recv() {
                     Ok(Input::Stop) => return Ok(()),
                     Ok(input) => self.handle(input),
-                    Err(_) => {
-                        self.inputs_drained = true;
-                        break;
-                    }
+                    Err(_) => break,
                 }
             }
             let now = Instant::now();
@@ -260,6 +258,9 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
+        if !matches!(input, Input::Synced) {
+            self.inputs_this_turn += 1;
+        }
         match input {
             Input::Peer(message) => {
                 if let Err(error) = self.node.step(message) {
@@ -436,14 +437,15 @@ impl Driver {
     }
 
     /// Appends `batch` to the WAL and makes it durable: on the sync worker when the loop
-    /// has other work (the fsync then overlaps it), here when the loop is idle and no
-    /// sync is running (two thread hand-offs would only add latency). A batch with a
+    /// is under load (the fsync then overlaps the next turns, whose appends the next sync
+    /// covers), here when this turn had at most one input and no sync is running (two
+    /// thread hand-offs would only add latency to a lone request). A batch with a
     /// snapshot is always synced here (the WAL removes obsolete files once it is durable).
     /// An inline sync covers every earlier append, so reporting `sequence` at once is right.
     fn persist(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
         assert!(sequence > self.reported_durable_sequence, "each Ready is persisted once, in order");
         let worker_idle = self.sync_worker.durable_sequence() >= self.requested_sequence;
-        if batch.snapshot.is_some() || (self.inputs_drained && worker_idle) {
+        if batch.snapshot.is_some() || (self.inputs_this_turn <= 1 && worker_idle) {
             let started = Instant::now();
             self.node.storage_mut().write(batch)?;
             self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
