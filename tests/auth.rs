@@ -9,20 +9,10 @@
 
 mod common;
 
-use common::{run_bounded, Cluster, CommandOutput};
+use common::{etcdctl_program, run_bounded, Cluster, CommandOutput};
 
 const ROOT: &str = "root:rootpw";
 const ALICE: &str = "alice:alicepw";
-
-/// The etcdctl binary, or a panic telling how to install it.
-fn etcdctl_program() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|directory| directory.join("etcdctl")).find(|file| file.is_file());
-    match found {
-        Some(file) => file.display().to_string(),
-        None => panic!("these tests drive etcdctl 3.4: install Debian's `etcd-client` (apt-get install etcd-client)"),
-    }
-}
 
 /// Which member a step talks to.
 #[derive(Clone, Copy, Debug)]

@@ -15,18 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, Cluster, CommandOutput, ServerKind, WAIT_MAX};
+use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, ServerKind, WAIT_MAX};
 use etcd_client::{Client, ConnectOptions, GetOptions};
-
-/// The etcdctl binary, or a panic telling how to install it.
-fn etcdctl_program() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|directory| directory.join("etcdctl")).find(|file| file.is_file());
-    match found {
-        Some(file) => file.display().to_string(),
-        None => panic!("these tests drive etcdctl 3.4: install Debian's `etcd-client` (apt-get install etcd-client)"),
-    }
-}
 
 /// Runs `etcdctl --endpoints=<endpoints> <arguments>`. A request refused with "no leader"
 /// (nothing was done: an election is under way, e.g. on a loaded machine) is sent again,

@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, ClientTls, Cluster, CommandOutput, ServerKind, WAIT_MAX};
+use common::{etcdctl_program, run_bounded, ClientTls, Cluster, CommandOutput, ServerKind, WAIT_MAX};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 /// A certificate authority that signs test certificates.
@@ -107,15 +107,6 @@ impl Files {
             format!("--peer-trusted-ca-file={}", path("ca.pem")),
             "--peer-client-cert-auth".into(),
         ]
-    }
-}
-
-fn etcdctl_program() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|directory| directory.join("etcdctl")).find(|file| file.is_file());
-    match found {
-        Some(file) => file.display().to_string(),
-        None => panic!("these tests drive etcdctl 3.4: install Debian's `etcd-client` (apt-get install etcd-client)"),
     }
 }
 

@@ -13,19 +13,9 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, Cluster, CommandOutput, WAIT_MAX};
+use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, WAIT_MAX};
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::io::AsyncReadExt;
-
-/// The etcdctl binary, or a panic telling how to install it.
-fn etcdctl_program() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|directory| directory.join("etcdctl")).find(|file| file.is_file());
-    match found {
-        Some(file) => file.display().to_string(),
-        None => panic!("these tests drive etcdctl 3.4: install Debian's `etcd-client` (apt-get install etcd-client)"),
-    }
-}
 
 fn etcdctl_arguments(endpoints: &str, arguments: &[&str]) -> Vec<String> {
     let mut all = vec![format!("--endpoints={endpoints}"), "--dial-timeout=5s".into(), "--command-timeout=10s".into()];

@@ -426,6 +426,16 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
+/// The etcdctl binary on PATH, or a panic telling how to install it.
+pub fn etcdctl_program() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).map(|directory| directory.join("etcdctl")).find(|file| file.is_file());
+    match found {
+        Some(file) => file.display().to_string(),
+        None => panic!("these tests drive etcdctl 3.4: install Debian's `etcd-client` (apt-get install etcd-client)"),
+    }
+}
+
 /// Runs a program with `stdin` as input, killing it if it runs longer than [`WAIT_MAX`].
 pub async fn run_bounded(
     program: &str,
