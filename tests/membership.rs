@@ -291,10 +291,6 @@ async fn move_leader(cluster: &mut Cluster, index: usize, id: u64) {
     panic!("move-leader to {id:x} failed 3 times: {failures:?}{}", cluster.logs());
 }
 
-// Flaky in CI (1 failure in 2 full runs on 2026-11-22: after the leader's removal a member
-// that had joined by snapshot still listed 5 members at the deadline). Ignored so CI stays
-// deterministic until it is fixed; run it with `cargo test --test membership -- --ignored`.
-#[ignore = "flaky: a joined member sometimes does not apply the leader's removal in time"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grow_remove_leader_and_replace_while_writing() {
     // Frequent snapshots: members that join catch up by snapshot (member table included).
@@ -418,10 +414,68 @@ async fn learner_promotion_move_leader_and_etcd_errors() {
     move_leader(&mut cluster, next, next_id).await;
     let bad = etcdctl(&running(&cluster), &["move-leader", "1234abcd"]).await;
     assert!(bad.stderr.contains("etcdserver: bad leader transferee"), "{bad:?}");
+    wait_for_writes(&writer, 20).await;
 
     let acknowledged = writer.stop().await;
     check_no_write_lost(&mut cluster, &acknowledged).await;
     let members = member_list(&running(&cluster)).await;
     assert_eq!(members.len(), 4);
     assert!(members.iter().all(|(_, _, is_learner, _)| !is_learner), "{members:?}");
+}
+
+/// A member that is down while one member joins and another is removed, and comes back
+/// after the log was compacted past both changes, learns them from the leader's snapshot:
+/// it lists the same members as the others and, once it leads, replicates to the member
+/// that joined while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_was_down_learns_changes_from_a_snapshot() {
+    let mut cluster = Cluster::start_with_arguments(ServerKind::Raftkv, 4, &["--snapshot-count", "20"]).await;
+    let writer = Writer::start(cluster.client_urls());
+    wait_for_writes(&writer, 20).await;
+    let leader = cluster.wait_for_leader().await;
+    let followers: Vec<usize> = (0..cluster.nodes.len()).filter(|index| *index != leader).collect();
+    let (behind, removed) = (followers[0], followers[1]);
+    let behind_id = status(&cluster.nodes[behind].client_url).await.expect("status").1;
+    let removed_id = status(&cluster.nodes[removed].client_url).await.expect("status").1;
+    cluster.kill(behind);
+    writer.set_endpoints(cluster.running_client_urls());
+
+    // While it is down: a member joins, another is removed, the log is compacted past both.
+    let (_, added_id) = add_and_start(&mut cluster, "n4", false).await;
+    wait_started_voter(&cluster, added_id).await;
+    let others: Vec<String> =
+        cluster.running_client_urls().into_iter().filter(|url| *url != cluster.nodes[removed].client_url).collect();
+    writer.set_endpoints(others.clone());
+    let output = etcdctl_ok(&others.join(","), &["member", "remove", &format!("{removed_id:x}")]).await;
+    assert!(output.contains("removed from cluster"), "{output}");
+    cluster.wait_for_exit(removed).await;
+    wait_for_writes(&writer, 60).await;
+
+    cluster.restart(behind);
+    writer.set_endpoints(cluster.running_client_urls());
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let listed: Vec<u64> =
+            member_list(&cluster.nodes[behind].client_url).await.iter().map(|member| member.0).collect();
+        if listed.contains(&added_id) && !listed.contains(&removed_id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the member lists {listed:x?}{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_member_count(&cluster, 4).await;
+    assert!(cluster.log(behind).contains("restored snapshot from leader"), "caught up by snapshot{}", cluster.logs());
+
+    move_leader(&mut cluster, behind, behind_id).await;
+    wait_for_writes(&writer, 20).await;
+    let acknowledged = writer.stop().await;
+    check_no_write_lost(&mut cluster, &acknowledged).await;
+
+    // The removed member, started again on its data dir, is told by the others and stops.
+    let notices = |cluster: &Cluster| cluster.log(removed).matches("has been removed from the cluster").count();
+    let before = notices(&cluster);
+    cluster.restart(removed);
+    cluster.wait_for_exit(removed).await;
+    assert!(notices(&cluster) > before, "the restarted removed member was not told{}", cluster.logs());
+    assert_eq!(member_list(&running(&cluster)).await.len(), 4);
 }

@@ -495,6 +495,7 @@ impl Driver {
         }
         assert_eq!(store.applied_index(), index, "snapshot data and metadata disagree");
         self.last_snapshot_index = index;
+        self.membership.after_restore(&store);
         self.watch_hub.publish_restored(store.current_revision());
         tracing::info!(index, "restored snapshot from leader");
     }

@@ -428,6 +428,43 @@ impl Membership {
         Applied { removed_self }
     }
 
+    /// Brings the member table, the transport's peers and this member's own removal in line
+    /// with `store` after a snapshot from the leader replaced it. The snapshot may cover
+    /// configuration entries this member never applied one by one (members added, removed
+    /// or moved while it was behind).
+    pub fn after_restore(&mut self, store: &kv::Store) {
+        let local = self.directory.local_id;
+        if store.members().next().is_none() {
+            // A snapshot without a member table (nothing was ever recorded): keep what we have.
+            tracing::warn!("restored snapshot holds no member table; keeping the current peers");
+            return;
+        }
+        self.directory.members.refresh(store);
+        let wanted: BTreeMap<u64, String> = store
+            .members()
+            .filter(|member| member.id != local)
+            .filter_map(|member| {
+                let address = member.peer_ur_ls.first().and_then(|url| crate::config::parse_url(url).ok())?;
+                Some((member.id, address))
+            })
+            .collect();
+        let current = self.directory.peers.read().map(|peers| peers.clone()).unwrap_or_default();
+        for peer in current.keys().filter(|peer| !wanted.contains_key(peer)) {
+            tracing::info!(member = %format!("{peer:x}"), "member removed in the restored snapshot");
+            self.transport.remove_peer(*peer);
+        }
+        for (peer, address) in wanted.iter().filter(|(peer, address)| current.get(peer) != Some(address)) {
+            tracing::info!(member = %format!("{peer:x}"), %address, "member added in the restored snapshot");
+            self.transport.add_peer(*peer, address.clone());
+        }
+        if store.is_removed_member(local) && !self.removed_self {
+            tracing::warn!("this member has been removed from the cluster (restored snapshot); stopping");
+            self.removed_self = true;
+        }
+        let peers = self.directory.peers.read().map(|peers| peers.len()).unwrap_or_default();
+        assert!(peers <= wanted.len(), "transport peers are a subset of the restored members");
+    }
+
     /// Updates a member's address after a MemberUpdate applied.
     pub fn apply_update(&mut self, store: &kv::Store, id: u64) {
         self.directory.members.refresh(store);
@@ -447,6 +484,11 @@ impl Membership {
     /// Answers transfers that ended (the target leads: done; another member leads: failed,
     /// "leader changed") and requests past their deadline.
     pub fn on_tick(&mut self, now_tick: u64, leader: u64) {
+        if !self.removed_self && self.directory.members.is_removed(self.directory.local_id) {
+            // A peer refused this member's messages: it was removed while down or cut off.
+            tracing::warn!("this member has been removed from the cluster (told by a peer); stopping");
+            self.removed_self = true;
+        }
         if self.removed_self && self.stop_at_tick.is_none() {
             self.stop_at_tick = Some(now_tick + REMOVED_LINGER_TICKS);
         }

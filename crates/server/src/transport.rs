@@ -189,19 +189,45 @@ impl PeerWriter {
         Ok(stream)
     }
 
-    async fn pump(&self, mut stream: MaybeTlsStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+    async fn pump(&self, stream: MaybeTlsStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
+        let (read_half, mut write_half) = tokio::io::split(stream);
+        // The peer writes back only to say this member was removed; watched meanwhile.
+        let replies = tokio::spawn(watch_replies(read_half, self.directory.clone(), self.peer));
         let mut buffer = BytesMut::with_capacity(64 << 10);
-        loop {
-            let Some(first) = queue.recv().await else { return Ok(()) };
-            buffer.clear();
-            encode_message(&first, &mut buffer);
-            while buffer.len() < WRITE_BATCH_BYTES_MAX {
-                let Ok(next) = queue.try_recv() else { break };
-                encode_message(&next, &mut buffer);
+        let result = async {
+            loop {
+                let Some(first) = queue.recv().await else { return Ok(()) };
+                buffer.clear();
+                encode_message(&first, &mut buffer);
+                while buffer.len() < WRITE_BATCH_BYTES_MAX {
+                    let Ok(next) = queue.try_recv() else { break };
+                    encode_message(&next, &mut buffer);
+                }
+                self.metrics.peer_bytes_sent.inc_by(buffer.len() as u64);
+                write_half.write_all(&buffer).await?;
             }
-            self.metrics.peer_bytes_sent.inc_by(buffer.len() as u64);
-            stream.write_all(&buffer).await?;
         }
+        .await;
+        replies.abort();
+        result
+    }
+}
+
+/// Reads what a peer writes back on an outgoing connection: at most a [`wire::Removed`]
+/// notice naming this member, which marks it removed (the Raft loop then stops). Anything
+/// else ends the watch; the connection itself is the writer's to close.
+async fn watch_replies(mut stream: tokio::io::ReadHalf<MaybeTlsStream>, directory: Arc<PeerDirectory>, peer: u64) {
+    let mut buffer = BytesMut::with_capacity(256);
+    let Ok(Some(payload)) = read_frame(&mut stream, &mut buffer).await else { return };
+    match codec::decode::<wire::Removed>(payload) {
+        Ok(removed) if removed.member_id == directory.local_id => {
+            tracing::warn!(peer = %format!("{peer:x}"), "peer says this member has been removed from the cluster");
+            directory.members.mark_removed(directory.local_id);
+        }
+        Ok(removed) => {
+            tracing::warn!(peer = %format!("{peer:x}"), member = %format!("{:x}", removed.member_id), "peer sent a removal notice for another member; ignored")
+        }
+        Err(error) => tracing::warn!(peer = %format!("{peer:x}"), %error, "malformed reply from peer; ignored"),
     }
 }
 
@@ -271,9 +297,16 @@ impl<I> PeerReader<I> {
             .await
             .map_err(|_| ReaderError::Refused("no handshake".into()))??;
         let Some(handshake) = handshake else { return Ok(()) };
-        let peer = self.check_handshake(codec::decode(handshake)?)?;
+        let handshake: wire::Handshake = codec::decode(handshake)?;
+        if self.directory.members.is_removed(handshake.from) {
+            return Err(refuse_removed(&mut stream, handshake.from).await);
+        }
+        let peer = self.check_handshake(handshake)?;
         loop {
             let Some(payload) = read_frame(&mut stream, &mut buffer).await? else { return Ok(()) };
+            if self.directory.members.is_removed(peer) {
+                return Err(refuse_removed(&mut stream, peer).await);
+            }
             self.metrics.peer_bytes_received.inc_by(payload.len() as u64);
             let envelope: wire::Envelope = codec::decode(payload)?;
             match envelope.payload {
@@ -345,9 +378,6 @@ impl<I> PeerReader<I> {
                 handshake.from, handshake.cluster_id, self.directory.cluster_id
             )));
         }
-        if self.directory.members.is_removed(handshake.from) {
-            return Err(ReaderError::Refused(format!("member {:x} has been removed from the cluster", handshake.from)));
-        }
         if !self.directory.is_peer(handshake.from) {
             return Err(ReaderError::Refused(format!("unknown member {:x}", handshake.from)));
         }
@@ -377,8 +407,20 @@ impl<I> PeerReader<I> {
     }
 }
 
+/// Tells a removed member it was removed (best effort, bounded) before its connection closes.
+async fn refuse_removed(stream: &mut MaybeTlsStream, member: u64) -> ReaderError {
+    let mut notice = BytesMut::new();
+    codec::encode_frame(&wire::Removed { member_id: member }, &mut notice);
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.write_all(&notice)).await;
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.shutdown()).await;
+    ReaderError::Refused(format!("member {member:x} has been removed from the cluster"))
+}
+
 /// Reads until one whole frame is buffered; `None` at a clean end of stream.
-async fn read_frame(stream: &mut MaybeTlsStream, buffer: &mut BytesMut) -> Result<Option<Bytes>, ReaderError> {
+async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+) -> Result<Option<Bytes>, ReaderError> {
     loop {
         if let Some(payload) = codec::decode_frame(buffer)? {
             return Ok(Some(payload));
