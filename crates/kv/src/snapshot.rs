@@ -13,6 +13,27 @@ use crate::store::{Config, Store};
 /// Version of the snapshot layout written by [`Store::snapshot`].
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
+/// Field number of `StoreSnapshot.records`.
+const SNAPSHOT_RECORDS_FIELD: u32 = 5;
+
+/// Encoded bytes of one `StoreSnapshot.records` field (tag, length, `SnapshotRecord`), as
+/// prost writes it: fields at their default value are left out; `kv` is always present.
+fn record_field_bytes(revision: &Revision, record: &crate::mvcc::Record) -> u64 {
+    use proto::prost::encoding::{encoded_len_varint, key_len};
+    let kv_bytes = record.kv.encoded_len();
+    let mut record_bytes = key_len(4) + encoded_len_varint(kv_bytes as u64) + kv_bytes;
+    if revision.main != 0 {
+        record_bytes += key_len(1) + encoded_len_varint(revision.main as u64);
+    }
+    if revision.sub != 0 {
+        record_bytes += key_len(2) + encoded_len_varint(revision.sub as u64);
+    }
+    if record.tombstone {
+        record_bytes += key_len(3) + 1;
+    }
+    (key_len(SNAPSHOT_RECORDS_FIELD) + encoded_len_varint(record_bytes as u64) + record_bytes) as u64
+}
+
 /// A snapshot that cannot be restored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreError {
@@ -42,16 +63,58 @@ impl Store {
     /// The whole state (history, leases, sessions, revisions, applied index) as
     /// deterministic bytes: equal states give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let records = self
-            .mvcc
-            .records()
-            .map(|(revision, record)| SnapshotRecord {
+        let length_bytes = self.snapshot_length_bytes();
+        let mut bytes = Vec::with_capacity(length_bytes as usize);
+        self.write_snapshot(&mut bytes).expect("writing to a Vec does not fail");
+        assert_eq!(bytes.len() as u64, length_bytes, "snapshot length computed ahead differs");
+        bytes
+    }
+
+    /// Length of [`Store::snapshot`]'s bytes, computed without serializing the history.
+    pub fn snapshot_length_bytes(&self) -> u64 {
+        let records_bytes: u64 =
+            self.mvcc.records().map(|(revision, record)| record_field_bytes(revision, record)).sum();
+        let (head, tail) = (self.snapshot_head(), self.snapshot_tail());
+        (head.encoded_len() + tail.encoded_len()) as u64 + records_bytes
+    }
+
+    /// Writes [`Store::snapshot`]'s bytes to `out`, one record at a time (no copy of the
+    /// whole history in memory). The message is written in field order in three parts
+    /// (fields 1–4, the records, the rest), which is exactly prost's encoding of the whole.
+    pub fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        const BUFFER_BYTES: usize = 64 << 10;
+        out.write_all(&self.snapshot_head().encode_to_vec())?;
+        let mut buffer = Vec::with_capacity(BUFFER_BYTES * 2);
+        for (revision, record) in self.mvcc.records() {
+            let record = SnapshotRecord {
                 main_revision: revision.main,
                 sub_revision: revision.sub,
                 tombstone: record.tombstone,
                 kv: Some(record.kv.clone()),
-            })
-            .collect();
+            };
+            proto::prost::encoding::message::encode(SNAPSHOT_RECORDS_FIELD, &record, &mut buffer);
+            if buffer.len() >= BUFFER_BYTES {
+                out.write_all(&buffer)?;
+                buffer.clear();
+            }
+        }
+        out.write_all(&buffer)?;
+        out.write_all(&self.snapshot_tail().encode_to_vec())
+    }
+
+    /// Fields 1–4 of the snapshot message.
+    fn snapshot_head(&self) -> StoreSnapshot {
+        StoreSnapshot {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            applied_index: self.applied_index,
+            current_revision: self.current_revision,
+            compact_revision: self.compact_revision,
+            ..StoreSnapshot::default()
+        }
+    }
+
+    /// The fields after the records (leases, sessions, members, auth).
+    fn snapshot_tail(&self) -> StoreSnapshot {
         let leases = self
             .leases
             .iter()
@@ -67,12 +130,7 @@ impl Store {
                 response: Some(session.response.clone()),
             })
             .collect();
-        let snapshot = StoreSnapshot {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            applied_index: self.applied_index,
-            current_revision: self.current_revision,
-            compact_revision: self.compact_revision,
-            records,
+        StoreSnapshot {
             leases,
             sessions,
             members: self.members.by_id.values().cloned().collect(),
@@ -81,8 +139,8 @@ impl Store {
             auth_revision: self.auth.revision,
             auth_users: self.auth.users.values().cloned().collect(),
             auth_roles: self.auth.roles.values().cloned().collect(),
-        };
-        snapshot.encode_to_vec()
+            ..StoreSnapshot::default()
+        }
     }
 
     /// Rebuilds a store from [`Store::snapshot`] bytes, with `config` (which must
@@ -229,6 +287,14 @@ impl raft::Snapshottable for Store {
 
     fn snapshot(&self) -> bytes::Bytes {
         bytes::Bytes::from(Store::snapshot(self))
+    }
+
+    fn snapshot_length_bytes(&self) -> u64 {
+        Store::snapshot_length_bytes(self)
+    }
+
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        Store::write_snapshot(self, out)
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {

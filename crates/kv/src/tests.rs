@@ -430,6 +430,10 @@ fn snapshot_round_trips() {
     harness.delete("a", "");
     harness.apply(Operation::Compaction(CompactionRequest { revision: 3, physical: true }));
     let bytes = harness.store.snapshot();
+    // Written in parts, the bytes are still prost's canonical encoding of the message.
+    let decoded = <proto::raftkvpb::StoreSnapshot as proto::prost::Message>::decode(bytes.as_slice()).expect("decodes");
+    assert!(decoded.records.len() >= 3 && !decoded.leases.is_empty() && !decoded.sessions.is_empty());
+    assert_eq!(proto::prost::Message::encode_to_vec(&decoded), bytes);
     let restored = Store::restore(Config::default(), &bytes).expect("restores");
     assert_eq!(restored.hash(), harness.store.hash());
     assert_eq!(restored.snapshot(), bytes);

@@ -18,6 +18,9 @@ use crate::types::Index;
 ///   afterwards `applied_index()` is the index the snapshot was taken at.
 /// - `restore` of bytes that `snapshot` did not produce fails with an error and leaves the
 ///   state unchanged.
+/// - `write_snapshot` writes exactly `snapshot_length_bytes()` bytes, the same bytes as
+///   `snapshot()` (the provided versions serialize once into memory; a large state machine
+///   overrides both to stream its snapshot into the file without a second copy in memory).
 pub trait Snapshottable {
     /// Index of the last entry applied.
     fn applied_index(&self) -> Index;
@@ -25,6 +28,14 @@ pub trait Snapshottable {
     fn snapshot(&self) -> Bytes;
     /// Replaces the state with a snapshot's.
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;
+    /// Length of [`Snapshottable::snapshot`]'s bytes.
+    fn snapshot_length_bytes(&self) -> u64 {
+        self.snapshot().len() as u64
+    }
+    /// Writes [`Snapshottable::snapshot`]'s bytes to `out`.
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.snapshot())
+    }
 }
 
 /// When to snapshot and compact the log: every `entries_max` applied entries or

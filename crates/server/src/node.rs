@@ -213,6 +213,7 @@ fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, Str
     }
     let store = kv::Store::restore(kv_config, &snapshot.data)
         .map_err(|error| format!("snapshot at index {} is unreadable: {error}", snapshot.meta.index))?;
+    wal.release_snapshot_data();
     if store.applied_index() != snapshot.meta.index {
         return Err(format!(
             "snapshot data is at index {} but its metadata says {}",

@@ -426,21 +426,27 @@ fn decode_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
 }
 
 /// Encodes a whole snapshot file: header, metadata, data, trailing checksum.
+#[cfg(test)]
 pub(crate) fn encode_snapshot_file(identity: FileIdentity, snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(snapshot.data.len() + 128);
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    put_u32(&mut out, FORMAT_VERSION);
-    put_u32(&mut out, 0);
-    put_u64(&mut out, identity.cluster_id);
-    put_u64(&mut out, identity.node_id);
-    put_u64(&mut out, snapshot.meta.index);
-    put_u64(&mut out, snapshot.meta.term);
-    encode_conf(&snapshot.meta.conf, &mut out);
-    put_u64(&mut out, snapshot.data.len() as u64);
-    out.extend_from_slice(&snapshot.data);
-    let checksum = crc32c::crc32c(&out);
-    put_u32(&mut out, checksum);
-    out
+    let header = snapshot_file_header(identity, &snapshot.meta, snapshot.data.len() as u64);
+    let checksum = crc32c::crc32c_append(crc32c::crc32c(&header), &snapshot.data);
+    [header.as_slice(), &snapshot.data, &checksum.to_le_bytes()].concat()
+}
+
+/// The header of a snapshot file whose data is `data_length_bytes` long. The file goes on
+/// with the data and ends with the CRC32C (little-endian) of header and data.
+pub(crate) fn snapshot_file_header(identity: FileIdentity, meta: &SnapshotMeta, data_length_bytes: u64) -> Vec<u8> {
+    let mut header = Vec::with_capacity(128);
+    header.extend_from_slice(&SNAPSHOT_MAGIC);
+    put_u32(&mut header, FORMAT_VERSION);
+    put_u32(&mut header, 0);
+    put_u64(&mut header, identity.cluster_id);
+    put_u64(&mut header, identity.node_id);
+    put_u64(&mut header, meta.index);
+    put_u64(&mut header, meta.term);
+    encode_conf(&meta.conf, &mut header);
+    put_u64(&mut header, data_length_bytes);
+    header
 }
 
 /// Decodes a snapshot file; checks magic, version and checksum (not the identity).

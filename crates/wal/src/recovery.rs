@@ -140,7 +140,7 @@ fn check_identity(path: &Path, found: FileIdentity, expected: FileIdentity) -> R
 }
 
 /// Loads and checks the snapshot file the log refers to (none for index 0).
-fn load_snapshot(
+pub(crate) fn load_snapshot(
     file_system: &dyn FileSystem,
     directory: &Path,
     identity: FileIdentity,
@@ -200,7 +200,7 @@ fn finish_open(
         directory,
         options,
         state,
-        snapshot_data,
+        snapshot_data: std::sync::Mutex::new(Some(snapshot_data)),
         segments,
         current_file: file,
         current_size_bytes: replay.valid_length_bytes as u64,

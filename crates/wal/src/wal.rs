@@ -115,7 +115,11 @@ pub struct Wal {
     pub(crate) directory: PathBuf,
     pub(crate) options: WalOptions,
     pub(crate) state: LogState,
-    pub(crate) snapshot_data: Bytes,
+    /// The current snapshot's data when it is in memory: loaded from its file on first use
+    /// (a follower to catch up; sent in chunks, so kept until the next snapshot) and
+    /// dropped when a new snapshot is written, so a node does not hold a second copy of its
+    /// state machine between snapshots. `None`: read it from the file when asked.
+    pub(crate) snapshot_data: std::sync::Mutex<Option<Bytes>>,
     pub(crate) segments: VecDeque<SegmentInfo>,
     pub(crate) current_file: Box<dyn WalFile>,
     pub(crate) current_size_bytes: u64,
@@ -147,7 +151,7 @@ impl Wal {
             directory,
             options,
             state: LogState::new(conf),
-            snapshot_data: Bytes::new(),
+            snapshot_data: std::sync::Mutex::new(None),
             segments: VecDeque::new(),
             current_file: Box::new(NoFile),
             current_size_bytes: 0,
@@ -247,6 +251,30 @@ impl Wal {
     /// snapshot (as `raft::MemoryStorage::compact`). Segments wholly covered are deleted.
     /// An `index` not above the current snapshot is ignored.
     pub fn compact(&mut self, index: Index, conf: ConfState, snapshot_data: Bytes) -> Result<(), WalError> {
+        self.compact_with(index, conf, snapshot_data.len() as u64, &mut |out| out.write_all(&snapshot_data))
+    }
+
+    /// As [`Wal::compact`], with the snapshot written by `state_machine` straight into the
+    /// snapshot file ([`raft::Snapshottable::write_snapshot`]), so the serialized state is
+    /// never held in memory as a whole.
+    pub fn compact_from(
+        &mut self,
+        index: Index,
+        conf: ConfState,
+        state_machine: &dyn raft::Snapshottable,
+    ) -> Result<(), WalError> {
+        assert_eq!(state_machine.applied_index(), index, "the state machine is at the snapshot index");
+        let length_bytes = state_machine.snapshot_length_bytes();
+        self.compact_with(index, conf, length_bytes, &mut |out| state_machine.write_snapshot(out))
+    }
+
+    fn compact_with(
+        &mut self,
+        index: Index,
+        conf: ConfState,
+        data_length_bytes: u64,
+        write_data: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), WalError> {
         self.check_usable()?;
         if index <= self.state.snapshot_meta.index {
             return Ok(());
@@ -259,8 +287,11 @@ impl Wal {
         }
         let term = self.state.term(index).expect("index is in range");
         let marker = SnapshotMarker { index, term, conf: conf.clone(), keep_suffix: true };
-        let snapshot = Snapshot { meta: SnapshotMeta { index, term, conf }, data: snapshot_data };
-        self.execute(WritePlan { snapshot: Some(snapshot), marker: Some(marker), ..WritePlan::default() })?;
+        let meta = SnapshotMeta { index, term, conf };
+        self.store_snapshot_file(&meta, data_length_bytes, write_data)?;
+        self.execute(WritePlan { marker: Some(marker), ..WritePlan::default() })?;
+        self.snapshot_file_replaced();
+        assert_eq!(self.state.snapshot_meta.index, index, "the marker moved the snapshot");
         self.sync()
     }
 
@@ -297,6 +328,12 @@ impl Wal {
     /// opened (0 if none).
     pub fn torn_bytes_truncated(&self) -> u64 {
         self.torn_bytes_truncated
+    }
+
+    /// Drops the in-memory copy of the current snapshot's data (it stays in its file and is
+    /// read back when needed). Call after restoring the state machine from it at start-up.
+    pub fn release_snapshot_data(&self) {
+        *self.snapshot_data.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// True after a failed write: the WAL must be reopened.
@@ -366,7 +403,8 @@ impl Wal {
     /// Writes a validated plan: snapshot file first, then the record(s).
     fn execute(&mut self, plan: WritePlan<'_>) -> Result<(), WalError> {
         if let Some(snapshot) = &plan.snapshot {
-            self.store_snapshot_file(snapshot)?;
+            let data = &snapshot.data;
+            self.store_snapshot_file(&snapshot.meta, data.len() as u64, &mut |out| out.write_all(data))?;
         }
         let fixed_size_bytes = 256
             + plan.marker.as_ref().map_or(0, |marker| conf_size_bytes(&marker.conf))
@@ -385,11 +423,17 @@ impl Wal {
             };
             self.write_record(&parts)?;
         }
-        if let Some(snapshot) = plan.snapshot {
-            self.snapshot_data = snapshot.data;
-            self.cleanup_pending = true;
+        if plan.snapshot.is_some() {
+            self.snapshot_file_replaced();
         }
         Ok(())
+    }
+
+    /// A new snapshot file is current: older files go at the next sync, and the data is
+    /// read back from the file if a follower needs it.
+    fn snapshot_file_replaced(&mut self) {
+        *self.snapshot_data.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.cleanup_pending = true;
     }
 
     /// Encodes one record, rolls the segment if it would overflow, writes and applies it.
@@ -441,7 +485,7 @@ impl Wal {
         };
         codec::encode_frame(&mut bytes, |out| codec::encode_record(&preamble, out));
         let final_path = self.directory.join(names::segment_file_name(sequence));
-        let file = self.write_file_atomically(&final_path, &bytes)?;
+        let file = self.write_file_atomically(&final_path, &mut |file| file.write_all(&bytes))?;
         self.current_file = file;
         self.current_size_bytes = bytes.len() as u64;
         self.current_has_records = false;
@@ -450,14 +494,18 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes `bytes` to a temporary file, syncs it, renames it to `final_path` and
+    /// Writes a temporary file with `write`, syncs it, renames it to `final_path` and
     /// syncs the directory. Returns the open file (positioned at its end).
-    fn write_file_atomically(&mut self, final_path: &Path, bytes: &[u8]) -> Result<Box<dyn WalFile>, WalError> {
+    fn write_file_atomically(
+        &mut self,
+        final_path: &Path,
+        write: &mut dyn FnMut(&mut dyn WalFile) -> std::io::Result<()>,
+    ) -> Result<Box<dyn WalFile>, WalError> {
         let file_system = self.options.file_system.clone();
         let temporary_path = names::temporary_path(final_path);
         let created = file_system.create_file(&temporary_path);
         let mut file = self.check_io(created, &temporary_path)?;
-        let written = file.write_all(bytes);
+        let written = write(&mut *file);
         self.check_io(written, &temporary_path)?;
         let synced = file.sync_data();
         self.check_io(synced, &temporary_path)?;
@@ -468,10 +516,30 @@ impl Wal {
         Ok(file)
     }
 
-    fn store_snapshot_file(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
-        let bytes = codec::encode_snapshot_file(self.identity(), snapshot);
-        let path = self.directory.join(names::snapshot_file_name(snapshot.meta.index, snapshot.meta.term));
-        self.write_file_atomically(&path, &bytes)?;
+    /// Writes the snapshot file for `meta`: header, the `data_length_bytes` bytes that
+    /// `write_data` produces (streamed in large writes), checksum.
+    fn store_snapshot_file(
+        &mut self,
+        meta: &SnapshotMeta,
+        data_length_bytes: u64,
+        write_data: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), WalError> {
+        let header = codec::snapshot_file_header(self.identity(), meta, data_length_bytes);
+        let path = self.directory.join(names::snapshot_file_name(meta.index, meta.term));
+        self.write_file_atomically(&path, &mut |file| {
+            let mut out = ChecksummingWriter::new(file);
+            std::io::Write::write_all(&mut out, &header)?;
+            write_data(&mut out)?;
+            let checksum = out.finish()?;
+            let data_written_bytes = out.written_bytes - header.len() as u64;
+            if data_written_bytes != data_length_bytes {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("snapshot data is {data_written_bytes} bytes, announced {data_length_bytes}"),
+                ));
+            }
+            file.write_all(&checksum.to_le_bytes())
+        })?;
         Ok(())
     }
 
@@ -609,6 +677,69 @@ impl Storage for Wal {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        Ok(Snapshot { meta: self.state.snapshot_meta.clone(), data: self.snapshot_data.clone() })
+        let mut cached = self.snapshot_data.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let data = match &*cached {
+            Some(data) => data.clone(),
+            None => {
+                let data = crate::recovery::load_snapshot(
+                    &*self.options.file_system,
+                    &self.directory,
+                    self.identity(),
+                    &self.state,
+                )
+                .map_err(|error| StorageError::Other(error.to_string()))?;
+                cached.insert(data).clone()
+            }
+        };
+        assert!(self.state.snapshot_meta.index > 0 || data.is_empty(), "snapshot data without a snapshot");
+        Ok(Snapshot { meta: self.state.snapshot_meta.clone(), data })
+    }
+}
+
+/// Forwards bytes to a [`WalFile`] in writes of about [`ChecksummingWriter::WRITE_BYTES`],
+/// keeping their CRC32C and count.
+struct ChecksummingWriter<'a> {
+    file: &'a mut dyn WalFile,
+    buffer: Vec<u8>,
+    checksum: u32,
+    written_bytes: u64,
+}
+
+impl<'a> ChecksummingWriter<'a> {
+    const WRITE_BYTES: usize = 1 << 20;
+
+    fn new(file: &'a mut dyn WalFile) -> ChecksummingWriter<'a> {
+        ChecksummingWriter { file, buffer: Vec::with_capacity(Self::WRITE_BYTES), checksum: 0, written_bytes: 0 }
+    }
+
+    /// Writes what is buffered; returns the checksum of everything written.
+    fn finish(&mut self) -> std::io::Result<u32> {
+        std::io::Write::flush(self)?;
+        Ok(self.checksum)
+    }
+}
+
+impl std::io::Write for ChecksummingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.checksum = crc32c::crc32c_append(self.checksum, bytes);
+        self.written_bytes += bytes.len() as u64;
+        if bytes.len() >= Self::WRITE_BYTES {
+            self.flush()?;
+            self.file.write_all(bytes)?;
+            return Ok(bytes.len());
+        }
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= Self::WRITE_BYTES {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.file.write_all(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
     }
 }

@@ -166,6 +166,93 @@ fn damaged_snapshot_file_is_refused() {
 }
 
 #[test]
+fn snapshot_data_is_read_back_from_its_file_not_kept_in_memory() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(2048), ConfState::default()).unwrap();
+    wal.write(&batch(entries(1, 1, 10), 10)).unwrap();
+    wal.compact(8, ConfState::default(), Bytes::from_static(b"state at 8")).unwrap();
+    let snapshot_path = files_with_suffix(directory.path(), ".snap").pop().expect("a snapshot file");
+    let mut content = std::fs::read(&snapshot_path).unwrap();
+    let read_back = wal.snapshot().expect("read from the file");
+    assert_eq!((read_back.meta.index, &read_back.data[..]), (8, &b"state at 8"[..]));
+    // Once read, it is cached (chunks of one transfer): damage now goes unnoticed.
+    content[40] ^= 0x01;
+    std::fs::write(&snapshot_path, &content).unwrap();
+    assert_eq!(&wal.snapshot().expect("cached").data[..], b"state at 8");
+    // After release (as the server does at start-up), it is read again and checked.
+    wal.release_snapshot_data();
+    let error = wal.snapshot().unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+    content[40] ^= 0x01;
+    std::fs::write(&snapshot_path, &content).unwrap();
+    assert_eq!(&wal.snapshot().expect("repaired").data[..], b"state at 8");
+    // A newer snapshot replaces the cached one.
+    wal.compact(10, ConfState::default(), Bytes::from_static(b"state at 10")).unwrap();
+    assert_eq!(&wal.snapshot().expect("the new one").data[..], b"state at 10");
+}
+
+/// A state machine whose snapshot is `data`, written in pieces of every size (or
+/// `short_by` bytes shorter than announced).
+struct Streamed {
+    index: u64,
+    data: Vec<u8>,
+    short_by: usize,
+}
+
+impl raft::Snapshottable for Streamed {
+    fn applied_index(&self) -> u64 {
+        self.index
+    }
+    fn snapshot(&self) -> Bytes {
+        Bytes::from(self.data.clone())
+    }
+    fn restore(&mut self, _: &[u8]) -> Result<(), String> {
+        Err("not used".into())
+    }
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let data = &self.data[..self.data.len() - self.short_by];
+        let (small, large) = data.split_at(data.len() / 3);
+        for byte in small.chunks(7) {
+            out.write_all(byte)?;
+        }
+        out.write_all(large)
+    }
+}
+
+#[test]
+fn streamed_snapshot_writes_the_same_file_and_a_short_one_is_refused() {
+    let data: Vec<u8> = (0..3_000_000u32).map(|value| (value * 7 % 251) as u8).collect();
+    let directories = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for (position, directory) in directories.iter().enumerate() {
+        let mut wal = Wal::create(directory.path(), options(1 << 20), ConfState::default()).unwrap();
+        wal.write(&batch(entries(1, 1, 10), 10)).unwrap();
+        if position == 0 {
+            wal.compact(9, ConfState::default(), Bytes::from(data.clone())).unwrap();
+        } else {
+            let state_machine = Streamed { index: 9, data: data.clone(), short_by: 0 };
+            wal.compact_from(9, ConfState::default(), &state_machine).unwrap();
+        }
+    }
+    let files: Vec<Vec<u8>> = directories
+        .iter()
+        .map(|directory| std::fs::read(files_with_suffix(directory.path(), ".snap").pop().unwrap()).unwrap())
+        .collect();
+    assert!(files[0] == files[1], "streamed and in-memory snapshot files differ");
+    let reopened = Wal::open(directories[1].path(), options(1 << 20)).unwrap();
+    assert_eq!(reopened.snapshot().unwrap().data, data);
+
+    let directory = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(directory.path(), options(1 << 20), ConfState::default()).unwrap();
+    wal.write(&batch(entries(1, 1, 10), 10)).unwrap();
+    let short = Streamed { index: 9, data: data.clone(), short_by: 1 };
+    let error = wal.compact_from(9, ConfState::default(), &short).unwrap_err();
+    assert!(error.to_string().contains("announced"), "{error}");
+    let reopened = Wal::open(directory.path(), options(1 << 20)).unwrap();
+    assert_eq!(reopened.snapshot().unwrap().meta.index, 0, "no snapshot was recorded");
+    assert_eq!(reopened.last_index(), 10, "nothing lost");
+}
+
+#[test]
 fn wrong_cluster_or_node_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     build_log(directory.path());
