@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
     /// Number of applied entries between snapshots (log compaction).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Applied entry bytes between snapshots (whichever of this and --snapshot-count comes first).
     #[arg(long, default_value_t = 64 << 20)]
