@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, ServerKind, WAIT_MAX};
+use common::{etcdctl_program, parse_member_add, run_bounded, Cluster, CommandOutput, ServerKind, WAIT_MAX};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 
 /// Runs `etcdctl --endpoints=<endpoints> <arguments>`. A request refused with "no leader"
@@ -131,22 +131,6 @@ async fn wait_for_writes(writer: &Writer, more: usize) {
         assert!(Instant::now() < deadline, "the writer made no progress: {} of {target}", writer.acknowledged_count());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// `member add` output: the new member's id and the `ETCD_INITIAL_CLUSTER` to start it with.
-fn parse_member_add(output: &str) -> (u64, String) {
-    let id = output
-        .split_whitespace()
-        .skip_while(|word| *word != "Member")
-        .nth(1)
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-        .unwrap_or_else(|| panic!("no member id in: {output}"));
-    let initial_cluster = output
-        .lines()
-        .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER="))
-        .map(|value| value.trim_matches('"').to_string())
-        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in: {output}"));
-    (id, initial_cluster)
 }
 
 /// `etcdctl member add <name>` (learner or voter) on the running members, then starts the

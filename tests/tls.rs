@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_program, run_bounded, ClientTls, Cluster, CommandOutput, ServerKind, WAIT_MAX};
+use common::{etcdctl_program, parse_member_add, run_bounded, ClientTls, Cluster, CommandOutput, ServerKind, WAIT_MAX};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 /// A certificate authority that signs test certificates.
@@ -118,6 +118,20 @@ async fn etcdctl(endpoint: &str, tls: &[String], arguments: &[&str]) -> CommandO
     run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await
 }
 
+/// As [`etcdctl`], sent again (at most 5 times) while refused with "no leader": nothing was
+/// done, an election is under way (the machine may be loaded).
+async fn etcdctl_with_leader(endpoint: &str, tls: &[String], arguments: &[&str]) -> CommandOutput {
+    let mut output = etcdctl(endpoint, tls, arguments).await;
+    for _ in 0..5 {
+        if output.code == 0 || !output.stderr.contains("etcdserver: no leader") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        output = etcdctl(endpoint, tls, arguments).await;
+    }
+    output
+}
+
 async fn start_tls_cluster(files: &Files) -> Cluster {
     let flags = files.member_flags("server");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -165,6 +179,41 @@ async fn tls_cluster_serves_etcdctl_and_refuses_bad_clients() {
     assert_eq!(output.code, 0, "{output:?}");
     assert_eq!(output.stdout, "", "no refused client wrote anything");
     assert!(cluster.log(0).contains("client TLS handshake failed"), "refusals are logged{}", cluster.logs());
+}
+
+/// A member joins a TLS cluster: `etcdctl member add` over TLS, then the new member starts
+/// with https:// peer URLs and an empty data dir, asks the others for the cluster
+/// (`GET /members` over mutual TLS), catches up and serves what they hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joins_a_tls_cluster_over_https_peer_urls() {
+    let files = Files::new();
+    let mut cluster = start_tls_cluster(&files).await;
+    let good = files.client("ca.pem", "client").etcdctl_arguments();
+    let endpoints = cluster.client_urls().join(",");
+    let put = etcdctl_with_leader(&endpoints, &good, &["put", "before-join", "1"]).await;
+    assert_eq!(put.stdout.trim(), "OK", "{put:?}");
+    let index = cluster.add_node("n3");
+    assert!(cluster.nodes[index].peer_url.starts_with("https://"));
+    let peer_urls = format!("--peer-urls={}", cluster.nodes[index].peer_url);
+    let added = etcdctl_with_leader(&endpoints, &good, &["member", "add", "n3", &peer_urls]).await;
+    assert_eq!(added.code, 0, "member add over TLS: {added:?}");
+    let (id, initial_cluster) = parse_member_add(&added.stdout);
+    cluster.start_joining(index, &initial_cluster);
+    let url = cluster.nodes[index].client_url.clone();
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let read = etcdctl(&url, &good, &["get", "before-join", "--consistency=s"]).await;
+        if read.stdout == "before-join\n1\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the joined member never served the key: {read:?}{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let put = etcdctl_with_leader(&url, &good, &["put", "after-join", "2"]).await;
+    assert_eq!(put.stdout.trim(), "OK", "a write through the joined member: {put:?}{}", cluster.logs());
+    let listed = etcdctl(&url, &good, &["member", "list"]).await;
+    assert_eq!(listed.stdout.lines().count(), 4, "{listed:?}");
+    assert!(listed.stdout.contains(&format!("{id:x}, started, n3, {}", cluster.nodes[index].peer_url)), "{listed:?}");
 }
 
 /// (leader, term) a member reports, through etcdctl's `endpoint status`.

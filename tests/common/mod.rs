@@ -242,10 +242,11 @@ impl Cluster {
 
     /// A new member's URLs and data directory (not started): its index.
     pub fn add_node(&mut self, name: &str) -> usize {
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
         self.nodes.push(Node {
             name: name.to_string(),
-            client_url: format!("http://127.0.0.1:{}", free_port()),
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+            peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
             data_dir: self.directory.path().join(format!("{name}.data")),
             log_path: self.directory.path().join(format!("{name}.log")),
             child: None,
@@ -465,4 +466,20 @@ pub async fn run_bounded(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `member add` output: the new member's id and the `ETCD_INITIAL_CLUSTER` to start it with.
+pub fn parse_member_add(output: &str) -> (u64, String) {
+    let id = output
+        .split_whitespace()
+        .skip_while(|word| *word != "Member")
+        .nth(1)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| panic!("no member id in: {output}"));
+    let initial_cluster = output
+        .lines()
+        .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER="))
+        .map(|value| value.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in: {output}"));
+    (id, initial_cluster)
 }
