@@ -252,14 +252,14 @@ async fn a_token_from_one_member_works_on_every_member() {
         for other in &urls {
             let mut kv = KvClient::connect(other.clone()).await.expect("kv client");
             let put = PutRequest {
-                key: b"k".to_vec(),
+                key: b"k".to_vec().into(),
                 value: format!("from token of member {index}").into(),
                 ..Default::default()
             };
             kv.put(with_token(put, &token))
                 .await
                 .unwrap_or_else(|status| panic!("token of {url} on {other}: {status:?}"));
-            let denied = PutRequest { key: b"other".to_vec(), ..Default::default() };
+            let denied = PutRequest { key: b"other".to_vec().into(), ..Default::default() };
             let status = kv.put(with_token(denied, &token)).await.expect_err("no permission on other");
             assert_eq!((status.code(), status.message()), (tonic::Code::PermissionDenied, DENIED));
         }

@@ -15,7 +15,11 @@ async fn kv_client(url: &str) -> KvClient<Channel> {
 }
 
 fn put_with_id(key: &str, value: &str, request_id: &str) -> tonic::Request<PutRequest> {
-    let mut request = tonic::Request::new(PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() });
+    let mut request = tonic::Request::new(PutRequest {
+        key: key.to_owned().into(),
+        value: value.to_owned().into(),
+        ..PutRequest::default()
+    });
     request.metadata_mut().insert("x-raftkv-request-id", request_id.parse().expect("ascii metadata"));
     request
 }

@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .generate_default_stubs(true)
         .bytes(".raftkvpeer")
+        // Keys and values are shared, not copied, between the request, the log entry
+        // it was decoded from, the store's history and watch events.
+        .bytes(".mvccpb.KeyValue")
+        .bytes(".etcdserverpb.PutRequest")
         .compile_fds(descriptors)?;
     Ok(())
 }

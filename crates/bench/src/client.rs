@@ -59,7 +59,7 @@ pub struct Worker {
     write_key_count: u64,
     read_key_count: u64,
     read_percent: u8,
-    value: Vec<u8>,
+    value: proto::prost::bytes::Bytes,
 }
 
 /// Parameters shared by every worker of a run.
@@ -90,7 +90,7 @@ impl Worker {
             write_key_count: settings.write_key_count.max(1),
             read_key_count: settings.read_key_count.max(1),
             read_percent: settings.read_percent,
-            value: settings.value.clone(),
+            value: settings.value.clone().into(),
         }
     }
 
@@ -117,7 +117,7 @@ impl Worker {
 
     async fn put(&mut self) -> Result<()> {
         let key = self.choose_key(self.write_key_count);
-        let request = PutRequest { key, value: self.value.clone(), ..Default::default() };
+        let request = PutRequest { key: key.into(), value: self.value.clone(), ..Default::default() };
         self.kv.put(request).await.map_err(status_error)?;
         Ok(())
     }
@@ -158,7 +158,7 @@ fn swap_request(key: &[u8], value: &[u8], expected_revision: i64) -> TxnRequest 
         target_union: Some(TargetUnion::ModRevision(expected_revision)),
         ..Default::default()
     };
-    let put = PutRequest { key: key.to_vec(), value: value.to_vec(), ..Default::default() };
+    let put = PutRequest { key: key.to_vec().into(), value: value.to_vec().into(), ..Default::default() };
     let read = RangeRequest { key: key.to_vec(), ..Default::default() };
     TxnRequest {
         compare: vec![compare],
@@ -179,8 +179,11 @@ fn failed_swap_revision(response: &TxnResponse) -> Result<i64> {
 pub fn batch_put_request(indexes: std::ops::Range<u64>, key_size_bytes: usize, value: &[u8]) -> TxnRequest {
     let success = indexes
         .map(|index| {
-            let put =
-                PutRequest { key: encode_key(index, key_size_bytes), value: value.to_vec(), ..Default::default() };
+            let put = PutRequest {
+                key: encode_key(index, key_size_bytes).into(),
+                value: value.to_vec().into(),
+                ..Default::default()
+            };
             RequestOp { request: Some(Request::RequestPut(put)) }
         })
         .collect();
@@ -218,7 +221,7 @@ mod tests {
             .success
             .iter()
             .map(|operation| match &operation.request {
-                Some(Request::RequestPut(put)) => put.key.clone(),
+                Some(Request::RequestPut(put)) => put.key.to_vec(),
                 other => panic!("unexpected {other:?}"),
             })
             .collect();

@@ -77,12 +77,12 @@ pub async fn get(
     let request = RangeRequest { key: key.to_vec(), revision, serializable, ..RangeRequest::default() };
     let response = within(deadline, KvClient::new(channel.clone()).range(request)).await?;
     let revision = response.header.map_or(0, |header| header.revision);
-    Ok((response.kvs.into_iter().next().map(|pair| pair.value), revision))
+    Ok((response.kvs.into_iter().next().map(|pair| pair.value.to_vec()), revision))
 }
 
 /// Puts `value` under `key`; returns the revision the put created.
 pub async fn put(channel: &Channel, key: &[u8], value: &[u8], deadline: Duration) -> Result<i64, RequestError> {
-    let request = PutRequest { key: key.to_vec(), value: value.to_vec(), ..PutRequest::default() };
+    let request = PutRequest { key: key.to_vec().into(), value: value.to_vec().into(), ..PutRequest::default() };
     let response = within(deadline, KvClient::new(channel.clone()).put(request)).await?;
     Ok(response.header.map_or(0, |header| header.revision))
 }
@@ -103,7 +103,7 @@ pub async fn compare_and_set(
         target_union: Some(compare::TargetUnion::Value(expected.to_vec())),
         ..Compare::default()
     };
-    let put = PutRequest { key: key.to_vec(), value: new.to_vec(), ..PutRequest::default() };
+    let put = PutRequest { key: key.to_vec().into(), value: new.to_vec().into(), ..PutRequest::default() };
     let request = TxnRequest {
         compare: vec![comparison],
         success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put)) }],

@@ -655,7 +655,11 @@ mod tests {
     }
 
     fn put(key: &str) -> Operation {
-        Operation::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })
+        Operation::Put(PutRequest {
+            key: key.to_owned().into_bytes().into(),
+            value: b"v".to_vec().into(),
+            ..Default::default()
+        })
     }
 
     fn store_with(permissions: &[(&[u8], &[u8], PermissionType)]) -> AuthStore {

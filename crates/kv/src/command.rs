@@ -145,8 +145,30 @@ impl Command {
         bytes
     }
 
+    /// [`Command::encode`] after `prefix_bytes` zero bytes, in one buffer of exactly that
+    /// size: the caller fills in the prefix (the server's proposal token) and the buffer
+    /// becomes the log entry's data without another copy.
+    pub fn encode_after_prefix(&self, prefix_bytes: usize) -> bytes::BytesMut {
+        let message = self.to_message();
+        let length_bytes = prefix_bytes + message.encoded_len();
+        let mut buffer = bytes::BytesMut::with_capacity(length_bytes);
+        buffer.resize(prefix_bytes, 0);
+        message.encode(&mut buffer).expect("the buffer was sized for the message");
+        assert_eq!(buffer.len(), length_bytes, "encoded_len is exact");
+        assert!(buffer.len() > prefix_bytes, "a command always has an operation");
+        buffer
+    }
+
     /// Parses bytes written by [`Command::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        let message = InternalRequest::decode(bytes).map_err(|error| DecodeError::Malformed(error.to_string()))?;
+        Command::from_message(message)
+    }
+
+    /// [`Command::decode`] from a log entry's shared buffer: the keys and values of puts
+    /// are slices of `bytes`, not copies, so the store's history, watch events and the
+    /// log share one copy of each value.
+    pub fn decode_shared(bytes: bytes::Bytes) -> Result<Command, DecodeError> {
         let message = InternalRequest::decode(bytes).map_err(|error| DecodeError::Malformed(error.to_string()))?;
         Command::from_message(message)
     }
@@ -225,11 +247,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decode_shared_keeps_values_in_the_entry_buffer() {
+        let put = PutRequest { key: b"key".to_vec().into(), value: vec![7; 256].into(), ..PutRequest::default() };
+        let entry = bytes::Bytes::from(Command::new(Operation::Put(put)).encode());
+        let Ok(Command { operation: Operation::Put(decoded), .. }) = Command::decode_shared(entry.clone()) else {
+            panic!("a put decodes as a put");
+        };
+        assert_eq!(decoded.value, vec![7; 256]);
+        assert!(
+            entry.as_ptr_range().contains(&decoded.value.as_ptr()),
+            "the value is a slice of the entry, not a copy"
+        );
+        assert!(entry.as_ptr_range().contains(&decoded.key.as_ptr()), "so is the key");
+    }
+
+    #[test]
     fn command_round_trips() {
-        let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..PutRequest::default() };
+        let put = PutRequest { key: b"k".to_vec().into(), value: b"v".to_vec().into(), ..PutRequest::default() };
         let command = Command::with_request_id(Operation::Put(put), 7, 3);
         let bytes = command.encode();
         assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+        assert_eq!(Command::decode_shared(bytes::Bytes::from(bytes.clone())), Ok(command.clone()));
+        let prefixed = command.encode_after_prefix(8);
+        assert_eq!((&prefixed[..8], &prefixed[8..]), (&[0u8; 8][..], &bytes[..]));
         assert_eq!(bytes, command.encode(), "encoding is deterministic");
         assert_eq!(Command::decode(&[]), Err(DecodeError::MissingOperation));
         assert!(matches!(Command::decode(&[0xff]), Err(DecodeError::Malformed(_))));

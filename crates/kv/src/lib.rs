@@ -55,14 +55,15 @@
 //! use proto::etcdserverpb::{PutRequest, RangeRequest};
 //!
 //! let mut store = Store::default();
-//! let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() };
+//! let put = PutRequest { key: b"k".to_vec().into(), value: b"v".to_vec().into(), ..Default::default() };
 //! let command = Command::with_request_id(Operation::Put(put), 42, 1);
-//! let entry_bytes = command.encode(); // goes into the Raft log
-//! let applied = store.apply(1, &Command::decode(&entry_bytes).unwrap());
+//! let entry_bytes = bytes::Bytes::from(command.encode()); // goes into the Raft log
+//! // Decoded sharing the entry's buffer: the stored value is a slice of it, not a copy.
+//! let applied = store.apply(1, &Command::decode_shared(entry_bytes).unwrap());
 //! assert_eq!(applied.revision, 2);
 //! assert!(matches!(applied.result, Ok(Response::Put(_))));
 //! let read = store.range(&RangeRequest { key: b"k".to_vec(), ..Default::default() }).unwrap();
-//! assert_eq!(read.kvs[0].value, b"v");
+//! assert_eq!(read.kvs[0].value, &b"v"[..]);
 //! ```
 
 #![deny(missing_docs)]

@@ -26,11 +26,19 @@ pub(crate) struct Record {
     pub tombstone: bool,
 }
 
+/// A key in the key index: keys up to [`INLINE_KEY_BYTES`] live inside the B-tree node
+/// itself, so a lookup compares keys without following a pointer per comparison (with
+/// heap-allocated keys, those cache misses were most of a put's time in the store).
+pub(crate) type IndexKey = smallvec::SmallVec<[u8; INLINE_KEY_BYTES]>;
+
+/// Keys of at most this many bytes are stored inline in the key index.
+pub(crate) const INLINE_KEY_BYTES: usize = 24;
+
 /// All kept revisions of all keys.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Mvcc {
     records: BTreeMap<Revision, Record>,
-    key_index: BTreeMap<Vec<u8>, Vec<Revision>>,
+    key_index: BTreeMap<IndexKey, Vec<Revision>>,
 }
 
 impl Mvcc {
@@ -56,9 +64,17 @@ impl Mvcc {
 
     /// Stores a new version of `kv.key` at `revision`.
     pub fn insert(&mut self, revision: Revision, kv: KeyValue, tombstone: bool) {
-        let revisions = self.key_index.entry(kv.key.clone()).or_default();
-        assert!(revisions.last().is_none_or(|last| *last < revision), "revisions of a key only grow");
-        revisions.push(revision);
+        // The index owns a copy of the key (not a slice of the log entry the key was
+        // decoded from), made only when the key is new.
+        match self.key_index.get_mut(kv.key.as_ref()) {
+            Some(revisions) => {
+                assert!(revisions.last().is_none_or(|last| *last < revision), "revisions of a key only grow");
+                revisions.push(revision);
+            }
+            None => {
+                self.key_index.insert(IndexKey::from_slice(&kv.key), vec![revision]);
+            }
+        }
         let previous = self.records.insert(revision, Record { kv, tombstone });
         assert!(previous.is_none(), "a revision is written once");
     }

@@ -254,7 +254,7 @@ fn restore_records(snapshot: &StoreSnapshot, leases: &mut Leases) -> Result<Mvcc
         .records()
         .filter_map(|(_, record)| mvcc.get_at(&record.kv.key, i64::MAX))
         .filter(|kv| kv.lease != 0)
-        .map(|kv| (kv.key.clone(), kv.lease))
+        .map(|kv| (kv.key.to_vec(), kv.lease))
         .collect();
     for (key, lease) in keys {
         if !leases.contains(lease) {

@@ -341,7 +341,7 @@ impl Store {
 }
 
 /// The value and lease a put stores, honouring `ignore_value` / `ignore_lease`.
-pub(crate) fn resolve_put(request: &PutRequest, existing: Option<&KeyValue>) -> Result<(Vec<u8>, i64), Error> {
+pub(crate) fn resolve_put(request: &PutRequest, existing: Option<&KeyValue>) -> Result<(bytes::Bytes, i64), Error> {
     if (request.ignore_value || request.ignore_lease) && existing.is_none() {
         return Err(Error::KeyNotFound);
     }

@@ -72,7 +72,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn put_request(key: &str, value: &str) -> PutRequest {
-    PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() }
+    PutRequest { key: key.to_owned().into(), value: value.to_owned().into(), ..PutRequest::default() }
 }
 
 fn range_request(key: &str, range_end: &str) -> RangeRequest {
@@ -143,7 +143,7 @@ fn txn_writes_share_one_revision() {
     let Some(response_op::Response::ResponseRange(read)) = &response.responses[2].response else {
         panic!("third answer is a range");
     };
-    assert_eq!(read.kvs[0].value, b"1", "a txn reads its own writes");
+    assert_eq!(read.kvs[0].value, &b"1"[..], "a txn reads its own writes");
     assert_eq!(harness.get("b").map(|kv| kv.mod_revision), Some(2));
     let history = harness.store.history(2, 10).expect("kept");
     assert_eq!(history.events.len(), 2);
@@ -213,7 +213,7 @@ fn historical_reads_and_compaction() {
     harness.put("other", "x");
     let mut at = range_request("k", "");
     at.revision = 2;
-    assert_eq!(harness.store.range(&at).expect("kept").kvs[0].value, b"v2");
+    assert_eq!(harness.store.range(&at).expect("kept").kvs[0].value, &b"v2"[..]);
     at.revision = 4;
     assert!(harness.store.range(&at).expect("kept").kvs.is_empty());
     at.revision = 6;
@@ -226,7 +226,7 @@ fn historical_reads_and_compaction() {
     at.revision = 2;
     assert_eq!(harness.store.range(&at), Err(Error::Compacted));
     at.revision = 3;
-    assert_eq!(harness.store.range(&at).expect("kept").kvs[0].value, b"v3");
+    assert_eq!(harness.store.range(&at).expect("kept").kvs[0].value, &b"v3"[..]);
     assert_eq!(harness.store.history(2, 10), Err(Error::Compacted));
     assert!(harness.apply(compact(5)).result.is_ok());
     assert_eq!(harness.store.record_count(), 1, "only the newest live version is left");
@@ -246,9 +246,9 @@ fn put_options() {
     let Ok(Response::Put(response)) = harness.apply(Operation::Put(request.clone())).result else {
         panic!("put applies");
     };
-    assert_eq!(response.prev_kv.map(|kv| kv.value), Some(b"v".to_vec()));
-    assert_eq!(harness.get("k").map(|kv| kv.value), Some(b"v".to_vec()));
-    request.value = b"x".to_vec();
+    assert_eq!(response.prev_kv.map(|kv| kv.value.to_vec()), Some(b"v".to_vec()));
+    assert_eq!(harness.get("k").map(|kv| kv.value.to_vec()), Some(b"v".to_vec()));
+    request.value = b"x".to_vec().into();
     let provided = harness.apply(Operation::Put(request)).result;
     assert_eq!(provided, Err(Error::ValueProvided));
     let empty = harness.apply(Operation::Put(put_request("", "v"))).result;
@@ -308,7 +308,7 @@ fn txn_branches_and_nesting() {
     assert!(!response.succeeded);
     assert_eq!(response.responses.len(), 2);
     // Nested compares see the state before the transaction, as in etcd.
-    assert_eq!(harness.get("inner").map(|kv| kv.value), Some(b"yes".to_vec()));
+    assert_eq!(harness.get("inner").map(|kv| kv.value.to_vec()), Some(b"yes".to_vec()));
     assert_eq!(harness.get("k").map(|kv| kv.mod_revision), Some(3));
     assert!(harness.get("outer").is_none());
 }
@@ -411,7 +411,7 @@ fn history_carries_previous_values() {
     let history = harness.store.history(3, 1).expect("kept");
     assert_eq!(history.events.len(), 1);
     assert_eq!(history.next_revision, 4);
-    let previous = history.events[0].prev_kv.as_ref().map(|kv| kv.value.clone());
+    let previous = history.events[0].prev_kv.as_ref().map(|kv| kv.value.to_vec());
     assert_eq!(previous, Some(b"1".to_vec()));
     let rest = harness.store.history(history.next_revision, 10).expect("kept");
     assert_eq!(rest.events[0].r#type, EventType::Delete as i32);

@@ -147,7 +147,7 @@ pub fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {
                 Some(TargetUnion::Value(value)) => value.as_slice(),
                 _ => &[],
             };
-            kv.value.as_slice().cmp(wanted)
+            kv.value.as_ref().cmp(wanted)
         }
         CompareTarget::Version => kv.version.cmp(&integer_target(union, CompareTarget::Version)),
         CompareTarget::Create => {

@@ -6,8 +6,8 @@ use proto::prost::Message;
 #[test]
 fn put_request_round_trips() {
     let request = PutRequest {
-        key: b"foo".to_vec(),
-        value: b"bar".to_vec(),
+        key: b"foo".to_vec().into(),
+        value: b"bar".to_vec().into(),
         lease: 7,
         prev_kv: true,
         ignore_value: false,

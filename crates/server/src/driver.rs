@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use raft::{EntryKind, Message, RawNode, ReadState, Ready, Role, SoftState};
 use tokio::sync::{oneshot, RwLock};
 use wal::{Wal, WriteBatch};
@@ -32,16 +32,22 @@ const INPUTS_PER_TURN_MAX: usize = 4096;
 /// Client proposals waiting for their entry to apply, at most.
 pub const WAITING_PROPOSALS_MAX: usize = 65_536;
 /// Bytes of the proposal token that prefixes every command in the log.
-const TOKEN_BYTES: usize = 8;
+pub const TOKEN_BYTES: usize = 8;
+
+/// The data of the log entry that carries `command`, with room for the proposal token.
+pub fn proposal_data(command: &kv::Command) -> BytesMut {
+    command.encode_after_prefix(TOKEN_BYTES)
+}
 
 /// Something for the Raft loop to do.
 pub enum Input {
     /// A message from a peer.
     Peer(Message),
-    /// A client write: replicate `command` and answer with the state machine's result.
+    /// A client write: replicate a command and answer with the state machine's result.
     Propose {
-        /// The command.
-        command: kv::Command,
+        /// The log entry's data: [`TOKEN_BYTES`] of room for the proposal token, then the
+        /// encoded command (see [`proposal_data`]; encoded by the sender, off this loop).
+        data: BytesMut,
         /// Where the answer goes.
         respond: oneshot::Sender<Result<kv::Response, ServerError>>,
     },
@@ -267,7 +273,7 @@ impl Driver {
                     tracing::warn!(%error, "refused peer message");
                 }
             }
-            Input::Propose { command, respond } => self.propose(command, respond),
+            Input::Propose { data, respond } => self.propose(data, respond),
             Input::Read { respond } => {
                 let deadline_tick = self.ticks + self.options.request_timeout_ticks;
                 self.reads.queued.push(Waiter { respond, deadline_tick });
@@ -283,17 +289,15 @@ impl Driver {
         }
     }
 
-    fn propose(&mut self, command: kv::Command, respond: oneshot::Sender<Result<kv::Response, ServerError>>) {
+    fn propose(&mut self, mut data: BytesMut, respond: oneshot::Sender<Result<kv::Response, ServerError>>) {
+        assert!(data.len() > TOKEN_BYTES, "a proposal carries a token and a command");
         if self.proposals.len() >= WAITING_PROPOSALS_MAX {
             let _ = respond.send(Err(ServerError::TooManyRequests));
             return;
         }
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(2);
-        let encoded = command.encode();
-        let mut data = BytesMut::with_capacity(TOKEN_BYTES + encoded.len());
-        data.put_u64_le(token);
-        data.extend_from_slice(&encoded);
+        data[..TOKEN_BYTES].copy_from_slice(&token.to_le_bytes());
         self.metrics.proposals.inc();
         match self.node.propose(data.freeze()) {
             Ok(()) => {
@@ -361,7 +365,7 @@ impl Driver {
             tracing::info!(lease = %format!("{id:x}"), "lease expired; revoking");
             let (respond, _) = oneshot::channel();
             let revoke = proto::etcdserverpb::LeaseRevokeRequest { id };
-            self.propose(kv::Command::new(kv::Operation::LeaseRevoke(revoke)), respond);
+            self.propose(proposal_data(&kv::Command::new(kv::Operation::LeaseRevoke(revoke))), respond);
         }
     }
 
@@ -516,7 +520,7 @@ impl Driver {
                 continue;
             }
             let token = u64::from_le_bytes(entry.data[..TOKEN_BYTES].try_into().expect("8 bytes"));
-            let command = match kv::Command::decode(&entry.data[TOKEN_BYTES..]) {
+            let command = match kv::Command::decode_shared(entry.data.slice(TOKEN_BYTES..)) {
                 Ok(command) => command,
                 Err(error) => {
                     tracing::error!(index = entry.index, %error, "undecodable command in the log; skipped");

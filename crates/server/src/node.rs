@@ -334,10 +334,11 @@ impl LocalNode {
 impl NodeApi for LocalNode {
     fn write(&self, command: kv::Command) -> BoxFuture<'static, Result<kv::Response, ServerError>> {
         let (respond, receiver) = oneshot::channel();
-        if command.encode().len() > self.request_size_bytes_max {
+        let data = crate::driver::proposal_data(&command);
+        if data.len() - crate::driver::TOKEN_BYTES > self.request_size_bytes_max {
             return Box::pin(async { Err(ServerError::RequestTooLarge) });
         }
-        self.submit(Input::Propose { command, respond }, receiver)
+        self.submit(Input::Propose { data, respond }, receiver)
     }
 
     fn read_barrier(&self) -> BoxFuture<'static, Result<(), ServerError>> {

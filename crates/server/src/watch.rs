@@ -46,10 +46,10 @@ impl WatchHub {
 
     /// Publishes the events of `revision` (nothing if there are none).
     pub fn publish(&self, revision: i64, events: Vec<Event>) {
-        if events.is_empty() {
+        // Without subscribers nobody is watching: nothing to allocate or send.
+        if events.is_empty() || self.sender.receiver_count() == 0 {
             return;
         }
-        // No subscribers is not an error: nobody is watching.
         let _ = self.sender.send(Arc::new(AppliedEvents { revision, events }));
     }
 

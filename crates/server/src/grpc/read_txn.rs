@@ -94,8 +94,8 @@ mod tests {
                     physical: false,
                 }),
                 _ => kv::Operation::Put(PutRequest {
-                    key: random_key(random),
-                    value: random_key(random),
+                    key: random_key(random).into(),
+                    value: random_key(random).into(),
                     ..PutRequest::default()
                 }),
             };

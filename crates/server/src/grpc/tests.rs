@@ -43,7 +43,7 @@ impl Server {
 }
 
 fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() }
+    PutRequest { key: key.to_owned().into(), value: value.to_owned().into(), ..PutRequest::default() }
 }
 
 fn get(key: &str) -> RangeRequest {
@@ -80,7 +80,7 @@ async fn put_and_range_fill_etcd_headers() {
     );
     let read = kv.range(get("k")).await.expect("range").into_inner();
     assert_eq!(read.kvs.len(), 1);
-    assert_eq!(read.kvs[0].value, b"v");
+    assert_eq!(read.kvs[0].value, &b"v"[..]);
     assert_eq!((read.kvs[0].create_revision, read.kvs[0].mod_revision, read.kvs[0].version), (2, 2, 1));
     let header = read.header.expect("range header");
     assert_eq!(
@@ -112,7 +112,7 @@ async fn only_linearizable_reads_wait_for_the_barrier() {
     let refused = kv.put(put("k", "w")).await.expect_err("no leader, no write");
     assert_eq!((refused.code(), refused.message()), (Code::Unavailable, "etcdserver: no leader"));
     let read = kv.range(RangeRequest { serializable: true, ..get("k") }).await.expect("serializable read");
-    assert_eq!(read.into_inner().kvs[0].value, b"v");
+    assert_eq!(read.into_inner().kvs[0].value, &b"v"[..]);
 }
 
 #[tokio::test]
@@ -136,7 +136,7 @@ async fn revision_errors_are_etcds() {
     let again = kv.compact(CompactionRequest { revision: 2, physical: false }).await.expect_err("compacted");
     assert_eq!(again.code(), Code::OutOfRange);
     let at_three = kv.range(RangeRequest { revision: 3, ..get("k") }).await.expect("at compaction revision");
-    assert_eq!(at_three.into_inner().kvs[0].value, b"2");
+    assert_eq!(at_three.into_inner().kvs[0].value, &b"2"[..]);
     let unknown_sort = kv.range(RangeRequest { sort_order: 7, ..get("k") }).await.expect_err("unknown sort order");
     assert_eq!(
         (unknown_sort.code(), unknown_sort.message()),
@@ -274,7 +274,11 @@ async fn watch_replays_history_then_follows_new_writes() {
     use proto::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest};
     let server = Server::start(GrpcOptions::default()).await;
     let mut kv = server.kv();
-    let put = |key: &str, value: &str| PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() };
+    let put = |key: &str, value: &str| PutRequest {
+        key: key.to_owned().into(),
+        value: value.to_owned().into(),
+        ..PutRequest::default()
+    };
     kv.put(put("w/a", "1")).await.expect("put");
     kv.put(put("other", "x")).await.expect("put");
     let (requests, receiver) = tokio::sync::mpsc::channel(4);
@@ -294,7 +298,7 @@ async fn watch_replays_history_then_follows_new_writes() {
     let created = next_response(&mut responses).await;
     assert!(created.created && !created.canceled);
     let replayed = next_response(&mut responses).await;
-    let keys: Vec<&[u8]> = replayed.events.iter().map(|event| event.kv.as_ref().expect("kv").key.as_slice()).collect();
+    let keys: Vec<&[u8]> = replayed.events.iter().map(|event| event.kv.as_ref().expect("kv").key.as_ref()).collect();
     assert_eq!(keys, vec![&b"w/a"[..]]);
     kv.put(put("w/b", "2")).await.expect("put");
     kv.put(put("w/a", "3")).await.expect("put");
@@ -333,7 +337,8 @@ async fn leases_are_granted_listed_and_revoked() {
     let picked = leases.lease_grant(LeaseGrantRequest { ttl: 1, id: 0 }).await.expect("grant").into_inner();
     assert!(picked.id > 0 && picked.id != 42);
     assert_eq!(picked.ttl, 2, "raised to the minimum TTL");
-    let put = PutRequest { key: b"leased".to_vec(), value: b"v".to_vec(), lease: 42, ..PutRequest::default() };
+    let put =
+        PutRequest { key: b"leased".to_vec().into(), value: b"v".to_vec().into(), lease: 42, ..PutRequest::default() };
     server.kv().put(put).await.expect("put with lease");
     let time_to_live = leases
         .lease_time_to_live(LeaseTimeToLiveRequest { id: 42, keys: true })

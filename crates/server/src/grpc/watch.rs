@@ -269,7 +269,7 @@ impl Filter {
             .iter()
             .filter(|event| {
                 let is_put = event.r#type == EventType::Put as i32;
-                let key = event.kv.as_ref().map_or(&[][..], |kv| kv.key.as_slice());
+                let key = event.kv.as_ref().map_or(&[][..], |kv| kv.key.as_ref());
                 let wanted_type = if is_put { !self.no_put } else { !self.no_delete };
                 self.range.contains(key) && wanted_type
             })
@@ -468,7 +468,11 @@ mod tests {
     use proto::mvccpb::KeyValue;
 
     fn put(key: &str, value_bytes: usize) -> Event {
-        let kv = KeyValue { key: key.as_bytes().to_vec(), value: vec![b'x'; value_bytes], ..KeyValue::default() };
+        let kv = KeyValue {
+            key: key.as_bytes().to_vec().into(),
+            value: vec![b'x'; value_bytes].into(),
+            ..KeyValue::default()
+        };
         Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
     }
 
@@ -496,7 +500,7 @@ mod tests {
         let mut delete = put("b", 0);
         delete.r#type = EventType::Delete as i32;
         let selected = filter.select(&[put("a", 1), put("c", 1), delete, put("b", 1)]);
-        let keys: Vec<&[u8]> = selected.iter().map(|event| event.kv.as_ref().expect("kv").key.as_slice()).collect();
+        let keys: Vec<&[u8]> = selected.iter().map(|event| event.kv.as_ref().expect("kv").key.as_ref()).collect();
         assert_eq!(keys, vec![&b"a"[..], &b"b"[..]]);
     }
 }
