@@ -72,7 +72,8 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     outcome
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -120,9 +120,12 @@ fn print_banner(ports: &[NodePorts]) {
 fn wait_for_ctrl_c_or_exit(children: &mut [Child]) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(async {
+        // SIGTERM too: a supervisor (or `kill`) stopping `raftkv up` must not leave its nodes running.
+        let shutdown = crate::serve::shutdown_signal();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             for (position, child) in children.iter_mut().enumerate() {

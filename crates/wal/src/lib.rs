@@ -51,4 +51,4 @@ mod wal;
 
 pub use error::WalError;
 pub use file_system::{BufferedUntilSyncFileSystem, FileSystem, StdFileSystem, WalFile};
-pub use wal::{DetachedSync, Wal, WalOptions, WriteBatch, SEGMENT_SIZE_BYTES_MAX_DEFAULT};
+pub use wal::{DetachedSync, Wal, WalOptions, WriteBatch, PREALLOCATION_STEP_BYTES, SEGMENT_SIZE_BYTES_MAX_DEFAULT};

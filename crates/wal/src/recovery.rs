@@ -18,6 +18,9 @@ struct SegmentReplay {
     valid_length_bytes: usize,
     /// Length of the file.
     file_length_bytes: usize,
+    /// True if every byte after the valid records is zero: preallocated space (see
+    /// `WalFile::preallocate`), not a torn record.
+    tail_is_zeros: bool,
     /// Records replayed (the preamble included).
     record_count: usize,
 }
@@ -110,7 +113,10 @@ fn replay_segment(
                 next_offset
             }
             FrameRead::Invalid { reason } => {
-                if is_last && codec::find_valid_frame_after(&bytes, offset).is_none() {
+                // Zeros to the end: preallocated space (or a torn write that left zeros).
+                if is_last
+                    && (is_all_zeros(&bytes[offset..]) || codec::find_valid_frame_after(&bytes, offset).is_none())
+                {
                     break;
                 }
                 return Err(WalError::corrupt(path, offset as u64, reason));
@@ -123,7 +129,12 @@ fn replay_segment(
     if record_count == 0 {
         return Err(WalError::corrupt(path, offset as u64, "segment has no preamble record"));
     }
-    Ok(SegmentReplay { valid_length_bytes: offset, file_length_bytes: bytes.len(), record_count })
+    let tail_is_zeros = is_all_zeros(&bytes[offset..]);
+    Ok(SegmentReplay { valid_length_bytes: offset, file_length_bytes: bytes.len(), tail_is_zeros, record_count })
+}
+
+fn is_all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&byte| byte == 0)
 }
 
 fn check_identity(path: &Path, found: FileIdentity, expected: FileIdentity) -> Result<(), WalError> {
@@ -183,7 +194,14 @@ fn finish_open(
     let last_sequence = segments.back().expect("at least one segment").sequence;
     let path = directory.join(names::segment_file_name(last_sequence));
     let mut file = file_system.open_file_append(&path).map_err(|error| WalError::io(&path, error))?;
-    let torn_bytes = replay.file_length_bytes - replay.valid_length_bytes;
+    let tail_bytes = replay.file_length_bytes - replay.valid_length_bytes;
+    // Appends go at the file's end: cut whatever follows the last valid record (zeros
+    // preallocated ahead of the records, or a torn record; only the latter is reported).
+    let torn_bytes = if replay.tail_is_zeros { 0 } else { tail_bytes };
+    if tail_bytes > 0 && torn_bytes == 0 {
+        tracing::debug!(file = %path.display(), tail_bytes, "WAL: cutting preallocated zeros after the last record");
+        file.truncate(replay.valid_length_bytes as u64).map_err(|error| WalError::io(&path, error))?;
+    }
     if torn_bytes > 0 {
         tracing::warn!(
             file = %path.display(),
@@ -204,6 +222,7 @@ fn finish_open(
         segments,
         current_file: file,
         current_size_bytes: replay.valid_length_bytes as u64,
+        preallocated_bytes: 0,
         current_has_records: replay.record_count > 1,
         encode_buffer: Vec::new(),
         unsynced: false,

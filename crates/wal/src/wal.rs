@@ -16,6 +16,8 @@ use crate::state::LogState;
 
 /// Default size at which a segment is closed and a new one started.
 pub const SEGMENT_SIZE_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+/// Zeros preallocated at a time ahead of the last segment's records.
+pub const PREALLOCATION_STEP_BYTES: u64 = 1 << 20;
 
 /// How to open or create a WAL.
 #[derive(Clone, Debug)]
@@ -122,7 +124,12 @@ pub struct Wal {
     pub(crate) snapshot_data: std::sync::Mutex<Option<Bytes>>,
     pub(crate) segments: VecDeque<SegmentInfo>,
     pub(crate) current_file: Box<dyn WalFile>,
+    /// Bytes of records in the current segment (where the next record goes).
     pub(crate) current_size_bytes: u64,
+    /// Length of the current segment's file: its records, then zeros preallocated ahead
+    /// of them (see [`WalFile::preallocate`]); 0 when the file system does not
+    /// preallocate. Invariant: `0` or `>= current_size_bytes`.
+    pub(crate) preallocated_bytes: u64,
     /// True once the current segment holds a record besides its preamble.
     pub(crate) current_has_records: bool,
     pub(crate) encode_buffer: Vec<u8>,
@@ -155,6 +162,7 @@ impl Wal {
             segments: VecDeque::new(),
             current_file: Box::new(NoFile),
             current_size_bytes: 0,
+            preallocated_bytes: 0,
             current_has_records: false,
             encode_buffer: Vec::new(),
             unsynced: false,
@@ -451,9 +459,11 @@ impl Wal {
             let sequence = self.segments.back().expect("a WAL always has a segment").sequence + 1;
             self.start_segment(sequence)?;
         }
+        self.preallocate_for(frame_length)?;
         let result = self.current_file.write_all(&self.encode_buffer);
         self.check_io(result, self.current_segment_path())?;
         self.current_size_bytes += frame_length;
+        assert!(self.preallocated_bytes == 0 || self.preallocated_bytes >= self.current_size_bytes);
         self.current_has_records = true;
         self.unsynced = true;
         self.state.apply(parts, false).expect("a validated write applies");
@@ -465,10 +475,31 @@ impl Wal {
         Ok(())
     }
 
+    /// Makes room for `frame_length` more bytes in the current segment's preallocated
+    /// zeros, extending them by [`PREALLOCATION_STEP_BYTES`] when they run out.
+    fn preallocate_for(&mut self, frame_length: u64) -> Result<(), WalError> {
+        let needed_bytes = self.current_size_bytes + frame_length;
+        if needed_bytes <= self.preallocated_bytes {
+            return Ok(());
+        }
+        let step = PREALLOCATION_STEP_BYTES;
+        let target_bytes = needed_bytes.div_ceil(step) * step;
+        let target_bytes = target_bytes.min(self.options.segment_size_bytes_max).max(needed_bytes);
+        let result = self.current_file.preallocate(target_bytes);
+        self.preallocated_bytes = self.check_io(result, self.current_segment_path())?;
+        Ok(())
+    }
+
     /// Syncs the current segment, then creates segment `sequence` (header and a preamble
     /// record holding the snapshot position and hard state) under a temporary name,
     /// syncs it, renames it into place and syncs the directory. It becomes current.
     pub(crate) fn start_segment(&mut self, sequence: u64) -> Result<(), WalError> {
+        if self.preallocated_bytes > self.current_size_bytes {
+            // Sealed segments end at their last record: only the last one has zeros ahead.
+            let result = self.current_file.truncate(self.current_size_bytes);
+            self.check_io(result, self.current_segment_path())?;
+        }
+        self.preallocated_bytes = 0;
         if self.unsynced {
             let result = self.current_file.sync_data();
             self.check_io(result, self.current_segment_path())?;
@@ -613,6 +644,18 @@ fn split_entries(entries: &[Entry], budget_bytes: usize) -> Result<Vec<&[Entry]>
     chunks.push(&entries[start..]);
     assert!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>() == entries.len(), "chunks cover the batch");
     Ok(chunks)
+}
+
+impl Drop for Wal {
+    /// A WAL closed cleanly leaves its last segment ending at its last record; after a
+    /// crash, recovery cuts the preallocated zeros instead.
+    fn drop(&mut self) {
+        if !self.poisoned && self.preallocated_bytes > self.current_size_bytes {
+            if let Err(error) = self.current_file.truncate(self.current_size_bytes) {
+                tracing::warn!(%error, "WAL: could not cut preallocated zeros on close (recovery will)");
+            }
+        }
+    }
 }
 
 /// The file handle of a WAL that has no segment yet (only during `create`).

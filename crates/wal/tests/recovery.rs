@@ -105,11 +105,72 @@ fn zero_filled_tail_is_cut() {
     let (_, after) = build_log(directory.path());
     let last = files_with_suffix(directory.path(), ".wal").pop().unwrap();
     let mut content = std::fs::read(&last).unwrap();
+    let records_length = content.len() as u64;
     content.extend_from_slice(&[0; 4096]);
     std::fs::write(&last, content).unwrap();
     let wal = Wal::open(directory.path(), options(2048)).unwrap();
     assert_eq!(describe(&wal), after);
-    assert_eq!(wal.torn_bytes_truncated(), 4096);
+    // Zeros after the last record are preallocated space, not a torn record.
+    assert_eq!(wal.torn_bytes_truncated(), 0);
+    drop(wal);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), records_length, "the zeros were cut");
+}
+
+/// Bytes of `path` before its trailing zeros (at most the length of its records).
+fn content_length(path: &Path) -> usize {
+    let content = std::fs::read(path).unwrap();
+    content.len() - content.iter().rev().take_while(|&&byte| byte == 0).count()
+}
+
+/// The last segment is preallocated with zeros ahead of its records (so an fdatasync
+/// does not change the file's length); a crash leaves them, and recovery reads them as
+/// the end of the log, not as damage. Sealed segments end at their last record.
+#[test]
+fn preallocated_zeros_survive_a_crash_and_are_not_damage() {
+    let directory = tempfile::tempdir().unwrap();
+    let segment_size_bytes_max = 4 << 20;
+    let mut wal = Wal::create(
+        directory.path(),
+        options(segment_size_bytes_max),
+        ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] },
+    )
+    .unwrap();
+    for first in (1..=200).step_by(10) {
+        wal.write(&batch(entries(1, first, first + 9), first)).unwrap();
+    }
+    let expected = describe(&wal);
+    let last = files_with_suffix(directory.path(), ".wal").pop().unwrap();
+    let length = std::fs::metadata(&last).unwrap().len();
+    assert_eq!(length, wal::PREALLOCATION_STEP_BYTES, "one step of zeros ahead of the records");
+    assert!(content_length(&last) < length as usize / 2);
+    // A crash now: the files as they are on disk, zeros included.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_directory(directory.path(), crashed.path());
+    let mut recovered = Wal::open(crashed.path(), options(segment_size_bytes_max)).unwrap();
+    assert_eq!((describe(&recovered), recovered.torn_bytes_truncated()), (expected, 0));
+    recovered.write(&batch(entries(1, 201, 210), 201)).unwrap();
+    let after = describe(&recovered);
+    drop(recovered);
+    let reopened = Wal::open(crashed.path(), options(segment_size_bytes_max)).unwrap();
+    assert_eq!((describe(&reopened), reopened.torn_bytes_truncated()), (after, 0), "appends after the zeros survive");
+    // Sealed segments (small segments here) are cut to their records when the next starts.
+    let small = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(
+        small.path(),
+        options(2048),
+        ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] },
+    )
+    .unwrap();
+    for first in (1..=300).step_by(5) {
+        wal.write(&batch(entries(1, first, first + 4), first)).unwrap();
+    }
+    let segments = files_with_suffix(small.path(), ".wal");
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    for sealed in &segments[..segments.len() - 1] {
+        // Preallocated, it would be exactly the segment size long.
+        let length = std::fs::metadata(sealed).unwrap().len();
+        assert!(length < 2048, "{} ends at its last record ({length} bytes)", sealed.display());
+    }
 }
 
 /// Flips one random bit in a random segment; open must fail naming that file at an
