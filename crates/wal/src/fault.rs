@@ -76,6 +76,8 @@ impl DirectoryChange {
 struct Inode {
     data: Vec<u8>,
     durable_data: Vec<u8>,
+    /// Where the next write goes (the end of the file unless zeros were preallocated).
+    position: usize,
 }
 
 #[derive(Debug, Default)]
@@ -173,13 +175,19 @@ impl SimulatedFileSystem {
         for inode_number in names.values() {
             let inode = &disk.inodes[inode_number];
             let mut survived = inode.durable_data.clone();
-            let appended_since_sync = inode.data.len() > survived.len() && inode.data.starts_with(&survived);
-            if let (CrashMode::TornWrites { .. }, true) = (mode, appended_since_sync) {
-                let unsynced = &inode.data[survived.len()..];
-                let kept = random.range(0, unsynced.len() as u64 + 1) as usize;
-                survived.extend_from_slice(&unsynced[..kept]);
+            // Unsynced bytes start where the content differs from the durable one (past
+            // its end for appends; inside it for writes over synced preallocated zeros).
+            let unsynced_start = inode.data.iter().zip(&survived).take_while(|(now, durable)| now == durable).count();
+            if let (CrashMode::TornWrites { .. }, true) = (mode, inode.data.len() > unsynced_start) {
+                let unsynced = &inode.data[unsynced_start..];
+                let kept_end = unsynced_start + random.range(0, unsynced.len() as u64 + 1) as usize;
+                if survived.len() < kept_end {
+                    survived.resize(kept_end, 0);
+                }
+                survived[unsynced_start..kept_end].copy_from_slice(&inode.data[unsynced_start..kept_end]);
             }
-            inodes.insert(*inode_number, Inode { data: survived.clone(), durable_data: survived });
+            let position = survived.len();
+            inodes.insert(*inode_number, Inode { data: survived.clone(), durable_data: survived, position });
         }
         let restarted =
             Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
@@ -202,7 +210,8 @@ impl SimulatedFileSystem {
     pub fn set_file_content(&self, path: &Path, content: Vec<u8>) {
         let mut disk = self.lock();
         let inode = disk.inode_of(path).expect("file exists");
-        disk.inodes.insert(inode, Inode { data: content.clone(), durable_data: content });
+        let position = content.len();
+        disk.inodes.insert(inode, Inode { data: content.clone(), durable_data: content, position });
     }
 }
 
@@ -226,9 +235,27 @@ impl WalFile for SimulatedFile {
         if !crashed_earlier {
             // Success, or the crash point itself: the bytes reached the page cache
             // before the power went (only a synced prefix is sure to survive).
-            disk.inodes.get_mut(&self.inode).expect("open file").data.extend_from_slice(bytes);
+            let inode = disk.inodes.get_mut(&self.inode).expect("open file");
+            let end = inode.position + bytes.len();
+            if inode.data.len() < end {
+                inode.data.resize(end, 0);
+            }
+            inode.data[inode.position..end].copy_from_slice(bytes);
+            inode.position = end;
         }
         result
+    }
+
+    /// Preallocates like the real file system (a crash point, as the zeros are a write),
+    /// so crash tests cover records written over preallocated zeros.
+    fn preallocate(&mut self, length_bytes: u64) -> io::Result<u64> {
+        let mut disk = self.lock();
+        disk.step()?;
+        let inode = disk.inodes.get_mut(&self.inode).expect("open file");
+        if inode.data.len() < length_bytes as usize {
+            inode.data.resize(length_bytes as usize, 0);
+        }
+        Ok(inode.data.len() as u64)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -244,6 +271,7 @@ impl WalFile for SimulatedFile {
         disk.step()?;
         let inode = disk.inodes.get_mut(&self.inode).expect("open file");
         inode.data.truncate(length_bytes as usize);
+        inode.position = inode.data.len();
         inode.durable_data = inode.data.clone();
         Ok(())
     }
@@ -276,8 +304,10 @@ impl FileSystem for SimulatedFileSystem {
     }
 
     fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let disk = self.lock();
+        let mut disk = self.lock();
         let inode = disk.inode_of(path)?;
+        let file = disk.inodes.get_mut(&inode).expect("named files exist");
+        file.position = file.data.len();
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
     }
 

@@ -417,7 +417,7 @@ fn group_commit_shares_one_sync() {
         wal.append_batch(&batch(entries(1, first, first), first - 1)).unwrap();
     }
     wal.sync().unwrap();
-    assert_eq!(file_system.operation_count() - operations_before, 11, "ten writes, one sync");
+    assert_eq!(file_system.operation_count() - operations_before, 12, "one preallocation, ten writes, one sync");
     let restarted = file_system.restart(CrashMode::LoseUnsynced);
     let wal = Wal::open("/wal", WalOptions { file_system: Arc::new(restarted), ..options }).unwrap();
     assert_eq!((wal.last_index(), wal.hard_state().commit), (10, 9));
