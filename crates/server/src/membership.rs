@@ -155,6 +155,12 @@ impl MemberTable {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).members.clone()
     }
 
+    /// True if `id` is a learner (read in place: every response header asks).
+    pub fn is_learner(&self, id: u64) -> bool {
+        let state = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.members.iter().any(|member| member.id == id && member.is_learner)
+    }
+
     /// True if `id` was removed from the cluster.
     pub fn is_removed(&self, id: u64) -> bool {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).removed.contains(&id)

@@ -356,8 +356,7 @@ impl NodeApi for LocalNode {
     fn status(&self) -> NodeStatus {
         let mut status = self.status.load();
         let local = self.directory.local_id;
-        status.is_learner =
-            self.directory.members.members().iter().any(|member| member.id == local && member.is_learner);
+        status.is_learner = self.directory.members.is_learner(local);
         status
     }
 
