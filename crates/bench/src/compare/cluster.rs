@@ -114,16 +114,27 @@ impl Cluster {
     /// The client endpoint of the node that reports itself leader (Maintenance.Status: its
     /// member id equals the leader id), or an error when no node does.
     pub async fn leader_endpoint(&self) -> Result<String> {
+        self.endpoint_where(true).await
+    }
+
+    /// The client endpoint of a node that knows a leader and is not it (Maintenance.Status).
+    pub async fn follower_endpoint(&self) -> Result<String> {
+        self.endpoint_where(false).await
+    }
+
+    /// The first node that knows the leader and is (`leader`) or is not it.
+    async fn endpoint_where(&self, leader: bool) -> Result<String> {
         for node in &self.nodes {
             let channel = connect(&node.client_endpoint, PROBE_TIMEOUT).await?;
             let status = MaintenanceClient::new(channel).status(StatusRequest {}).await.map_err(status_error)?;
             let status = status.into_inner();
             let member_id = status.header.map_or(0, |header| header.member_id);
-            if status.leader != 0 && status.leader == member_id {
+            if status.leader != 0 && (status.leader == member_id) == leader {
                 return Ok(node.client_endpoint.clone());
             }
         }
-        bail!("no node reports itself leader in Maintenance.Status")
+        let wanted = if leader { "leader" } else { "follower of a known leader" };
+        bail!("no node reports itself {wanted} in Maintenance.Status")
     }
 
     /// Fails, with the log's tail, if any node has exited.
