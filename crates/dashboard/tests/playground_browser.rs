@@ -5,7 +5,6 @@
 mod support;
 
 use dashboard::playground::SessionStart;
-use fantoccini::Locator;
 use serde_json::Value;
 use support::{Browser, READ_ROWS_SCRIPT};
 
@@ -37,7 +36,7 @@ async fn run_preset_to_the_end(browser: &Browser) {
             return;
         }
         let before = step_number(browser).await;
-        browser.client.find(Locator::Css("#next")).await.expect("next button").click().await.expect("click");
+        browser.click("#next").await;
         let condition = format!("return Number(document.body.dataset.step) > {before}");
         browser.wait_for_script("the next preset step", &condition).await;
         if before + 1 == SCREENSHOT_STEP {
@@ -79,7 +78,7 @@ async fn figure7_preset_ends_with_every_row_showing_the_leaders_log() {
     }
     browser.screenshot("playground-figure7-end").await;
 
-    browser.client.find(Locator::Css("#lang-zh")).await.expect("language button").click().await.expect("click");
+    browser.click("#lang-zh").await;
     browser
         .wait_for_script(
             "the Chinese narration",
@@ -99,16 +98,16 @@ async fn free_play_elects_a_leader_delivers_a_message_and_rewinds() {
     let browser = Browser::start().await;
     browser.client.goto(&format!("{base}/playground?nodes=3&seed=5")).await.expect("load the playground");
     browser.wait_for_script("the page", "return document.body.dataset.ready === 'true'").await;
-    browser.client.find(Locator::Css("#run")).await.expect("run button").click().await.expect("click");
+    browser.click("#run").await;
     let has_leader = "return document.querySelectorAll('#cluster .node-row[data-role=leader]').length === 1";
     browser.wait_for_script("a leader elected in real time", has_leader).await;
-    browser.client.find(Locator::Css("#run")).await.expect("pause button").click().await.expect("click");
+    browser.click("#run").await;
     browser
         .wait_for_script("the run to pause", "return document.getElementById('run').textContent === 'run in real time'")
         .await;
 
     let leader_row = "#cluster .node-row[data-role=leader] [data-action=request]";
-    browser.client.find(Locator::Css(leader_row)).await.expect("request button").click().await.expect("click");
+    browser.click(leader_row).await;
     browser
         .wait_for_script(
             "the request's messages",
@@ -117,14 +116,14 @@ async fn free_play_elects_a_leader_delivers_a_message_and_rewinds() {
         .await;
     let step = step_number(&browser).await;
     let first_message = "#messages li[data-message] button";
-    browser.client.find(Locator::Css(first_message)).await.expect("deliver button").click().await.expect("click");
+    browser.click(first_message).await;
     browser
         .wait_for_script("the delivery", &format!("return Number(document.body.dataset.step) === {}", step + 1))
         .await;
 
     let uncommitted = "return document.querySelectorAll('#cluster .entry.uncommitted').length > 0";
     browser.wait_for_script("an uncommitted entry", uncommitted).await;
-    browser.client.find(Locator::Css("#rewind-one")).await.expect("rewind button").click().await.expect("click");
+    browser.click("#rewind-one").await;
     browser.wait_for_script("the rewind", &format!("return Number(document.body.dataset.step) === {step}")).await;
     browser.close().await;
     server.abort();

@@ -122,6 +122,20 @@ impl Browser {
         self.client.execute(script, args).await.unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
     }
 
+    /// Clicks the first element matching `css` from inside the page, in one step: the page
+    /// re-renders its lists (messages, node rows) as the simulation answers, so an element
+    /// found by WebDriver and clicked in a second round trip can be gone in between (a
+    /// stale element reference). Waits, at most `WAIT_MAX`, for such an element to exist.
+    pub async fn click(&self, css: &str) {
+        let script = "const element = document.querySelector(arguments[0]); \
+                      if (!element) { return false; } element.click(); return true;";
+        let deadline = Instant::now() + WAIT_MAX;
+        while self.evaluate(script, vec![Value::String(css.to_string())]).await != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {css} to click");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls `script` until it returns `true`; panics with `what` after `WAIT_MAX`.
     pub async fn wait_for_script(&self, what: &str, script: &str) {
         let deadline = Instant::now() + WAIT_MAX;
