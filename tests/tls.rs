@@ -195,7 +195,10 @@ async fn a_member_joins_a_tls_cluster_over_https_peer_urls() {
     let index = cluster.add_node("n3");
     assert!(cluster.nodes[index].peer_url.starts_with("https://"));
     let peer_urls = format!("--peer-urls={}", cluster.nodes[index].peer_url);
-    let added = etcdctl_with_leader(&endpoints, &good, &["member", "add", "n3", &peer_urls]).await;
+    // Through a follower: it forwards the change to the leader's https:// client URL.
+    let leader = cluster.wait_for_leader().await;
+    let follower_url = cluster.client_urls()[(leader + 1) % 3].clone();
+    let added = etcdctl_with_leader(&follower_url, &good, &["member", "add", "n3", &peer_urls]).await;
     assert_eq!(added.code, 0, "member add over TLS: {added:?}");
     let (id, initial_cluster) = parse_member_add(&added.stdout);
     cluster.start_joining(index, &initial_cluster);

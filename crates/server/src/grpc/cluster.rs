@@ -25,6 +25,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ClusterService {
     handle: NodeHandle,
     authorizer: super::auth::Authorizer,
+    /// TLS for calls to the leader's `https://` client URL.
+    forward_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// The gRPC status etcd answers for a membership error.
@@ -47,7 +49,15 @@ impl ClusterService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> ClusterService {
         let authorizer = super::auth::Authorizer::new(handle.clone());
-        ClusterService { handle, authorizer }
+        ClusterService { handle, authorizer, forward_tls: None }
+    }
+
+    /// Forwards to the leader's `https://` client URL with `forward_tls` (see `crate::tls`;
+    /// without it a follower of a TLS cluster could not reach the leader and answered
+    /// "no leader").
+    pub fn with_forward_tls(mut self, forward_tls: Option<tonic::transport::ClientTlsConfig>) -> ClusterService {
+        self.forward_tls = forward_tls;
+        self
     }
 
     /// Checks permissions with `authorizer`: while auth is enabled every membership
@@ -66,17 +76,9 @@ impl ClusterService {
         if status.leader == status.member_id {
             return Ok(Decider::Local);
         }
-        let members = self.handle.members();
-        let url = members
-            .iter()
-            .find(|member| member.id == status.leader)
-            .and_then(|leader| leader.client_urls.first().cloned())
+        let channel = super::leader_channel(&self.handle, self.forward_tls.as_ref(), FORWARD_TIMEOUT)
+            .await
             .ok_or_else(|| status_from_server_error(ServerError::NoLeader))?;
-        let endpoint = Channel::from_shared(url)
-            .map_err(|_| status_from_server_error(ServerError::NoLeader))?
-            .connect_timeout(FORWARD_TIMEOUT)
-            .timeout(FORWARD_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|_| status_from_server_error(ServerError::NoLeader))?;
         Ok(Decider::Leader(ClusterClient::new(channel)))
     }
 

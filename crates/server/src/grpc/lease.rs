@@ -75,19 +75,7 @@ impl LeaseService {
 
     /// A client of the leader's `Lease` service, if the leader is another known member.
     async fn leader_client(handle: &NodeHandle, tls: Option<&ClientTlsConfig>) -> Option<LeaseClient<Channel>> {
-        let status = handle.status();
-        if status.leader == 0 || status.leader == status.member_id {
-            return None;
-        }
-        let members = handle.members();
-        let leader = members.iter().find(|member| member.id == status.leader)?;
-        let url = leader.client_urls.first()?.clone();
-        let mut endpoint = Channel::from_shared(url).ok()?.connect_timeout(FORWARD_TIMEOUT).timeout(FORWARD_TIMEOUT);
-        if let (Some(tls), true) = (tls, endpoint.uri().scheme_str() == Some("https")) {
-            endpoint = endpoint.tls_config(tls.clone()).ok()?;
-        }
-        let channel = tokio::time::timeout(FORWARD_TIMEOUT, endpoint.connect()).await.ok()?.ok()?;
-        Some(LeaseClient::new(channel))
+        Some(LeaseClient::new(super::leader_channel(handle, tls, FORWARD_TIMEOUT).await?))
     }
 
     /// Answers one keep-alive: on the leader by refreshing the deadline, elsewhere by

@@ -63,6 +63,28 @@ pub use status::{status_from_kv_error, status_from_server_error};
 pub use unimplemented::{UnimplementedLease, UnimplementedWatch};
 pub use watch::WatchService;
 
+/// A channel to the leader's first client URL when another member leads (with `tls` for an
+/// `https://` URL, as the member's own clients would need), connected within `timeout`;
+/// `None` if this member leads, no leader is known, or it cannot be reached.
+pub(crate) async fn leader_channel(
+    handle: &NodeHandle,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+    timeout: std::time::Duration,
+) -> Option<tonic::transport::Channel> {
+    let status = handle.status();
+    if status.leader == 0 || status.leader == status.member_id {
+        return None;
+    }
+    let members = handle.members();
+    let leader = members.iter().find(|member| member.id == status.leader)?;
+    let url = leader.client_urls.first()?.clone();
+    let mut endpoint = tonic::transport::Channel::from_shared(url).ok()?.connect_timeout(timeout).timeout(timeout);
+    if let (Some(tls), true) = (tls, endpoint.uri().scheme_str() == Some("https")) {
+        endpoint = endpoint.tls_config(tls.clone()).ok()?;
+    }
+    tokio::time::timeout(timeout, endpoint.connect()).await.ok()?.ok()
+}
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const REQUEST_SIZE_BYTES_MAX_DEFAULT: usize = 1_572_864;
 
@@ -143,7 +165,9 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
     let lease = LeaseServer::new(lease_service)
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
-    let cluster = ClusterServer::new(ClusterService::new(handle).with_authorizer(authorizer))
+    let cluster_service =
+        ClusterService::new(handle).with_authorizer(authorizer).with_forward_tls(options.forward_tls.clone());
+    let cluster = ClusterServer::new(cluster_service)
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     tonic::service::Routes::new(kv)
