@@ -198,10 +198,6 @@ fn finish_open(
     // Appends go at the file's end: cut whatever follows the last valid record (zeros
     // preallocated ahead of the records, or a torn record; only the latter is reported).
     let torn_bytes = if replay.tail_is_zeros { 0 } else { tail_bytes };
-    if tail_bytes > 0 && torn_bytes == 0 {
-        tracing::debug!(file = %path.display(), tail_bytes, "WAL: cutting preallocated zeros after the last record");
-        file.truncate(replay.valid_length_bytes as u64).map_err(|error| WalError::io(&path, error))?;
-    }
     if torn_bytes > 0 {
         tracing::warn!(
             file = %path.display(),
@@ -209,6 +205,8 @@ fn finish_open(
             torn_bytes,
             "WAL: cutting a torn record at the tail of the last segment (a crash during a write)"
         );
+    }
+    if tail_bytes > 0 {
         file.truncate(replay.valid_length_bytes as u64).map_err(|error| WalError::io(&path, error))?;
     }
     // What was read may sit only in the page cache (a process crash): make it durable
