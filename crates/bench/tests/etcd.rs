@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bench::compare::{self, Cluster, ClusterSpec, CompareArgs, System, Target};
@@ -19,19 +20,31 @@ fn etcd_installed() -> bool {
     false
 }
 
-/// A port range of `width` ports, all free right now (probing a few random bases).
+/// A port range of `width` ports, all free right now, below the kernel's ephemeral range:
+/// the comparison starts its raftkv cluster seconds after choosing the ports, and ports
+/// handed out by `bind(0)` or to outgoing connections (other tests run meanwhile) would
+/// otherwise land in the range ("port … is in use"). Ranges handed to this process's
+/// tests never overlap: each call takes the next slice of a region chosen by process id.
 fn free_port_range(width: u16) -> u16 {
-    for _ in 0..50 {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port();
-        drop(probe);
-        if base.checked_add(width).is_some_and(|end| end < u16::MAX)
+    static NEXT_OFFSET: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lowest: u16 = 10_000;
+    assert!(ephemeral_low > lowest + width, "room below the ephemeral ports");
+    let span = u32::from(ephemeral_low - lowest);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..200 {
+        let offset = (start + NEXT_OFFSET.fetch_add(u32::from(width), Ordering::Relaxed)) % span;
+        let Some(base) = u16::try_from(offset).ok().map(|offset| lowest + offset) else { continue };
+        if base.checked_add(width).is_some_and(|end| end <= ephemeral_low)
             && (base..base + width).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         {
             return base;
         }
     }
-    panic!("no free range of {width} ports");
+    panic!("no free range of {width} ports below {ephemeral_low}");
 }
 
 fn work_directory() -> tempfile::TempDir {
