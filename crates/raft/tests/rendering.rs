@@ -97,3 +97,20 @@ fn figure7_round_trip_table() {
     println!("total    | {:>18} | {:>16} |", totals.0, totals.1);
     assert!(totals.0 < totals.1);
 }
+
+#[test]
+fn figure7_rendering_draws_the_naive_section_and_the_round_trip_table() {
+    let text = render_scenario("figure7").expect("figure7 runs");
+    let naive_start = text.find("== naive backing up").expect("naive section");
+    let table_start = text.find("== AppendEntries round trips").expect("round-trip table");
+    let naive_section = &text[naive_start..table_start];
+    assert_eq!(drawing_rows(naive_section, "before").len(), 7, "{naive_section}");
+    assert_eq!(drawing_rows(naive_section, "after").len(), 7, "{naive_section}");
+    let table = &text[table_start..];
+    let rows: Vec<Vec<&str>> = table.lines().skip(2).map(|line| line.split('|').map(str::trim).collect()).collect();
+    let expected = [("(a)", 2, 2), ("(b)", 2, 7), ("(c)", 1, 1), ("(d)", 1, 1), ("(e)", 2, 6), ("(f)", 2, 8)];
+    assert_eq!(rows.len(), expected.len(), "{table}");
+    for (row, (label, hinted, naive)) in rows.iter().zip(expected) {
+        assert_eq!(row[..], [label, &hinted.to_string(), &naive.to_string()], "{table}");
+    }
+}

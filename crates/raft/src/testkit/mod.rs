@@ -12,7 +12,7 @@ pub use network::{MessageFilter, Network, NetworkOptions};
 pub use render::{render_logs, LEGEND};
 pub use script::{run_script, Measurement, ScriptError, ScriptOutcome};
 
-/// The seed walk-through (`shared/seeds/000_*.txt`, figures 1–7).
+/// The seed walk-through (figures 1–7 of the first seed article; see docs/design.md).
 pub const WALKTHROUGH_SCRIPT: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/walkthrough.txt"));
 /// Raft paper Figure 7: six inconsistent follower logs converge to the term-8 leader's.
@@ -33,5 +33,39 @@ pub fn render_scenario(name: &str) -> Result<String, String> {
         other => return Err(format!("unknown scenario `{other}` (known: {})", SCENARIO_NAMES.join(", "))),
     };
     let outcome = run_script(&format!("{name}.txt"), script).map_err(|error| error.to_string())?;
-    Ok(format!("scenario {name}\n{LEGEND}{}", outcome.transcript))
+    let mut text = format!("scenario {name}\n{LEGEND}{}", outcome.transcript);
+    if name == "figure7" {
+        text.push_str(&round_trip_table(&outcome.measurements));
+    }
+    Ok(text)
+}
+
+/// The Figure 7 table: AppendEntries round trips per follower until its log equals the
+/// leader's, with the conflict hint (section `with conflict hint`) and without it
+/// (section `naive ...`), from the script's `appends-until-converged` measurements.
+fn round_trip_table(measurements: &[Measurement]) -> String {
+    let count_in = |section: &str, label: &str| {
+        measurements
+            .iter()
+            .find(|measurement| {
+                measurement.section.starts_with(section)
+                    && measurement.to_label == label
+                    && measurement.quantity == "appends-until-converged"
+            })
+            .map_or_else(|| "-".to_string(), |measurement| measurement.value.to_string())
+    };
+    let mut labels: Vec<&str> = Vec::new();
+    for measurement in measurements {
+        if measurement.quantity == "appends-until-converged" && !labels.contains(&measurement.to_label.as_str()) {
+            labels.push(&measurement.to_label);
+        }
+    }
+    let mut table = String::from("\n== AppendEntries round trips until the follower's log equals the leader's ==\n");
+    table.push_str("follower | with conflict hint | backing up one entry per round trip\n");
+    for label in labels {
+        let hinted = count_in("with conflict hint", label);
+        let naive = count_in("naive", label);
+        table.push_str(&format!("{label:<8} | {hinted:>18} | {naive:>35}\n"));
+    }
+    table
 }
