@@ -36,6 +36,8 @@ enum Command {
     Playground(dashboard::PlaygroundArgs),
     /// Fault-inject a real local cluster under load and check linearizability.
     Chaos(chaos::ChaosArgs),
+    /// Backups in etcd's format: `snapshot status FILE`, `snapshot restore FILE` (etcdctl's flags).
+    Snapshot(server::backup::SnapshotArgs),
 }
 
 /// Options of `raftkv sim`.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Bench(arguments) => report(bench::main_with_args(arguments), "bench"),
         Command::Playground(arguments) => report(dashboard::run_playground(arguments), "playground"),
         Command::Chaos(arguments) => report(chaos::main_with_args(arguments), "chaos"),
+        Command::Snapshot(arguments) => report(server::backup::run(arguments), "snapshot"),
         Command::Sim(arguments) => {
             // A panic inside a run is caught and reported as a violation; print one line, not a backtrace.
             std::panic::set_hook(Box::new(|info| eprintln!("raftkv: panic: {info}")));

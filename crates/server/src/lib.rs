@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod auth_tokens;
+pub mod backup;
 pub mod codec;
 pub mod config;
 pub mod driver;

@@ -1,5 +1,5 @@
 //! `etcdserverpb.Maintenance`: Status, HashKV, Hash, Alarm, Defragment, MoveLeader.
-//! Snapshot and Downgrade answer `Unimplemented`.
+//! Snapshot is in `snapshot.rs`; Downgrade answers `Unimplemented`.
 
 use proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
@@ -90,6 +90,13 @@ impl Maintenance for MaintenanceService {
         // Fold the 64-bit state hash into etcd's 32-bit field.
         let hash = (full ^ (full >> 32)) as u32;
         Ok(Response::new(HashResponse { header: Some(self.handle.header(store.current_revision())), hash }))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<proto::etcdserverpb::SnapshotRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<proto::etcdserverpb::SnapshotResponse>>, Status> {
+        super::snapshot::snapshot(&self.handle, &self.authorizer, request).await
     }
 
     async fn alarm(&self, _request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {

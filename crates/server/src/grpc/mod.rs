@@ -35,6 +35,7 @@ mod kv_service;
 mod lease;
 mod maintenance;
 mod read_txn;
+pub mod snapshot;
 mod status;
 mod unimplemented;
 mod watch;
