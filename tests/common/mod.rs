@@ -132,13 +132,20 @@ impl Cluster {
 
     /// Starts a cluster of `kind` whose members also get `extra_arguments`, and waits for a leader.
     pub async fn start_with_arguments(kind: ServerKind, size: usize, extra_arguments: &[&str]) -> Cluster {
-        Cluster::start_configured(kind, size, extra_arguments, None).await
+        Cluster::start_configured(kind, size, extra_arguments, None, None).await
+    }
+
+    /// Starts a cluster of `kind` after `prepare(node, initial_cluster)` ran for each member
+    /// (e.g. restoring a snapshot into its data dir; the cluster token is `harness`), and
+    /// waits for a leader.
+    pub async fn start_prepared(kind: ServerKind, size: usize, prepare: &dyn Fn(&Node, &str)) -> Cluster {
+        Cluster::start_configured(kind, size, &[], None, Some(prepare)).await
     }
 
     /// Starts a cluster with `https://` client and peer URLs (the TLS flags go in
     /// `extra_arguments`); the harness reaches members with `client_tls`.
     pub async fn start_tls(kind: ServerKind, size: usize, extra_arguments: &[&str], client_tls: ClientTls) -> Cluster {
-        Cluster::start_configured(kind, size, extra_arguments, Some(client_tls)).await
+        Cluster::start_configured(kind, size, extra_arguments, Some(client_tls), None).await
     }
 
     async fn start_configured(
@@ -146,6 +153,7 @@ impl Cluster {
         size: usize,
         extra_arguments: &[&str],
         client_tls: Option<ClientTls>,
+        prepare: Option<&dyn Fn(&Node, &str)>,
     ) -> Cluster {
         assert!((1..=7).contains(&size), "clusters of 1 to 7 members");
         let scheme = if client_tls.is_some() { "https" } else { "http" };
@@ -173,6 +181,11 @@ impl Cluster {
             nodes.iter().map(|node| format!("{}={}", node.name, node.peer_url)).collect::<Vec<_>>().join(",");
         let extra_arguments = extra_arguments.iter().map(|argument| argument.to_string()).collect();
         let mut cluster = Cluster { nodes, kind, binary, initial_cluster, extra_arguments, directory, client_tls };
+        if let Some(prepare) = prepare {
+            for node in &cluster.nodes {
+                prepare(node, &cluster.initial_cluster);
+            }
+        }
         for index in 0..size {
             cluster.spawn(index, "new");
         }
