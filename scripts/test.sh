@@ -12,16 +12,25 @@ command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 [ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    # The etcd-server package would start a system etcd on :2379. Tests pick their own
+    # ports and never need it: while installing, a policy-rc.d (unless one exists) tells
+    # the package scripts not to start services; running services are left alone.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created_policy=yes
+      trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+    if [ -n "$created_policy" ]; then rm -f "$policy"; trap - EXIT; fi
   else
     echo "test.sh: please install: ${need_packages[*]} (apt-get install ${need_packages[*]})" >&2
     exit 1
   fi
 fi
-# The etcd-server package starts a system etcd on :2379; tests use their own ports, but stop it anyway.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
-pkill -x etcd >/dev/null 2>&1 || true
+# Nothing here stops or kills what it did not start: a system etcd on :2379 may keep
+# running (tests pick their own ports; `raftkv up` falls back to other ports).
 
 # Process-level tests start the real binary: build it first so no test waits on cargo's lock.
 cargo build --release --bin raftkv
