@@ -76,10 +76,7 @@ struct SimArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(arguments) => {
-            init_logging();
-            report(server::serve::run(arguments), "serve")
-        }
+        Command::Serve(_) => run_serve(),
         Command::Up(arguments) => report(server::up::run(arguments), "up"),
         Command::Bench(arguments) => report(bench::main_with_args(arguments), "bench"),
         Command::Playground(arguments) => report(dashboard::run_playground(arguments), "playground"),
@@ -93,15 +90,68 @@ fn main() -> ExitCode {
     }
 }
 
-/// Structured logs on stderr; `RUST_LOG` selects levels (default `info`).
-fn init_logging() {
+/// `raftkv serve`: reads the flags again with the `ETCD_*` environment variables and
+/// `--config-file` (clap has already checked the command line and answered `--help`).
+fn run_serve() -> ExitCode {
+    let command_line: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+    let loaded = match server::config::load(command_line, std::env::vars_os().collect()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("raftkv serve: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if loaded.args.version {
+        println!("raftkv Version: {}\nAPI Version: 3.4", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = init_logging(&loaded.args) {
+        eprintln!("raftkv serve: {error}");
+        return ExitCode::FAILURE;
+    }
+    loaded.log();
+    report(server::serve::run(loaded.args), "serve")
+}
+
+/// Logs as `--logger`, `--log-level` and `--log-outputs` say (`RUST_LOG`, when set, selects
+/// levels instead of `--log-level`).
+fn init_logging(args: &server::config::ServeArgs) -> Result<(), String> {
+    use server::config::logging::{LogOutput, LogSettings};
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let settings = LogSettings::from_args(args)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.level));
+    let mut writer: Option<BoxMakeWriter> = None;
+    let mut ansi = true;
+    for output in &settings.outputs {
+        let next = match output {
+            LogOutput::Stderr => {
+                ansi &= std::io::stderr().is_terminal();
+                BoxMakeWriter::new(std::io::stderr)
+            }
+            LogOutput::Stdout => {
+                ansi &= std::io::stdout().is_terminal();
+                BoxMakeWriter::new(std::io::stdout)
+            }
+            LogOutput::File(path) => {
+                ansi = false;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|error| format!("--log-outputs: cannot open {}: {error}", path.display()))?;
+                BoxMakeWriter::new(std::sync::Arc::new(file))
+            }
+        };
+        writer = Some(match writer {
+            None => next,
+            Some(previous) => BoxMakeWriter::new(previous.and(next)),
+        });
+    }
+    let writer = writer.ok_or("--log-outputs names no target")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let _ = if settings.json { builder.json().try_init() } else { builder.with_ansi(ansi).try_init() };
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>, command: &str) -> ExitCode {

@@ -41,6 +41,7 @@ pub struct NodePlan {
 
 /// Resolves and checks the flags.
 pub fn plan(args: &ServeArgs) -> Result<NodePlan, String> {
+    config::check_supported(args)?;
     let members = config::parse_initial_cluster(&args.initial_cluster, &args.initial_cluster_token)?;
     let local = members
         .iter()

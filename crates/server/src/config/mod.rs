@@ -1,109 +1,18 @@
-//! `raftkv serve` flags: etcd's names and meanings, plus raftkv's own.
+//! `raftkv serve` settings: etcd's flags, `ETCD_*` variables and config file (same names and
+//! meanings), plus raftkv's own flags; and the parsers of their values.
+
+mod args;
+mod file;
+pub mod logging;
+pub mod sources;
+mod support;
+pub mod values;
+
+pub use args::ServeArgs;
+pub use sources::{load, LoadedArgs};
+pub use support::check_supported;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-/// Command-line flags of `raftkv serve`. A script that starts etcd starts raftkv when
-/// `etcd` is replaced by `raftkv serve`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Human-readable name of this member (etcd `--name`).
-    #[arg(long, default_value = "default")]
-    pub name: String,
-    /// Path to the data directory (default `<name>.raftkv`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// URLs to listen on for client traffic (comma-separated).
-    #[arg(long, default_value = "http://localhost:2379")]
-    pub listen_client_urls: String,
-    /// Client URLs of this member to advertise to the rest of the cluster.
-    #[arg(long, default_value = "http://localhost:2379")]
-    pub advertise_client_urls: String,
-    /// URLs to listen on for peer traffic.
-    #[arg(long, default_value = "http://localhost:2380")]
-    pub listen_peer_urls: String,
-    /// This member's peer URLs to advertise to the rest of the cluster.
-    #[arg(long, default_value = "http://localhost:2380")]
-    pub initial_advertise_peer_urls: String,
-    /// Initial cluster configuration for bootstrapping: `name=peer-url,name=peer-url,...`.
-    #[arg(long, default_value = "default=http://localhost:2380")]
-    pub initial_cluster: String,
-    /// `new` to bootstrap a new cluster, `existing` to join (or rejoin) a running one.
-    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
-    pub initial_cluster_state: String,
-    /// Initial cluster token, part of the cluster and member ids.
-    #[arg(long, default_value = "etcd-cluster")]
-    pub initial_cluster_token: String,
-    /// Time (in milliseconds) of a heartbeat interval (one Raft tick).
-    #[arg(long, default_value_t = 100)]
-    pub heartbeat_interval: u64,
-    /// Time (in milliseconds) for an election to time out.
-    #[arg(long, default_value_t = 1000)]
-    pub election_timeout: u64,
-    /// Number of applied entries between snapshots (log compaction).
-    #[arg(long, default_value_t = 100_000)]
-    pub snapshot_count: u64,
-    /// Applied entry bytes between snapshots (whichever of this and --snapshot-count comes first).
-    #[arg(long, default_value_t = 64 << 20)]
-    pub snapshot_bytes: u64,
-    /// Maximum client request size in bytes the server will accept.
-    #[arg(long, default_value_t = 1_572_864)]
-    pub max_request_bytes: usize,
-    /// Maximum operations per transaction.
-    #[arg(long, default_value_t = 128)]
-    pub max_txn_ops: usize,
-    /// Most client connections served at once per client URL; more are answered
-    /// "too many client connections" (raftkv's own limit).
-    #[arg(long, default_value_t = 4096)]
-    pub max_client_connections: usize,
-    /// Most concurrent HTTP/2 streams (in-flight requests and open watch/keep-alive
-    /// streams) per client connection (etcd `--max-concurrent-streams`).
-    #[arg(long, default_value_t = 1024)]
-    pub max_concurrent_streams: u32,
-    /// Client TLS: this server's certificate chain (PEM), for `https://` client URLs.
-    #[arg(long)]
-    pub cert_file: Option<PathBuf>,
-    /// Client TLS: the private key (PEM) of `--cert-file`.
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
-    /// Client TLS: CA certificates (PEM) that client certificates must be signed by.
-    #[arg(long)]
-    pub trusted_ca_file: Option<PathBuf>,
-    /// Client TLS: refuse clients without a certificate signed by `--trusted-ca-file`.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
-    pub client_cert_auth: bool,
-    /// Peer TLS: this member's certificate (PEM), presented to and by peers on `https://` peer URLs.
-    #[arg(long)]
-    pub peer_cert_file: Option<PathBuf>,
-    /// Peer TLS: the private key (PEM) of `--peer-cert-file`.
-    #[arg(long)]
-    pub peer_key_file: Option<PathBuf>,
-    /// Peer TLS: CA certificates (PEM) that peers' certificates must be signed by.
-    #[arg(long)]
-    pub peer_trusted_ca_file: Option<PathBuf>,
-    /// Peer TLS: refuse peers without a certificate signed by `--peer-trusted-ca-file`.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
-    pub peer_client_cert_auth: bool,
-    /// URLs to serve `/metrics` and `/health` on (comma-separated; empty: none).
-    #[arg(long, default_value = "")]
-    pub listen_metrics_urls: String,
-    /// Seconds a client request may wait for Raft before failing with "request timed out".
-    #[arg(long, default_value_t = 7)]
-    pub request_timeout_seconds: u64,
-    /// Testing aid: dial these addresses instead of the named peers' advertised peer URLs
-    /// (`name=host:port,...`); member identities still come from the URLs. Lets a test put a
-    /// fault-injecting proxy on each directed link.
-    #[arg(long, default_value = "")]
-    pub peer_dial_overrides: String,
-    /// TEST ONLY, UNSAFE: serve linearizable reads locally without ReadIndex (a deliberately
-    /// broken build for checking that the chaos tests catch stale reads).
-    #[arg(long, hide = true)]
-    pub unsafe_local_reads: bool,
-    /// TEST ONLY: keep WAL writes in process memory until fsync, so SIGKILL loses unsynced
-    /// writes as a power failure would.
-    #[arg(long, hide = true)]
-    pub unsafe_wal_buffer_unsynced: bool,
-}
 
 /// Parses `name=host:port,...` of `--peer-dial-overrides`.
 pub fn parse_dial_overrides(text: &str) -> Result<BTreeMap<String, String>, String> {
