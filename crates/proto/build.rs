@@ -1,5 +1,9 @@
 //! Compiles the `.proto` files with `protox` (pure Rust, no system `protoc`) and
-//! generates prost messages plus tonic clients and servers.
+//! generates prost messages plus tonic clients and servers. The compiled descriptors are
+//! also written to `file_descriptor_set.bin` (see `proto::FILE_DESCRIPTOR_SET`), for the
+//! JSON gateway's proto3 JSON mapping.
+
+use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -13,6 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
+    let mut without_comments = descriptors.clone();
+    for file in &mut without_comments.file {
+        file.source_code_info = None;
+    }
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("file_descriptor_set.bin"), without_comments.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -50,6 +50,11 @@ pub mod raftkvpeer {
     include!(concat!(env!("OUT_DIR"), "/raftkvpeer.rs"));
 }
 
+/// The compiled descriptors of every `.proto` file here (an encoded
+/// `google.protobuf.FileDescriptorSet` without source comments), for reflection such as
+/// the JSON gateway's proto3 JSON mapping.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 /// Re-exported so dependants encode and decode with the same prost version.
 pub use prost;
 /// Re-exported so dependants build clients and servers with the same tonic version.

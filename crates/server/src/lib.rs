@@ -12,6 +12,7 @@ pub mod backup;
 pub mod codec;
 pub mod config;
 pub mod driver;
+pub mod gateway;
 pub mod grpc;
 pub mod handle;
 pub mod introspection;

@@ -30,6 +30,12 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     options.connections_max = args.max_client_connections.max(1);
     options.concurrent_streams_max = args.max_concurrent_streams.max(1);
     options.forward_tls = crate::tls::forward_client_tls(&args).map_err(anyhow::Error::msg)?;
+    options.metrics = Some(running.metrics.clone());
+    options.keepalive_min_time = args.grpc_keepalive_min_time;
+    options.keepalive_interval = args.grpc_keepalive_interval;
+    options.keepalive_timeout = args.grpc_keepalive_timeout;
+    options.http_rules.cors = crate::gateway::rules::split_list(&args.cors);
+    options.http_rules.host_whitelist = crate::gateway::rules::split_list(&args.host_whitelist);
     let mut servers = Vec::new();
     let client_urls = crate::config::split_urls(&args.listen_client_urls);
     for (listener, url) in std::mem::take(&mut running.client_listeners).into_iter().zip(client_urls) {

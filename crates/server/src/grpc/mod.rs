@@ -46,6 +46,7 @@ mod test_node;
 mod tests;
 
 use std::future::Future;
+use std::time::Duration;
 
 use proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -100,8 +101,15 @@ pub const RESPONSE_SIZE_BYTES_MAX: usize = i32::MAX as usize;
 /// The metadata key of a client-chosen request id; see the module documentation.
 pub const REQUEST_ID_METADATA_KEY: &str = "x-raftkv-request-id";
 
-/// Settings of the client-facing gRPC services.
-#[derive(Clone, Debug)]
+/// etcd's default `--grpc-keepalive-min-time`.
+pub const KEEPALIVE_MIN_TIME_DEFAULT: Duration = Duration::from_secs(5);
+/// etcd's default `--grpc-keepalive-interval`.
+pub const KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_secs(2 * 60 * 60);
+/// etcd's default `--grpc-keepalive-timeout`.
+pub const KEEPALIVE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
+
+/// Settings of the client-facing services (gRPC and the JSON gateway).
+#[derive(Clone)]
 pub struct GrpcOptions {
     /// Largest write request accepted, in encoded bytes (etcd's `--max-request-bytes`).
     pub request_size_bytes_max: usize,
@@ -114,6 +122,36 @@ pub struct GrpcOptions {
     pub connections_max: usize,
     /// TLS for this member's calls to another member's `https://` client URL.
     pub forward_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// etcd's `--grpc-keepalive-min-time`: how often clients may ping at most. Accepted
+    /// and kept for etcd compatibility; the HTTP/2 server (hyper) answers every ping, so
+    /// it is not enforced.
+    pub keepalive_min_time: Duration,
+    /// etcd's `--grpc-keepalive-interval`: how long a connection may stay silent before
+    /// the server pings it (zero: never).
+    pub keepalive_interval: Duration,
+    /// etcd's `--grpc-keepalive-timeout`: how long the server waits for a ping's answer
+    /// before closing the connection.
+    pub keepalive_timeout: Duration,
+    /// etcd's `--cors` and `--host-whitelist` for the HTTP requests of the client URLs
+    /// (the JSON gateway, `/health`, `/metrics`, `/version`).
+    pub http_rules: crate::gateway::HttpRules,
+    /// The metrics `/metrics` serves on the client URLs (none: `/metrics` answers 404).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+}
+
+impl std::fmt::Debug for GrpcOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("GrpcOptions")
+            .field("request_size_bytes_max", &self.request_size_bytes_max)
+            .field("message_size_bytes_max", &self.message_size_bytes_max)
+            .field("concurrent_streams_max", &self.concurrent_streams_max)
+            .field("connections_max", &self.connections_max)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("http_rules", &self.http_rules)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcOptions {
@@ -127,7 +165,18 @@ impl GrpcOptions {
             concurrent_streams_max: 1024,
             connections_max: 4096,
             forward_tls: None,
+            keepalive_min_time: KEEPALIVE_MIN_TIME_DEFAULT,
+            keepalive_interval: KEEPALIVE_INTERVAL_DEFAULT,
+            keepalive_timeout: KEEPALIVE_TIMEOUT_DEFAULT,
+            http_rules: crate::gateway::HttpRules::default(),
+            metrics: None,
         }
+    }
+
+    /// Largest JSON body the gateway reads: room for a request of
+    /// `message_size_bytes_max` in base64 and JSON, so the gRPC limits decide.
+    pub fn gateway_body_bytes_max(&self) -> usize {
+        self.message_size_bytes_max.saturating_mul(2).saturating_add(64 * 1024)
     }
 }
 
@@ -190,7 +239,24 @@ pub async fn serve(
     serve_with_tls(listener, None, handle, options, shutdown).await
 }
 
+/// The gRPC services of one node behind their middleware (the connection limit's
+/// refusal, metrics): what gRPC clients reach on a client listener and what the JSON
+/// gateway calls in process.
+pub fn grpc_service(handle: NodeHandle, options: GrpcOptions) -> crate::gateway::GrpcService {
+    let routes = client_router(handle, options);
+    let service = tower::ServiceBuilder::new()
+        .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
+        // gRPC middleware, outermost first.
+        .layer(tonic::service::InterceptorLayer::new(crate::limits::refuse_over_limit))
+        .service(routes);
+    tower::util::BoxCloneSyncService::new(service)
+}
+
 /// [`serve`], with TLS on every connection when `tls` is set (an `https://` client URL).
+///
+/// Each connection speaks HTTP/2 or HTTP/1.1. An HTTP/2 request with an
+/// `application/grpc` content type goes to the gRPC services; every other request to
+/// the JSON gateway and the HTTP endpoints ([`crate::gateway`]), as on etcd's client URLs.
 pub async fn serve_with_tls(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -198,13 +264,50 @@ pub async fn serve_with_tls(
     options: GrpcOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let concurrent_streams_max = options.concurrent_streams_max;
-    let incoming = crate::limits::incoming(listener, tls, options.connections_max);
-    let routes = client_router(handle, options);
-    let mut server = tonic::transport::Server::builder()
-        .max_concurrent_streams(concurrent_streams_max)
-        .layer(tonic::service::InterceptorLayer::new(crate::limits::refuse_over_limit));
-    server.add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await
+    let incoming = crate::limits::incoming(listener, tls.clone(), options.connections_max);
+    let grpc = grpc_service(handle.clone(), options.clone());
+    let settings = crate::gateway::GatewaySettings {
+        rules: crate::gateway::HttpRules { tls: tls.is_some(), ..options.http_rules.clone() },
+        body_bytes_max: options.gateway_body_bytes_max(),
+        metrics: options.metrics.clone(),
+    };
+    let gateway = crate::gateway::router(grpc.clone(), handle, settings);
+    let service = tower::service_fn(move |request: axum::http::Request<tonic::body::Body>| {
+        let grpc = grpc.clone();
+        let gateway = gateway.clone();
+        async move {
+            use tower::ServiceExt as _;
+            if is_grpc_request(&request) {
+                grpc.oneshot(request).await
+            } else {
+                let response = gateway.oneshot(request.map(axum::body::Body::new)).await;
+                let response = match response {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                Ok(response.map(tonic::body::Body::new))
+            }
+        }
+    });
+    let keepalive_interval = (!options.keepalive_interval.is_zero()).then_some(options.keepalive_interval);
+    let keepalive_timeout = (!options.keepalive_timeout.is_zero()).then_some(options.keepalive_timeout);
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .max_concurrent_streams(options.concurrent_streams_max)
+        .http2_keepalive_interval(keepalive_interval)
+        .http2_keepalive_timeout(keepalive_timeout)
+        .serve_with_incoming_shutdown(service, incoming, shutdown)
+        .await
+}
+
+/// Whether a client listener's request is a gRPC call (HTTP/2, `application/grpc…`).
+pub fn is_grpc_request<B>(request: &axum::http::Request<B>) -> bool {
+    request.version() == axum::http::Version::HTTP_2
+        && request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|content_type| content_type.starts_with("application/grpc"))
 }
 
 /// The request id a client chose with [`REQUEST_ID_METADATA_KEY`], if any.

@@ -1,0 +1,245 @@
+//! One gateway call: a JSON request body in, the gRPC service called in process, a JSON
+//! response (or a stream of newline-delimited `{"result":...}` objects) out.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use prost_reflect::{DynamicMessage, MethodDescriptor};
+use tonic::Code;
+
+use super::json::{self, DynamicCodec};
+use super::GrpcService;
+use crate::grpc::TOKEN_METADATA_KEY;
+use crate::limits::ClientConnectionInfo;
+
+/// Prefix of request headers passed to the services as gRPC metadata (grpc-gateway's
+/// convention): `Grpc-Metadata-hasleader: true` is the metadata `hasleader: true`.
+pub const METADATA_HEADER_PREFIX: &str = "grpc-metadata-";
+
+/// A gRPC method the gateway serves at some HTTP paths.
+pub struct GatewayMethod {
+    /// The method's descriptor (request and response types, streaming).
+    pub descriptor: MethodDescriptor,
+    /// `/etcdserverpb.KV/Range`.
+    pub path: tonic::codegen::http::uri::PathAndQuery,
+    /// Whether the request stream stays open after the body's messages until the HTTP
+    /// client goes away: a watch keeps watching after its create request (etcd's watch
+    /// server keeps a stream whose client stopped sending), a keep-alive ends.
+    pub hold_request_stream_open: bool,
+}
+
+impl GatewayMethod {
+    /// The method `service.method` (`"etcdserverpb.KV"`, `"Range"`).
+    pub fn new(service: &str, method: &str) -> GatewayMethod {
+        let descriptor = json::method(service, method);
+        let path = format!("/{service}/{method}").parse().expect("a gRPC path is a valid URI path");
+        let hold_request_stream_open = descriptor.is_client_streaming() && method == "Watch";
+        GatewayMethod { descriptor, path, hold_request_stream_open }
+    }
+
+    fn is_streaming(&self) -> bool {
+        self.descriptor.is_client_streaming() || self.descriptor.is_server_streaming()
+    }
+}
+
+/// The HTTP status grpc-gateway (v1, as etcd 3.4 uses it) answers a gRPC code with.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// etcd's error answer to a unary call: `{"error":…,"message":…,"code":…}`.
+pub fn error_response(status: &tonic::Status) -> Response {
+    let message = serde_json::Value::from(status.message()).to_string();
+    let body = format!("{{\"error\":{message},\"message\":{message},\"code\":{}}}", status.code() as i32);
+    json_response(http_status(status.code()), Body::from(body))
+}
+
+/// The last object of a response stream that failed (grpc-gateway v1's stream error).
+fn stream_error(status: &tonic::Status) -> bytes::Bytes {
+    let http = http_status(status.code());
+    let body = serde_json::json!({
+        "error": {
+            "grpc_code": status.code() as i32,
+            "http_code": http.as_u16(),
+            "message": status.message(),
+            "http_status": http.canonical_reason().unwrap_or(""),
+        }
+    });
+    bytes::Bytes::from(body.to_string())
+}
+
+fn result_line(message: &DynamicMessage) -> bytes::Bytes {
+    let json = json::message_to_json(message);
+    let mut line = Vec::with_capacity(json.len() + 12);
+    line.extend_from_slice(b"{\"result\":");
+    line.extend_from_slice(&json);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
+fn json_response(status: StatusCode, body: Body) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if status == StatusCode::OK {
+        // What grpc-gateway forwards of the gRPC response's headers.
+        response.headers_mut().insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
+    }
+    response
+}
+
+/// gRPC metadata for a call made for an HTTP request: the `Authorization` header as the
+/// auth token (as etcd's gateway passes it) and every `Grpc-Metadata-*` header.
+fn metadata_from_headers(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(token) = headers.get("authorization").and_then(|value| value.to_str().ok()) {
+        if let Ok(value) = token.parse() {
+            metadata.insert(TOKEN_METADATA_KEY, value);
+        }
+    }
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(METADATA_HEADER_PREFIX) else { continue };
+        let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+        ) else {
+            continue;
+        };
+        metadata.insert(key, value);
+    }
+    metadata
+}
+
+/// Serves one HTTP request for `method`.
+pub async fn call(
+    grpc: GrpcService,
+    method: Arc<GatewayMethod>,
+    body_bytes_max: usize,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, body_bytes_max).await {
+        Ok(body) => body,
+        Err(_) => {
+            let message = format!("raftkv: request body larger than max ({body_bytes_max} bytes)");
+            return error_response(&tonic::Status::resource_exhausted(message));
+        }
+    };
+    let messages = match read_messages(&method, &body) {
+        Ok(messages) => messages,
+        Err(status) => return error_response(&status),
+    };
+    let mut metadata = metadata_from_headers(&parts.headers);
+    metadata.remove("content-type");
+    let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();
+    let mut client =
+        tonic::client::Grpc::new(grpc).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+    if let Err(error) = client.ready().await {
+        return error_response(&tonic::Status::unavailable(format!("raftkv: gRPC services unavailable: {error}")));
+    }
+    let codec = DynamicCodec::new(method.descriptor.output());
+    let path = method.path.clone();
+    if !method.is_streaming() {
+        let first = messages.into_iter().next().expect("read_messages returns at least one message");
+        let mut request = tonic::Request::new(first);
+        *request.metadata_mut() = metadata;
+        if let Some(connection) = connection {
+            request.extensions_mut().insert(connection);
+        }
+        return match client.unary(request, path, codec).await {
+            Ok(response) => json_response(StatusCode::OK, Body::from(json::message_to_json(response.get_ref()))),
+            Err(status) => error_response(&status),
+        };
+    }
+    stream(client, &method, messages, metadata, connection, codec).await
+}
+
+/// The request messages of a body. A malformed first message fails the call (with
+/// InvalidArgument for a unary call, and Unknown for a streaming one, as etcd's gateway
+/// answers); in a stream, the messages after a malformed one are dropped, as etcd does.
+fn read_messages(method: &GatewayMethod, body: &[u8]) -> Result<Vec<DynamicMessage>, tonic::Status> {
+    let code = if method.is_streaming() { Code::Unknown } else { Code::InvalidArgument };
+    let (values, malformed) = json::json_values(body);
+    if values.is_empty() {
+        let message = malformed.unwrap_or_else(|| "json: empty request body".to_string());
+        return Err(tonic::Status::new(code, message));
+    }
+    let input = method.descriptor.input();
+    let mut messages = Vec::with_capacity(values.len());
+    for value in values {
+        match json::message_from_json(&input, value) {
+            Ok(message) => messages.push(message),
+            Err(error) if messages.is_empty() => return Err(tonic::Status::new(code, error)),
+            Err(error) => {
+                tracing::debug!(%error, "gateway: ignoring the rest of a request stream");
+                break;
+            }
+        }
+        if !method.descriptor.is_client_streaming() {
+            break;
+        }
+    }
+    Ok(messages)
+}
+
+type Client = tonic::client::Grpc<GrpcService>;
+
+/// A streaming call: the body's messages sent, the responses streamed back one JSON
+/// object per line, a failure as grpc-gateway's last `{"error":{...}}` object.
+async fn stream(
+    mut client: Client,
+    method: &GatewayMethod,
+    messages: Vec<DynamicMessage>,
+    metadata: tonic::metadata::MetadataMap,
+    connection: Option<ClientConnectionInfo>,
+    codec: DynamicCodec,
+) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel(messages.len().max(1));
+    for message in messages {
+        sender.try_send(message).expect("the channel holds every message of the body");
+    }
+    let held_open = method.hold_request_stream_open.then_some(sender);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    *request.metadata_mut() = metadata;
+    if let Some(connection) = connection {
+        request.extensions_mut().insert(connection);
+    }
+    let mut responses = match client.streaming(request, method.path.clone(), codec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return json_response(http_status(status.code()), Body::from(stream_error(&status))),
+    };
+    let first = match responses.message().await {
+        Ok(Some(first)) => result_line(&first),
+        Ok(None) => return json_response(StatusCode::OK, Body::empty()),
+        Err(status) => return json_response(http_status(status.code()), Body::from(stream_error(&status))),
+    };
+    // The request sender lives as long as the response body: dropped with it when the
+    // HTTP client goes away, which ends the gRPC stream.
+    let rest = futures::stream::unfold(Some((responses, held_open)), |state| async move {
+        let (mut responses, held_open) = state?;
+        match responses.message().await {
+            Ok(Some(message)) => Some((result_line(&message), Some((responses, held_open)))),
+            Ok(None) => None,
+            Err(status) => Some((stream_error(&status), None)),
+        }
+    });
+    let lines = futures::stream::once(std::future::ready(first)).chain(rest).map(Ok::<_, Infallible>);
+    json_response(StatusCode::OK, Body::from_stream(lines))
+}
