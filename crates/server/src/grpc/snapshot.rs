@@ -47,7 +47,7 @@ pub async fn snapshot(
     let chunks = (0..total_bytes.div_ceil(CHUNK_BYTES)).map(move |index| {
         let end = ((index + 1) * CHUNK_BYTES).min(total_bytes);
         Ok(SnapshotResponse {
-            header: header.clone(),
+            header,
             remaining_bytes: (total_bytes - end) as u64,
             blob: file.slice(index * CHUNK_BYTES..end).to_vec(),
             ..SnapshotResponse::default()
