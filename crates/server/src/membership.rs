@@ -324,12 +324,23 @@ pub struct Membership {
     /// Set once this member applied its own removal: the tick at which the loop stops.
     stop_at_tick: Option<u64>,
     removed_self: bool,
+    /// `--strict-reconfig-check` (etcd's default true): refuse changes that would leave too few
+    /// started members for a quorum; false skips those checks.
+    pub strict_reconfig_check: bool,
 }
 
 impl Membership {
     /// Membership for the loop that owns `transport`.
     pub fn new(directory: Arc<PeerDirectory>, transport: Transport, cluster_token: String) -> Membership {
-        Membership { directory, transport, cluster_token, waiting: Vec::new(), stop_at_tick: None, removed_self: false }
+        Membership {
+            directory,
+            transport,
+            cluster_token,
+            waiting: Vec::new(),
+            stop_at_tick: None,
+            removed_self: false,
+            strict_reconfig_check: true,
+        }
     }
 
     /// Checks `request` and, when valid, proposes it (or starts the leader transfer); the
@@ -349,7 +360,7 @@ impl Membership {
         let started = self.started_members(node.id());
         let outcome = match &request {
             MembershipRequest::MoveLeader { target } => start_transfer(node, *target).map(|()| (*target, None)),
-            _ => plan_change(node, store, &request, &started, &self.cluster_token)
+            _ => plan_change(node, store, &request, &started, self.strict_reconfig_check, &self.cluster_token)
                 .and_then(|(change, member)| propose(node, change).map(|()| (member.id, Some(member)))),
         };
         match outcome {
@@ -561,6 +572,8 @@ struct ClusterView<'a> {
     store: &'a kv::Store,
     conf: ConfState,
     started: &'a BTreeSet<u64>,
+    /// `--strict-reconfig-check`: refuse changes that too few started (or active) members would leave.
+    strict: bool,
     /// Follower progress: (match index, replicating).
     progress: BTreeMap<u64, (u64, bool)>,
     leader_id: u64,
@@ -573,6 +586,7 @@ fn plan_change<S: Storage>(
     store: &kv::Store,
     request: &MembershipRequest,
     started: &BTreeSet<u64>,
+    strict: bool,
     cluster_token: &str,
 ) -> Result<(ConfChange, Member), MembershipError> {
     if node.role() != Role::Leader {
@@ -587,7 +601,8 @@ fn plan_change<S: Storage>(
             node.progress(*id).map(|view| (*id, (view.match_index, view.state == ProgressState::Replicate)))
         })
         .collect();
-    let view = ClusterView { store, conf, started, progress, leader_id: node.id(), last_index: node.last_index() };
+    let view =
+        ClusterView { store, conf, started, strict, progress, leader_id: node.id(), last_index: node.last_index() };
     check_request(&view, request, cluster_token)
 }
 
@@ -632,7 +647,7 @@ fn check_add(
     if is_learner && view.store.members().filter(|member| member.is_learner).count() >= LEARNERS_MAX {
         return Err(MembershipError::TooManyLearners);
     }
-    if !is_learner {
+    if !is_learner && view.strict {
         let voters = view.conf.voters.len() + 1;
         let started = view.conf.voters.iter().filter(|id| view.started.contains(id)).count();
         if started < quorum(voters) {
@@ -647,7 +662,7 @@ fn check_add(
 
 fn check_remove(view: &ClusterView<'_>, id: u64) -> Result<(ConfChange, Member), MembershipError> {
     let member = view.store.member(id).cloned().ok_or(MembershipError::MemberNotFound)?;
-    if view.conf.voters.contains(&id) {
+    if view.conf.voters.contains(&id) && view.strict {
         let voters = view.conf.voters.len() - 1;
         let remaining = view.conf.voters.iter().filter(|voter| **voter != id);
         let started = remaining.clone().filter(|voter| view.started.contains(voter)).count();
@@ -677,7 +692,7 @@ fn check_promote(view: &ClusterView<'_>, id: u64) -> Result<(ConfChange, Member)
     }
     let voters = view.conf.voters.len() + 1;
     let started = view.conf.voters.iter().chain([&id]).filter(|voter| view.started.contains(voter)).count();
-    if started < quorum(voters) {
+    if view.strict && started < quorum(voters) {
         return Err(MembershipError::NotEnoughStartedMembers);
     }
     let promoted = Member { is_learner: false, ..member };
@@ -864,6 +879,7 @@ mod tests {
         let store = store_with(&[member(1, false), member(2, false), member(3, false), member(4, true)]);
         let all: BTreeSet<u64> = [1, 2, 3, 4].into();
         let check = |request: MembershipRequest, view: &ClusterView<'_>| check_request(view, &request, "t");
+            strict: true,
         assert_eq!(
             check(MembershipRequest::Remove { id: 9 }, &view(&store, &all, &[4])).unwrap_err(),
             MembershipError::MemberNotFound
@@ -891,6 +907,14 @@ mod tests {
     #[test]
     fn members_response_round_trips() {
         let body = r#"[{"id":5,"name":"a","peerURLs":["http://h:1"],"clientURLs":[],"isLearner":true}]"#;
+        let lax = ClusterView { strict: false, ..view(&store, &only_leader, &[]) };
+        let request = MembershipRequest::Add { peer_urls: vec!["http://127.0.0.1:9000".into()], is_learner: false };
+        assert!(check_request(&lax, &request, "t").is_ok(), "--strict-reconfig-check=false skips the started check");
+        assert_eq!(
+            check_request(&lax, &MembershipRequest::Remove { id: 2 }, "t").map(|(_, member)| member.id),
+            Ok(2),
+            "--strict-reconfig-check=false: a removal that leaves too few started members is allowed"
+        );
         let response =
             format!("HTTP/1.1 200 OK\r\nX-Etcd-Cluster-ID: ff\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let info = parse_members_response(response.as_bytes()).unwrap();

@@ -117,8 +117,11 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     } else {
         raft::ConfState { voters, learners: vec![], voters_outgoing: vec![] }
     };
-    let wal_dir = plan.data_dir.join("wal");
-    let fresh = !wal_dir.exists();
+    wal_options.segment_files_max = args.max_wals;
+    wal_options.snapshot_files_max = args.max_snapshots;
+    let wal_dir = wal_directory(&plan.data_dir, args.wal_dir.as_deref())?;
+    // An operator may create an empty --wal-dir beforehand: fresh means no files yet.
+    let fresh = std::fs::read_dir(&wal_dir).map_or(true, |mut entries| entries.next().is_none());
     let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
     let mut store = restore_store(&wal, kv_config)?;
@@ -133,7 +136,16 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     raft_config.random_seed = rand::random();
     // A member joining (or rejoining with lost data) must not vote before it caught up.
     raft_config.abstain_until_caught_up = fresh && args.initial_cluster_state == "existing";
-    let node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
+    raft_config.pre_vote = args.pre_vote;
+    let election_ticks = raft_config.election_ticks;
+    let mut node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
+    if args.initial_election_tick_advance {
+        // etcd's fast-forward: the first election timeout is one tick away from firing
+        // (the randomized part still separates members).
+        for _ in 1..election_ticks {
+            node.tick();
+        }
+    }
     let metrics = Metrics::new();
     let directory = Arc::new(peer_directory(&plan, &store)?);
     let transport = Transport::start(directory.clone(), metrics.clone());
@@ -188,6 +200,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let introspection = IntrospectionSource {
         updates: introspection_receiver,
         directory: directory.clone(),
+    membership.strict_reconfig_check = args.strict_reconfig_check;
         members: plan.members.iter().map(|member| (member.id, member.name.clone())).collect(),
     };
     start_http(args, metrics.clone(), status, introspection).await?;
@@ -234,6 +247,33 @@ fn http_routes(introspection: IntrospectionSource) -> axum::Router {
         .route("/api/events", get(move || std::future::ready(introspection.events_response())))
         .merge(dashboard::dashboard_router())
 }
+/// The WAL directory: `<data-dir>/wal`, or `--wal-dir`, which `<data-dir>/wal` then links to
+/// (so a restart, or `raftkv snapshot restore --wal-dir`, finds it the same way).
+fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let link = data_dir.join("wal");
+    let Some(wal_dir) = wal_dir else { return Ok(link) };
+    let target = std::path::absolute(wal_dir).map_err(|error| format!("--wal-dir {}: {error}", wal_dir.display()))?;
+    match std::fs::read_link(&link) {
+        Ok(existing) if existing == target => Ok(target),
+        Ok(existing) => Err(format!(
+            "--wal-dir {}: the data dir's WAL is at {} (a data dir keeps its --wal-dir)",
+            wal_dir.display(),
+            existing.display()
+        )),
+        Err(_) if link.exists() => Err(format!(
+            "--wal-dir {}: the data dir {} already holds its own WAL",
+            wal_dir.display(),
+            data_dir.display()
+        )),
+        Err(_) => {
+            std::os::unix::fs::symlink(&target, &link).map_err(|error| {
+                format!("--wal-dir: cannot link {} to {}: {error}", link.display(), target.display())
+            })?;
+            Ok(target)
+        }
+    }
+}
+
 
 async fn start_http(
     args: &ServeArgs,

@@ -31,6 +31,13 @@ pub struct WalOptions {
     pub segment_size_bytes_max: u64,
     /// The file layer (the real one by default; a fault-injecting one in tests).
     pub file_system: Arc<dyn FileSystem>,
+    /// Most segment files kept (etcd's `--max-wals`; 0: unlimited): once a snapshot covers
+    /// them, the oldest segments beyond this are removed. Segments still needed for
+    /// recovery are never removed, so there may be more. Default 1: only needed ones.
+    pub segment_files_max: u64,
+    /// Most snapshot files kept (etcd's `--max-snapshots`; 0: unlimited), the current one
+    /// included; older ones beyond this are removed. Default 1: only the current one.
+    pub snapshot_files_max: u64,
 }
 
 impl WalOptions {
@@ -42,6 +49,8 @@ impl WalOptions {
             node_id,
             segment_size_bytes_max: SEGMENT_SIZE_BYTES_MAX_DEFAULT,
             file_system: Arc::new(StdFileSystem),
+            segment_files_max: 1,
+            snapshot_files_max: 1,
         }
     }
 }
@@ -575,12 +584,17 @@ impl Wal {
     }
 
     /// Removes, oldest first, the segments whose entries the snapshot covers (never the
-    /// current one), then every snapshot file but the current one. Called only once the
-    /// snapshot marker is durable.
+    /// current one) while there are more than `segment_files_max`, then the snapshot files
+    /// older than the current one beyond `snapshot_files_max` (and any that is not older).
+    /// Called only once the snapshot marker is durable.
     pub(crate) fn remove_obsolete_files(&mut self) -> Result<(), WalError> {
         let file_system = self.options.file_system.clone();
         let snapshot_index = self.state.snapshot_meta.index;
-        while self.segments.len() > 1 && self.segments[0].max_index_written <= snapshot_index {
+        let too_many = |count: usize, max: u64| max != 0 && count as u64 > max;
+        while self.segments.len() > 1
+            && self.segments[0].max_index_written <= snapshot_index
+            && too_many(self.segments.len(), self.options.segment_files_max)
+        {
             let path = self.directory.join(names::segment_file_name(self.segments[0].sequence));
             let removed = file_system.remove_file(&path);
             self.check_io(removed, &path)?;
@@ -592,7 +606,19 @@ impl Wal {
         let listing = names::list(&*file_system, &self.directory)?;
         let current_name = names::snapshot_file_name(snapshot_index, self.state.snapshot_meta.term);
         let mut removed_any = false;
-        for name in listing.snapshots.iter().filter(|name| **name != current_name) {
+        let older = listing.snapshots.iter().filter(|name| **name < current_name).count();
+        // The current file counts as one of the kept files.
+        let older_kept = match self.options.snapshot_files_max {
+            0 => older,
+            max => older.min(max.saturating_sub(1) as usize),
+        };
+        let mut older_seen = 0;
+        let removable = listing.snapshots.iter().filter(|name| {
+            let is_older = **name < current_name;
+            older_seen += usize::from(is_older);
+            **name != current_name && (!is_older || older_seen <= older - older_kept)
+        });
+        for name in removable {
             let path = self.directory.join(name);
             let removed = file_system.remove_file(&path);
             self.check_io(removed, &path)?;

@@ -62,6 +62,23 @@ pub fn check_supported(args: &ServeArgs) -> Result<(), String> {
         tracing::warn!("--{flag} has no effect: {NO_BBOLT}");
     }
     super::logging::LogSettings::from_args(args)?;
+    check_urls(args)
+}
+
+/// Every URL of the URL-list flags is `http(s)://host:port`; errors name the flag.
+fn check_urls(args: &ServeArgs) -> Result<(), String> {
+    let lists = [
+        ("listen-client-urls", &args.listen_client_urls),
+        ("advertise-client-urls", &args.advertise_client_urls),
+        ("listen-peer-urls", &args.listen_peer_urls),
+        ("initial-advertise-peer-urls", &args.initial_advertise_peer_urls),
+        ("listen-metrics-urls", &args.listen_metrics_urls),
+    ];
+    for (flag, list) in lists {
+        for url in super::split_urls(list) {
+            super::parse_url(&url).map_err(|reason| format!("--{flag}: {reason}"))?;
+        }
+    }
     Ok(())
 }
 
@@ -88,5 +105,7 @@ mod tests {
         assert!(check(&["--proxy=on"]).unwrap_err().starts_with("--proxy is not supported: "));
         assert!(check(&["--proxy-dial-timeout=5"]).unwrap_err().starts_with("--proxy-dial-timeout is not supported"));
         assert!(check(&["--log-level=loud"]).unwrap_err().contains("--log-level"));
+        let error = check(&["--advertise-client-urls=127.0.0.1:2379"]).unwrap_err();
+        assert!(error.starts_with("--advertise-client-urls: URL '127.0.0.1:2379'"), "{error}");
     }
 }
