@@ -164,7 +164,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
-    let membership =
+    let mut membership =
         crate::membership::Membership::new(directory.clone(), transport.clone(), args.initial_cluster_token.clone());
     let outputs = DriverOutputs {
         membership,
