@@ -166,6 +166,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
     let mut membership =
         crate::membership::Membership::new(directory.clone(), transport.clone(), args.initial_cluster_token.clone());
+    membership.strict_reconfig_check = args.strict_reconfig_check;
     let outputs = DriverOutputs {
         membership,
         sync_worker,
@@ -200,7 +201,6 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let introspection = IntrospectionSource {
         updates: introspection_receiver,
         directory: directory.clone(),
-    membership.strict_reconfig_check = args.strict_reconfig_check;
         members: plan.members.iter().map(|member| (member.id, member.name.clone())).collect(),
     };
     start_http(args, metrics.clone(), status, introspection).await?;
