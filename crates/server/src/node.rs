@@ -247,6 +247,7 @@ fn http_routes(introspection: IntrospectionSource) -> axum::Router {
         .route("/api/events", get(move || std::future::ready(introspection.events_response())))
         .merge(dashboard::dashboard_router())
 }
+
 /// The WAL directory: `<data-dir>/wal`, or `--wal-dir`, which `<data-dir>/wal` then links to
 /// (so a restart, or `raftkv snapshot restore --wal-dir`, finds it the same way).
 fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
