@@ -48,6 +48,10 @@ pub struct Node {
     initial_cluster: Option<String>,
 }
 
+/// Runs before a member first starts (see [`Cluster::start_prepared`]): gets the member
+/// and the cluster's `--initial-cluster`.
+pub type PrepareNode<'a> = &'a dyn Fn(&Node, &str);
+
 /// A cluster of real processes on loopback ports, in a temporary directory.
 pub struct Cluster {
     /// The members, in `--initial-cluster` order.
@@ -138,7 +142,7 @@ impl Cluster {
     /// Starts a cluster of `kind` after `prepare(node, initial_cluster)` ran for each member
     /// (e.g. restoring a snapshot into its data dir; the cluster token is `harness`), and
     /// waits for a leader.
-    pub async fn start_prepared(kind: ServerKind, size: usize, prepare: &dyn Fn(&Node, &str)) -> Cluster {
+    pub async fn start_prepared(kind: ServerKind, size: usize, prepare: PrepareNode<'_>) -> Cluster {
         Cluster::start_configured(kind, size, &[], None, Some(prepare)).await
     }
 
@@ -153,7 +157,7 @@ impl Cluster {
         size: usize,
         extra_arguments: &[&str],
         client_tls: Option<ClientTls>,
-        prepare: Option<&dyn Fn(&Node, &str)>,
+        prepare: Option<PrepareNode<'_>>,
     ) -> Cluster {
         assert!((1..=7).contains(&size), "clusters of 1 to 7 members");
         let scheme = if client_tls.is_some() { "https" } else { "http" };
