@@ -438,3 +438,136 @@ async fn cluster_maintenance_and_http_endpoints_answer_as_etcd_does() {
     assert_eq!(options.status, 200);
     comparison.assert_none();
 }
+
+/// `curl -i`-like: status and headers (names in lower case) of a request.
+async fn headers_of(base: &str, method: &str, path: &str, headers: &[&str]) -> (u16, Vec<(String, String)>) {
+    let mut arguments: Vec<String> =
+        ["-s", "-S", "-o", "/dev/null", "-D", "-", "-X", method, "--max-time", "20"].map(String::from).to_vec();
+    if method == "POST" {
+        arguments.extend(["--data-binary".to_string(), "{}".to_string()]);
+    }
+    for header in headers {
+        arguments.extend(["-H".to_string(), header.to_string()]);
+    }
+    arguments.push(format!("{base}{path}"));
+    let output = run_bounded("curl", &arguments, &[], "").await;
+    assert_eq!(output.code, 0, "curl {arguments:?} failed: {}", output.stderr);
+    let mut lines = output.stdout.lines();
+    let status_line = lines.next().expect("a status line");
+    let status = status_line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status code");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(candidate, _)| candidate == name).map(|(_, value)| value.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_and_host_whitelist_follow_etcd() {
+    let flags = ["--cors", "http://a.example:80,http://b.example:8080", "--host-whitelist", "localhost,a.b"];
+    let etcd = Cluster::start_with_arguments(common::ServerKind::Etcd, 1, &flags).await;
+    let raftkv = Cluster::start_with_arguments(common::ServerKind::Raftkv, 1, &flags).await;
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("POST", "/v3/kv/range", &[]),
+        ("POST", "/v3/kv/range", &["Host: a.b", "Origin: http://a.example:80"]),
+        ("POST", "/v3/kv/range", &["Host: localhost:2379", "Origin: http://c.example"]),
+        ("OPTIONS", "/v3/kv/range", &["Host: a.b", "Origin: http://b.example:8080"]),
+        ("GET", "/health", &["Host: a.b", "Origin: http://a.example:80"]),
+    ];
+    for (method, path, headers) in cases {
+        let expected = headers_of(&etcd.client_urls()[0], method, path, headers).await;
+        let actual = headers_of(&raftkv.client_urls()[0], method, path, headers).await;
+        let label = format!("{method} {path} {headers:?}");
+        assert_eq!(expected.0, actual.0, "{label}: status");
+        for name in ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers"] {
+            assert_eq!(header(&expected.1, name), header(&actual.1, name), "{label}: {name}");
+        }
+    }
+    // The host whitelist refuses HTTP requests with 421 (first case) but not gRPC clients.
+    let answer = run_bounded(
+        &common::etcdctl_program(),
+        &[format!("--endpoints={}", raftkv.client_urls()[0]), "put".into(), "k".into(), "v".into()],
+        &[("ETCDCTL_API", "3")],
+        "",
+    )
+    .await;
+    assert_eq!(answer.code, 0, "etcdctl put: {}", answer.stderr);
+}
+
+/// PEM files of a test CA and one certificate for 127.0.0.1 (server and client use).
+fn write_certificates(directory: &std::path::Path) -> common::ClientTls {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut authority = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    authority.distinguished_name.push(DnType::CommonName, "gateway test CA");
+    let authority_key = KeyPair::generate().expect("CA key");
+    let authority = authority.self_signed(&authority_key).expect("self-signed CA");
+    let mut member = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("parameters");
+    member.distinguished_name.push(DnType::CommonName, "root");
+    member.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let member_key = KeyPair::generate().expect("key");
+    let member = member.signed_by(&member_key, &authority, &authority_key).expect("signed certificate");
+    let files = common::ClientTls {
+        ca_file: directory.join("ca.pem"),
+        cert_file: directory.join("member.pem"),
+        key_file: directory.join("member-key.pem"),
+    };
+    std::fs::write(&files.ca_file, authority.pem()).expect("write the CA");
+    std::fs::write(&files.cert_file, member.pem()).expect("write the certificate");
+    std::fs::write(&files.key_file, member_key.serialize_pem()).expect("write the key");
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_speaks_http1_and_http2_over_tls_beside_grpc() {
+    let directory = tempfile::tempdir().expect("a directory");
+    let files = write_certificates(directory.path());
+    let path = path_of;
+    let flags = [
+        format!("--cert-file={}", path(&files.cert_file)),
+        format!("--key-file={}", path(&files.key_file)),
+        format!("--trusted-ca-file={}", path(&files.ca_file)),
+        format!("--peer-cert-file={}", path(&files.cert_file)),
+        format!("--peer-key-file={}", path(&files.key_file)),
+        format!("--peer-trusted-ca-file={}", path(&files.ca_file)),
+        // TLS listeners serve every Host, as etcd's do.
+        "--host-whitelist=localhost".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_tls(common::ServerKind::Raftkv, 1, &flags, files.clone()).await;
+    let base = cluster.client_urls()[0].clone();
+    assert!(base.starts_with("https://"), "{base}");
+    let curl = |version: &'static str, path: &'static str, body: &'static str| {
+        let arguments = vec![
+            "-s".to_string(),
+            "-S".to_string(),
+            version.to_string(),
+            "--cacert".to_string(),
+            path_of(&files.ca_file),
+            "--data-binary".to_string(),
+            body.to_string(),
+            format!("{base}{path}"),
+        ];
+        async move { run_bounded("curl", &arguments, &[], "").await }
+    };
+    let put = curl("--http1.1", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#).await;
+    assert_eq!(put.code, 0, "curl over TLS with HTTP/1.1: {}", put.stderr);
+    assert!(put.stdout.contains("\"revision\":\"2\""), "{}", put.stdout);
+    let range = curl("--http2", "/v3/kv/range", r#"{"key":"Zm9v"}"#).await;
+    assert_eq!(range.code, 0, "curl over TLS with HTTP/2: {}", range.stderr);
+    let range: Value = serde_json::from_str(&range.stdout).expect("JSON");
+    assert_eq!(range["kvs"][0]["value"], "YmFy", "{range}");
+    // gRPC on the same listener.
+    let mut get = vec![format!("--endpoints={base}"), "get".to_string(), "foo".to_string()];
+    get.extend(files.etcdctl_arguments());
+    let got = run_bounded(&common::etcdctl_program(), &get, &[("ETCDCTL_API", "3")], "").await;
+    assert_eq!((got.code, got.stdout.as_str()), (0, "foo\nbar\n"), "etcdctl get over TLS: {}", got.stderr);
+}
+
+fn path_of(file: &std::path::Path) -> String {
+    file.display().to_string()
+}

@@ -424,7 +424,8 @@ pub fn client_acceptor(args: &ServeArgs) -> Result<Option<tokio_rustls::TlsAccep
     if !urls.iter().any(|url| crate::config::is_https(url)) {
         return Ok(None);
     }
-    let config = server_config(&TlsFiles::client(args), &[ALPN_HTTP2])?;
+    // HTTP/1.1 too: the JSON gateway's clients (curl --http1.1, most HTTP libraries).
+    let config = server_config(&TlsFiles::client(args), &[ALPN_HTTP2, b"http/1.1"])?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
