@@ -97,7 +97,7 @@ static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
 
 /// A loopback port that is free now, distinct from every other one this process handed out
 /// (test binaries run one at a time; the process id spreads them apart anyway).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let span = PORT_LAST - PORT_FIRST;
     for _ in 0..span {
         let turn = PORTS_HANDED_OUT.fetch_add(1, Ordering::Relaxed);

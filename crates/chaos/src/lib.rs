@@ -80,9 +80,11 @@ pub struct ChaosArgs {
     /// workspace's target/release/raftkv or target/debug/raftkv).
     #[arg(long)]
     pub raftkv_bin: Option<PathBuf>,
-    /// Directory for failing histories and the logs of failed runs.
-    #[arg(long, default_value = "target/chaos")]
-    pub history_out: PathBuf,
+    /// Directory for the members' data and logs and for failing histories, kept after the
+    /// run (default: a new directory under the system's temporary directory, removed when
+    /// the run passes and kept, with its path printed, when it fails).
+    #[arg(long, visible_alias = "work-dir", value_name = "DIR")]
+    pub history_out: Option<PathBuf>,
     /// Instead of running a cluster, check the history saved in FILE (JSON lines) and exit.
     #[arg(long)]
     pub replay: Option<PathBuf>,
@@ -112,7 +114,7 @@ impl Default for ChaosArgs {
             faults: "all".to_string(),
             seed: None,
             raftkv_bin: None,
-            history_out: PathBuf::from("target/chaos"),
+            history_out: None,
             replay: None,
             operation_deadline_milliseconds: 2000,
             operations_max: 20_000,
@@ -145,6 +147,12 @@ fn operation_interval(args: &ChaosArgs) -> Duration {
     Duration::from_secs(args.duration_seconds + RUN_SECONDS_EXTRA) * clients / operations_max
 }
 
+/// Where a run of `seed` without `--history-out` keeps its files: a directory of its own
+/// under the system's temporary directory.
+pub fn temporary_directory(seed: u64) -> PathBuf {
+    std::env::temp_dir().join(format!("raftkv-chaos-seed{seed}-pid{}", std::process::id()))
+}
+
 /// The scenario `args` describe.
 pub fn scenario_from_args(args: &ChaosArgs) -> anyhow::Result<Scenario> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
@@ -167,7 +175,8 @@ pub fn scenario_from_args(args: &ChaosArgs) -> anyhow::Result<Scenario> {
         duration: Duration::from_secs(args.duration_seconds),
         faults: FaultKind::parse_list(&args.faults)?,
         seed,
-        output_directory: args.history_out.clone(),
+        output_directory: args.history_out.clone().unwrap_or_else(|| temporary_directory(seed)),
+        remove_output_when_passed: args.history_out.is_none(),
         workload: workload::WorkloadOptions {
             keys: args.keys,
             operation_deadline: Duration::from_millis(args.operation_deadline_milliseconds),
@@ -202,6 +211,7 @@ pub fn replay(path: &std::path::Path) -> anyhow::Result<Report> {
         faults: Vec::new(),
         seed: 0,
         output_directory: PathBuf::new(),
+        remove_output_when_passed: false,
         workload: workload::WorkloadOptions {
             keys: 0,
             operation_deadline: Duration::ZERO,

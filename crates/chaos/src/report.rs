@@ -117,6 +117,20 @@ impl Report {
     }
 }
 
+/// `duration` as people read it: `850 µs`, `8.7 ms`, `2.35 s`, `3 min 5 s`.
+pub fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if duration < Duration::from_millis(1) {
+        format!("{} µs", duration.as_micros())
+    } else if duration < Duration::from_secs(1) {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else if duration < Duration::from_secs(60) {
+        format!("{seconds:.2} s")
+    } else {
+        format!("{} min {} s", duration.as_secs() / 60, duration.as_secs() % 60)
+    }
+}
+
 /// The last `count` lines of `text`, after a note of how many were left out.
 pub fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -147,8 +161,12 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             formatter,
-            "cluster: revision={} applied_index={} hashes={:08x?} recovery={:?} acknowledged_write_lookups={}",
-            self.revision, self.applied_index, self.hashes, self.recovery, self.acknowledged_write_lookups
+            "cluster: revision={} applied_index={} hashes={:08x?} recovery={} acknowledged_write_lookups={}",
+            self.revision,
+            self.applied_index,
+            self.hashes,
+            self.recovery.map_or_else(|| "not measured".to_string(), human_duration),
+            self.acknowledged_write_lookups
         )?;
         let verdict = match &self.verdict {
             Verdict::NotChecked => "not checked".to_string(),
@@ -182,5 +200,19 @@ impl fmt::Display for Report {
             u8::from(self.found_violation()),
             self.elapsed.as_millis()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human_duration(Duration::from_micros(850)), "850 µs");
+        assert_eq!(human_duration(Duration::from_nanos(8_660_844)), "8.7 ms");
+        assert_eq!(human_duration(Duration::from_millis(2350)), "2.35 s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3 min 5 s");
     }
 }

@@ -59,6 +59,8 @@ pub struct Scenario {
     pub workload: WorkloadOptions,
     /// Extra flags for every member.
     pub server_arguments: Vec<String>,
+    /// Remove `output_directory` itself when the run passes (it was a temporary one).
+    pub remove_output_when_passed: bool,
 }
 
 /// Runs `scenario` to completion and reports; an `Err` means the run could not be carried
@@ -101,6 +103,9 @@ pub async fn run_scenario(scenario: &Scenario) -> anyhow::Result<Report> {
     report.elapsed = started.elapsed();
     if report.passed() {
         let _ = std::fs::remove_dir_all(&run_directory);
+        if scenario.remove_output_when_passed {
+            let _ = std::fs::remove_dir_all(&scenario.output_directory);
+        }
         report.log_directory = None;
     }
     Ok(report)

@@ -8,6 +8,7 @@ use linearizability::{ClientId, Operation, Output};
 use tonic::transport::Channel;
 
 use crate::etcd;
+use crate::report::human_duration;
 use crate::workload::{key_name, AcknowledgedWrite, Recording};
 
 /// Deadline of one probe request.
@@ -104,7 +105,7 @@ pub async fn wait_for_convergence(channels: &[Channel], wait_max: Duration) -> a
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    anyhow::bail!("members did not converge within {wait_max:?}; last statuses: {latest:?}")
+    anyhow::bail!("members did not converge within {}; last statuses: {latest:?}", human_duration(wait_max))
 }
 
 /// Waits (at most `wait_max`) until a write through member 0..n succeeds: the healed
@@ -122,7 +123,7 @@ pub async fn wait_for_write(channels: &[Channel], wait_max: Duration) -> anyhow:
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    anyhow::bail!("no write succeeded within {wait_max:?} after healing: {last_error}")
+    anyhow::bail!("no write succeeded within {} after healing: {last_error}", human_duration(wait_max))
 }
 
 /// `HashKV` at `revision` on every member; an error unless all hashes are equal.

@@ -71,3 +71,21 @@ fn five_members_every_fault() {
     println!("{report}");
     assert!(report.passed(), "5-member chaos run failed:\n{report}");
 }
+
+#[test]
+fn a_passing_run_without_a_directory_keeps_no_files() {
+    let _guard = common::ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seed = 707;
+    let arguments = chaos::ChaosArgs { history_out: None, ..common::arguments("none", seed, 2) };
+    let report = chaos::run(arguments).expect("the run starts");
+    let text = report.to_string();
+    println!("{text}");
+    assert!(report.passed(), "{text}");
+    assert!(
+        !chaos::temporary_directory(seed).exists(),
+        "{} was left behind",
+        chaos::temporary_directory(seed).display()
+    );
+    let recovery = text.lines().find_map(|line| line.split("recovery=").nth(1)).expect("a recovery field");
+    assert!(!recovery.starts_with("Some("), "durations are printed for people: {recovery}");
+}

@@ -151,7 +151,7 @@ const RaftLog = (() => {
     first.append(solid, "committed (solid)");
     const second = element("span");
     second.append(dashed, "not yet committed (dashed)");
-    box.append(first, second, element("span", "", "box: term on top, command below; colour = term; ▲match = leader's match index for that follower"));
+    box.append(first, second, element("span", "", "box: term on top, command below (log index in the ruler above); colour = term; ▲match = leader's match index for that follower"));
     return box;
   }
 

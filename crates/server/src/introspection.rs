@@ -102,14 +102,16 @@ pub fn raft_state<S: Storage>(node: &RawNode<S>) -> Value {
     })
 }
 
-/// Adds identity and members to a Raft state.
+/// Adds identity and members to a Raft state (each member with `reachable`: false while
+/// this node cannot connect to it).
 pub fn full_state(raft: &Value, directory: &PeerDirectory, members: &[(u64, String)]) -> Value {
     let known = directory.known.read().map(|known| known.clone()).unwrap_or_default();
     let members: Vec<Value> = members
         .iter()
         .map(|(id, name)| {
             let info = known.get(id).cloned().unwrap_or_default();
-            json!({"id": format!("{id:x}"), "name": name, "client_urls": info.client_urls, "http_urls": info.http_urls})
+            json!({"id": format!("{id:x}"), "name": name, "client_urls": info.client_urls, "http_urls": info.http_urls,
+                   "reachable": directory.is_reachable(*id)})
         })
         .collect();
     let mut state = raft.clone();

@@ -699,9 +699,11 @@ fn check_promote(view: &ClusterView<'_>, id: u64) -> Result<(ConfChange, Member)
     Ok((conf_change(ConfChangeKind::AddVoter, &promoted, kv::MemberAction::Promote), promoted))
 }
 
-/// File in the data dir of a member that joined a running cluster: its cluster id and
-/// member id, which `--initial-cluster` cannot tell after the cluster changed.
-const IDENTITY_FILE: &str = "member-identity.json";
+/// File in the data dir of a member: its cluster id, member id and name, which
+/// `--initial-cluster` cannot tell after the cluster changed (a member joined, or one's
+/// peer URLs were updated). As in etcd, `--initial-cluster` and `--initial-cluster-token`
+/// are ignored once the data dir holds a member.
+pub const IDENTITY_FILE: &str = "member-identity.json";
 /// How long a joining member tries to reach the running cluster.
 const JOIN_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -720,18 +722,33 @@ pub struct Identity {
 /// existing`), else from `--initial-cluster`.
 pub async fn resolve_identity(mut plan: crate::node::NodePlan) -> Result<Identity, String> {
     let identity_path = plan.data_dir.join(IDENTITY_FILE);
+    let fresh = !plan.data_dir.join("wal").exists();
     if let Ok(text) = std::fs::read_to_string(&identity_path) {
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|error| format!("{}: {error}", identity_path.display()))?;
         let (Some(cluster_id), Some(member_id)) = (value["cluster_id"].as_u64(), value["member_id"].as_u64()) else {
             return Err(format!("{}: missing cluster_id or member_id", identity_path.display()));
         };
-        plan.cluster_id = cluster_id;
-        plan.local.id = member_id;
-        return Ok(Identity { plan, joined_members: None });
+        // A founder's file counts once its WAL exists (a first start that failed early
+        // must not pin the ids of a mistyped --initial-cluster).
+        if !(fresh && value["source"] == "initial-cluster") {
+            check_identity_name(&plan, value["name"].as_str(), cluster_id, member_id)?;
+            if (plan.cluster_id, plan.local.id) != (cluster_id, member_id) {
+                tracing::info!(
+                    member = %format!("{member_id:x}"),
+                    cluster = %format!("{cluster_id:x}"),
+                    "the data dir holds a member: --initial-cluster and --initial-cluster-token are ignored"
+                );
+            }
+            plan.cluster_id = cluster_id;
+            plan.local.id = member_id;
+            return Ok(Identity { plan, joined_members: None });
+        }
     }
-    let fresh = !plan.data_dir.join("wal").exists();
     if !fresh || plan.args.initial_cluster_state != "existing" {
+        if fresh {
+            write_identity(&plan, "initial-cluster")?;
+        }
         return Ok(Identity { plan, joined_members: None });
     }
     let others: Vec<String> = plan
@@ -771,16 +788,39 @@ pub async fn resolve_identity(mut plan: crate::node::NodePlan) -> Result<Identit
             id: member.id,
         })
         .collect();
-    write_identity(&plan)?;
+    write_identity(&plan, "join")?;
     tracing::info!(member = %format!("{:x}", own.id), cluster = %format!("{:x}", info.cluster_id), "joining a running cluster");
     Ok(Identity { plan, joined_members: Some(info.members) })
 }
 
-fn write_identity(plan: &crate::node::NodePlan) -> Result<(), String> {
+/// Refuses a data dir that holds another member than `--name` (the file names it).
+fn check_identity_name(
+    plan: &crate::node::NodePlan,
+    stored_name: Option<&str>,
+    cluster_id: u64,
+    member_id: u64,
+) -> Result<(), String> {
+    match stored_name {
+        Some(name) if name != plan.local.name => Err(format!(
+            "data dir {} holds member {member_id:x} named '{name}' of cluster {cluster_id:x}, not '{}': \
+             check --data-dir, --name and --initial-cluster-token",
+            plan.data_dir.display(),
+            plan.local.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes [`IDENTITY_FILE`]; `source` is `join` (ids from the running cluster) or
+/// `initial-cluster` (a founder's ids, from the flag).
+fn write_identity(plan: &crate::node::NodePlan, source: &str) -> Result<(), String> {
     use std::io::Write;
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
-    let text = serde_json::json!({ "cluster_id": plan.cluster_id, "member_id": plan.local.id }).to_string();
+    let text = serde_json::json!({
+        "cluster_id": plan.cluster_id, "member_id": plan.local.id, "name": plan.local.name, "source": source,
+    })
+    .to_string();
     let path = plan.data_dir.join(IDENTITY_FILE);
     let temporary = plan.data_dir.join(format!("{IDENTITY_FILE}.tmp"));
     let write = || -> std::io::Result<()> {

@@ -50,7 +50,15 @@ pub fn plan(args: &ServeArgs) -> Result<NodePlan, String> {
         .ok_or_else(|| format!("--initial-cluster has no member named '{}' (--name)", args.name))?;
     let mut advertised = config::split_urls(&args.initial_advertise_peer_urls);
     advertised.sort();
-    if advertised != local.peer_urls {
+    // As etcd, a member restarted from its data dir is not held to --initial-cluster (its
+    // peer URLs may have changed with `member update`).
+    let restarting = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.raftkv", args.name)))
+        .join("wal")
+        .exists();
+    if advertised != local.peer_urls && !restarting {
         return Err(format!(
             "--initial-advertise-peer-urls {:?} does not match --initial-cluster's URLs for '{}': {:?}",
             advertised, args.name, local.peer_urls
@@ -101,6 +109,14 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let identity = crate::membership::resolve_identity(plan).await?;
     let joining = identity.joined_members.is_some();
     let plan = identity.plan;
+    tracing::info!(
+        name = %plan.local.name,
+        member = %format!("{:x}", plan.local.id),
+        cluster = %format!("{:x}", plan.cluster_id),
+        data_dir = %plan.data_dir.display(),
+        joining,
+        "starting raftkv"
+    );
     let args = &plan.args;
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
@@ -122,7 +138,12 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let wal_dir = wal_directory(&plan.data_dir, args.wal_dir.as_deref())?;
     // An operator may create an empty --wal-dir beforehand: fresh means no files yet.
     let fresh = std::fs::read_dir(&wal_dir).map_or(true, |mut entries| entries.next().is_none());
-    let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| format!("{error}"))?;
+    let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| match error {
+        wal::WalError::WrongIdentity { .. } => {
+            format!("{error}: the data dir is another cluster's or member's; check --data-dir, --name and --initial-cluster-token")
+        }
+        error => format!("{error}"),
+    })?;
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
     let mut store = restore_store(&wal, kv_config)?;
     store.seed_members(crate::membership::seed_members(identity.joined_members.as_ref(), &plan));
@@ -334,6 +355,7 @@ fn peer_directory(plan: &NodePlan, store: &kv::Store) -> Result<PeerDirectory, S
             table.refresh(store);
             table
         },
+        unreachable: Default::default(),
     })
 }
 

@@ -17,13 +17,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let plan = node::plan(&args).map_err(anyhow::Error::msg)?;
     let client_tls = crate::tls::client_acceptor(&args).map_err(anyhow::Error::msg)?;
-    tracing::info!(
-        name = %plan.local.name,
-        member = %format!("{:x}", plan.local.id),
-        cluster = %format!("{:x}", plan.cluster_id),
-        data_dir = %plan.data_dir.display(),
-        "starting raftkv"
-    );
+    // "starting raftkv" with this member's ids is logged by node::start once they are
+    // known (a joining member learns them from the running cluster).
     let mut running = node::start(plan).await.map_err(anyhow::Error::msg)?;
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let mut options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);

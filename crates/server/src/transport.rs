@@ -2,10 +2,10 @@
 //! per write, bounded queues, reconnect with backoff, and a handshake that keeps out
 //! nodes of other clusters and unknown members.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use proto::raftkvpeer as wire;
@@ -25,6 +25,11 @@ const WRITE_BATCH_BYTES_MAX: usize = 4 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
+/// A peer that cannot be dialled for this long is logged at WARN (a peer still starting
+/// next to this one is not); the warning repeats at most once per [`UNREACHABLE_WARNING_INTERVAL`].
+const UNREACHABLE_WARNING_AFTER: Duration = Duration::from_secs(1);
+/// Least time between two warnings about one unreachable peer.
+const UNREACHABLE_WARNING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What a member tells others about itself in the handshake.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,12 +61,60 @@ pub struct PeerDirectory {
     /// The member table as this node applied it (removed members are refused; served
     /// as `GET /members` on the peer port to members that join).
     pub members: crate::membership::MemberTable,
+    /// Peers this node currently cannot connect to (shown as `reachable: false` in
+    /// `/api/state`); a peer leaves the set when a connection to it succeeds again.
+    pub unreachable: std::sync::RwLock<BTreeSet<u64>>,
 }
 
 impl PeerDirectory {
     /// True if `id` is a current peer (a member other than this node).
     pub fn is_peer(&self, id: u64) -> bool {
         self.peers.read().map(|peers| peers.contains_key(&id)).unwrap_or(false)
+    }
+
+    /// False while this node cannot connect to peer `id` (true for itself).
+    pub fn is_reachable(&self, id: u64) -> bool {
+        self.unreachable.read().map(|unreachable| !unreachable.contains(&id)).unwrap_or(true)
+    }
+
+    fn set_reachable(&self, id: u64, reachable: bool) {
+        if let Ok(mut unreachable) = self.unreachable.write() {
+            if reachable {
+                unreachable.remove(&id);
+            } else {
+                unreachable.insert(id);
+            }
+        }
+    }
+}
+
+/// A peer writer's record of one stretch of failed dials, for rate-limited warnings.
+struct Outage {
+    since: Instant,
+    failed_dials: u64,
+    last_warning: Option<Instant>,
+    last_error: String,
+}
+
+impl Outage {
+    fn new() -> Outage {
+        Outage { since: Instant::now(), failed_dials: 0, last_warning: None, last_error: String::new() }
+    }
+
+    /// Counts a failed dial; true when it is time to warn (after [`UNREACHABLE_WARNING_AFTER`],
+    /// then at most once per [`UNREACHABLE_WARNING_INTERVAL`]).
+    fn record_failure(&mut self, error: &std::io::Error) -> bool {
+        self.failed_dials += 1;
+        self.last_error = error.to_string();
+        let now = Instant::now();
+        let due = match self.last_warning {
+            None => now.duration_since(self.since) >= UNREACHABLE_WARNING_AFTER,
+            Some(last) => now.duration_since(last) >= UNREACHABLE_WARNING_INTERVAL,
+        };
+        if due {
+            self.last_warning = Some(now);
+        }
+        due
     }
 }
 
@@ -146,11 +199,16 @@ struct PeerWriter {
 impl PeerWriter {
     async fn run(self, mut queue: mpsc::Receiver<Message>) {
         let mut delay = RECONNECT_DELAY_MIN;
+        let mut outage: Option<Outage> = None;
         loop {
             let stream = match self.connect().await {
-                Ok(stream) => stream,
+                Ok(stream) => {
+                    self.note_connected(outage.take());
+                    stream
+                }
                 Err(error) => {
                     tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connect failed");
+                    self.note_failed_dial(outage.get_or_insert_with(Outage::new), &error);
                     // Messages queued meanwhile are stale; drop them rather than flood later.
                     while queue.try_recv().is_ok() {}
                     if queue.is_closed() {
@@ -161,11 +219,44 @@ impl PeerWriter {
                     continue;
                 }
             };
-            delay = RECONNECT_DELAY_MIN;
+            let connected_at = Instant::now();
             match self.pump(stream, &mut queue).await {
                 Ok(()) => return, // queue closed: the node is stopping
                 Err(error) => tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connection lost"),
             }
+            // A peer that refuses every handshake closes each connection at once: back off
+            // as after a failed dial; a connection that lived a while reconnects quickly.
+            if connected_at.elapsed() >= RECONNECT_DELAY_MAX {
+                delay = RECONNECT_DELAY_MIN;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+        }
+    }
+
+    fn note_failed_dial(&self, outage: &mut Outage, error: &std::io::Error) {
+        if outage.record_failure(error) {
+            self.directory.set_reachable(self.peer, false);
+            tracing::warn!(
+                peer = %format!("{:x}", self.peer),
+                address = %self.address,
+                unreachable_for_seconds = outage.since.elapsed().as_secs(),
+                failed_dials = outage.failed_dials,
+                error = %outage.last_error,
+                "peer unreachable (is it running? a majority of the members must run for the cluster to answer)"
+            );
+        }
+    }
+
+    fn note_connected(&self, outage: Option<Outage>) {
+        self.directory.set_reachable(self.peer, true);
+        if let Some(outage) = outage.filter(|outage| outage.last_warning.is_some()) {
+            tracing::info!(
+                peer = %format!("{:x}", self.peer),
+                address = %self.address,
+                unreachable_for_seconds = outage.since.elapsed().as_secs(),
+                "peer reachable again"
+            );
         }
     }
 
@@ -192,11 +283,19 @@ impl PeerWriter {
     async fn pump(&self, stream: MaybeTlsStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
         let (read_half, mut write_half) = tokio::io::split(stream);
         // The peer writes back only to say this member was removed; watched meanwhile.
-        let replies = tokio::spawn(watch_replies(read_half, self.directory.clone(), self.peer));
+        let mut replies = tokio::spawn(watch_replies(read_half, self.directory.clone(), self.peer));
         let mut buffer = BytesMut::with_capacity(64 << 10);
         let result = async {
             loop {
-                let Some(first) = queue.recv().await else { return Ok(()) };
+                // A peer that closes the connection (it stopped) ends it here, not only at
+                // the next failed write, so an idle link notices a dead peer too.
+                let first = tokio::select! {
+                    next = queue.recv() => next,
+                    _ = &mut replies => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "peer closed the connection"));
+                    }
+                };
+                let Some(first) = first else { return Ok(()) };
                 buffer.clear();
                 encode_message(&first, &mut buffer);
                 while buffer.len() < WRITE_BATCH_BYTES_MAX {
@@ -248,6 +347,7 @@ pub async fn serve_peers<I: Send + 'static>(
     wrap: fn(Message) -> I,
     metrics: Arc<Metrics>,
 ) {
+    let refusals = Arc::new(RepeatLimiter::default());
     loop {
         let (stream, address) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -259,11 +359,49 @@ pub async fn serve_peers<I: Send + 'static>(
         };
         let reader =
             PeerReader { directory: directory.clone(), inbound: inbound.clone(), wrap, metrics: metrics.clone() };
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             if let Err(error) = reader.run(stream).await {
-                tracing::warn!(%address, %error, "closed peer connection");
+                let error = error.to_string();
+                if let Some(suppressed) = refusals.admit(&error) {
+                    tracing::warn!(%address, %error, repeats_not_logged = suppressed, "closed peer connection");
+                }
             }
         });
+    }
+}
+
+/// Logs a repeated message (a peer whose every connection is refused, several per second)
+/// at most once per [`UNREACHABLE_WARNING_INTERVAL`].
+#[derive(Default)]
+struct RepeatLimiter {
+    /// Message → when it was last logged, and how often it came since.
+    seen: std::sync::Mutex<BTreeMap<String, (Instant, u64)>>,
+}
+
+impl RepeatLimiter {
+    /// Messages remembered at most (older ones are forgotten, and logged again).
+    const MESSAGES_MAX: usize = 256;
+
+    /// `Some(times it came unlogged since it was last logged)` when `message` is to be logged now.
+    fn admit(&self, message: &str) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if let Some((logged_at, repeats)) = seen.get_mut(message) {
+            if now.duration_since(*logged_at) < UNREACHABLE_WARNING_INTERVAL {
+                *repeats += 1;
+                return None;
+            }
+            let suppressed = *repeats;
+            *logged_at = now;
+            *repeats = 0;
+            return Some(suppressed);
+        }
+        if seen.len() >= Self::MESSAGES_MAX {
+            seen.clear();
+        }
+        seen.insert(message.to_string(), (now, 0));
+        Some(0)
     }
 }
 
@@ -374,12 +512,17 @@ impl<I> PeerReader<I> {
         }
         if handshake.cluster_id != self.directory.cluster_id {
             return Err(ReaderError::Refused(format!(
-                "peer {:x} belongs to cluster {:x}, not {:x}",
-                handshake.from, handshake.cluster_id, self.directory.cluster_id
+                "peer {:x} belongs to cluster {:x}, this member {:x} to cluster {:x}: every member must be \
+                 started with the same --initial-cluster (the same names and peer URLs) and --initial-cluster-token",
+                handshake.from, handshake.cluster_id, self.directory.local_id, self.directory.cluster_id
             )));
         }
         if !self.directory.is_peer(handshake.from) {
-            return Err(ReaderError::Refused(format!("unknown member {:x}", handshake.from)));
+            return Err(ReaderError::Refused(format!(
+                "member {:x} is not a member of cluster {:x} as this member {:x} knows it: the members' \
+                 --initial-cluster lists must match (or add it with etcdctl member add)",
+                handshake.from, self.directory.cluster_id, self.directory.local_id
+            )));
         }
         if handshake.to != self.directory.local_id {
             return Err(ReaderError::Refused(format!(

@@ -1,5 +1,5 @@
 //! The WAL's fsync on its own thread, so the Raft loop keeps working while the disk
-//! syncs (DESIGN.md §5: the leader's fsync in parallel with replication).
+//! syncs (docs/design.md, "Performance method": the leader's fsync in parallel with replication).
 //!
 //! The loop appends each `Ready` to the WAL (a `write` into the page cache, cheap) and
 //! hands the [`wal::DetachedSync`] to this worker with the `Ready`'s persist sequence.

@@ -28,8 +28,8 @@ pub enum WalError {
     },
     /// A file's header names another cluster or node than the options.
     #[error(
-        "{path} belongs to cluster {found_cluster_id} node {found_node_id}, \
-         but this WAL is for cluster {expected_cluster_id} node {expected_node_id}"
+        "{path} belongs to cluster {found_cluster_id:x} member {found_node_id:x}, \
+         but this WAL was opened for cluster {expected_cluster_id:x} member {expected_node_id:x}"
     )]
     WrongIdentity {
         /// The file.

@@ -36,7 +36,7 @@ pub fn arguments(faults: &str, seed: u64, seconds: u64) -> chaos::ChaosArgs {
         faults: faults.to_string(),
         seed: Some(seed),
         raftkv_bin: Some(raftkv_binary()),
-        history_out: history_directory(),
+        history_out: Some(history_directory()),
         ..chaos::ChaosArgs::default()
     }
 }

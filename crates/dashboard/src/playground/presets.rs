@@ -221,7 +221,8 @@ fn figure7() -> Preset {
         },
         node_count: 7,
         options: NetworkOptions { seed: 7, ..NetworkOptions::default() },
-        labels: ["leader", "(a)", "(b)", "(c)", "(d)", "(e)", "(f)"].iter().map(|label| label.to_string()).collect(),
+        // S1 has no label: its role badge says follower at step 0 and leader once elected.
+        labels: ["", "(a)", "(b)", "(c)", "(d)", "(e)", "(f)"].iter().map(|label| label.to_string()).collect(),
         steps,
     }
 }
