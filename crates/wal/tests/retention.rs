@@ -50,7 +50,7 @@ fn keeps_at_most_the_configured_files() {
     let directory = tempfile::tempdir().unwrap();
     let (unlimited_segments, unlimited_snapshots) = run(&directory.path().join("unlimited"), 0, 0);
     assert_eq!(unlimited_snapshots, 10, "0 keeps every snapshot file");
-    assert!(unlimited_segments > 12, "0 keeps every segment ({unlimited_segments})");
+    assert!(unlimited_segments > 5, "0 keeps every segment ({unlimited_segments}), more than the limit below");
     let (segments, snapshots) = run(&directory.path().join("five"), 5, 5);
     assert_eq!((segments, snapshots), (5, 5), "etcd's defaults: 5 and 5");
     let (segments, snapshots) = run(&directory.path().join("one"), 1, 1);
