@@ -68,8 +68,8 @@ fn bucket_of(mut pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Entry {
     Entry::Bucket(Bucket { entries: pairs.into_iter().map(|(key, value)| (key, Entry::Value(value))).collect() })
 }
 
-/// The etcd backend (bbolt buckets) holding `snapshot`'s state; `consistent_index` is
-/// the applied Raft index, members get `members`' URLs.
+/// The etcd backend (bbolt buckets) holding `snapshot`'s state: `meta/consistent_index`
+/// is its applied index, `members` its member table (without client URLs).
 pub fn database_from_snapshot(snapshot: &StoreSnapshot) -> Bucket {
     let keys = snapshot
         .records
