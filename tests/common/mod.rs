@@ -39,6 +39,8 @@ pub struct Node {
     pub client_url: String,
     /// Peer URL.
     pub peer_url: String,
+    /// `--listen-metrics-urls` (`http://127.0.0.1:port`: `/metrics`, `/health`).
+    pub metrics_url: String,
     /// `--data-dir`.
     pub data_dir: PathBuf,
     log_path: PathBuf,
@@ -172,6 +174,7 @@ impl Cluster {
                 Node {
                     client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
                     peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+                    metrics_url: format!("http://127.0.0.1:{}", free_port()),
                     data_dir: directory.path().join(format!("{name}.data")),
                     log_path: directory.path().join(format!("{name}.log")),
                     name,
@@ -220,6 +223,7 @@ impl Cluster {
             .args(["--listen-peer-urls", &node.peer_url, "--initial-advertise-peer-urls", &node.peer_url])
             .args(["--initial-cluster", &initial_cluster, "--initial-cluster-state", state])
             .args(["--initial-cluster-token", "harness"])
+            .args(["--listen-metrics-urls", &node.metrics_url])
             .args(&self.extra_arguments)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -264,6 +268,7 @@ impl Cluster {
             name: name.to_string(),
             client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
             peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+            metrics_url: format!("http://127.0.0.1:{}", free_port()),
             data_dir: self.directory.path().join(format!("{name}.data")),
             log_path: self.directory.path().join(format!("{name}.log")),
             child: None,

@@ -233,6 +233,7 @@ impl Driver {
     /// Runs until [`Input::Stop`] or until every sender is gone. Returns an error if the
     /// WAL fails (the node must stop: it can no longer promise durability).
     pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), wal::WalError> {
+        crate::etcd_metrics::count_keys(&self.metrics.etcd, &self.store.blocking_read());
         let mut next_tick = Instant::now() + self.options.tick_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -306,6 +307,7 @@ impl Driver {
             }
             Err(error) => {
                 self.metrics.proposals_failed.inc();
+                self.metrics.etcd.proposals_failed.inc();
                 let error = match error {
                     raft::ProposeError::Busy => ServerError::TooManyRequests,
                     raft::ProposeError::TooLarge => ServerError::RequestTooLarge,
@@ -333,6 +335,7 @@ impl Driver {
         for token in expired {
             let waiter = self.proposals.remove(&token).expect("listed above");
             self.metrics.proposals_failed.inc();
+            self.metrics.etcd.proposals_failed.inc();
             let _ = waiter.respond.send(Err(ServerError::Timeout));
         }
         let expired_reads: Vec<u64> = self
@@ -452,7 +455,9 @@ impl Driver {
         if batch.snapshot.is_some() || (self.inputs_this_turn <= 1 && worker_idle) {
             let started = Instant::now();
             self.node.storage_mut().write(batch)?;
-            self.metrics.fsync_duration_seconds.observe(started.elapsed().as_secs_f64());
+            let write_seconds = started.elapsed().as_secs_f64();
+            self.metrics.fsync_duration_seconds.observe(write_seconds);
+            self.metrics.etcd.wal_fsync_duration_seconds.observe(write_seconds);
             self.reported_durable_sequence = sequence;
             self.node.on_persisted(sequence);
             return Ok(());
@@ -480,6 +485,9 @@ impl Driver {
     fn on_soft_state(&mut self, soft_state: SoftState) {
         if soft_state.leader != self.soft_state.leader {
             self.metrics.leader_changes.inc();
+            if soft_state.leader != 0 {
+                self.metrics.etcd.leader_changes.inc(); // etcd counts changes to a new leader
+            }
             tracing::info!(leader = %format!("{:x}", soft_state.leader), term = soft_state.term, "leader changed");
             // Reads confirmed by the old leader can no longer be completed.
             for (_, (_, waiters)) in self.reads.in_flight.drain() {
@@ -501,6 +509,7 @@ impl Driver {
         self.last_snapshot_index = index;
         self.membership.after_restore(&store);
         self.watch_hub.publish_restored(store.current_revision());
+        crate::etcd_metrics::count_keys(&self.metrics.etcd, &store);
         tracing::info!(index, "restored snapshot from leader");
     }
 
@@ -508,6 +517,7 @@ impl Driver {
         if entries.is_empty() {
             return;
         }
+        let started = Instant::now();
         self.applied_bytes_since_snapshot += entries.iter().map(|entry| entry.data.len() as u64).sum::<u64>();
         let mut store = self.store.blocking_write();
         for entry in entries {
@@ -528,7 +538,7 @@ impl Driver {
                     continue;
                 }
             };
-            let applied = store.apply(entry.index, &command);
+            let applied = crate::etcd_metrics::apply_counted(&self.metrics.etcd, &mut store, entry.index, &command);
             if let kv::Operation::MemberUpdate(update) = &command.operation {
                 self.membership.apply_update(&store, update.id);
             }
@@ -540,6 +550,7 @@ impl Driver {
         self.status.revision.store(store.current_revision(), Ordering::Relaxed);
         let applied_index = store.applied_index();
         drop(store);
+        self.metrics.etcd.backend_commit_duration_seconds.observe(started.elapsed().as_secs_f64());
         self.release_reads(applied_index);
     }
 
@@ -587,6 +598,7 @@ impl Driver {
                 self.last_snapshot_index = applied;
                 self.applied_bytes_since_snapshot = 0;
                 self.metrics.snapshots_taken.inc();
+                self.metrics.etcd.backend_snapshot_duration_seconds.observe(started.elapsed().as_secs_f64());
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(index = applied, elapsed_ms, "snapshot taken, log compacted");
             }
@@ -604,7 +616,12 @@ impl Driver {
             self.next_size_tick = self.ticks + 50;
             let size = crate::introspection::directory_size_bytes(self.node.storage().directory());
             self.status.db_size_bytes.store(size as i64, Ordering::Relaxed);
+            crate::etcd_metrics::set_store_sizes(&self.metrics.etcd, size, &self.store.blocking_read());
         }
+        let leader = self.node.leader();
+        let is_leader = self.soft_state.role == Role::Leader;
+        self.metrics.etcd.set_raft_state(leader, is_leader, hard_state.commit, self.node.applied_index());
+        self.metrics.etcd.proposals_pending.set(self.proposals.len() as i64);
         self.metrics.term.set(hard_state.term as i64);
         self.metrics.commit_index.set(hard_state.commit as i64);
         self.metrics.applied_index.set(self.node.applied_index() as i64);

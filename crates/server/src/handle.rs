@@ -100,6 +100,15 @@ pub trait NodeApi: Send + Sync + 'static {
     fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
     /// Lease deadlines (kept on the leader only; see [`crate::lessor`]).
     fn lessor(&self) -> Arc<Lessor>;
+    /// This member's metrics (none for nodes without any, e.g. in unit tests).
+    fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        None
+    }
+    /// `--election-timeout` (etcd's default: 1 s): how often a member without a leader
+    /// checks before canceling the watch streams that require one.
+    fn election_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
     /// Hands a membership request to this node's Raft loop, which must lead (see
     /// [`crate::membership`]); answers once the change applied on this node.
     fn change_membership(
@@ -150,6 +159,16 @@ impl NodeHandle {
     /// See [`NodeApi::lessor`].
     pub fn lessor(&self) -> Arc<Lessor> {
         self.inner.lessor()
+    }
+
+    /// See [`NodeApi::metrics`].
+    pub fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        self.inner.metrics()
+    }
+
+    /// See [`NodeApi::election_timeout`].
+    pub fn election_timeout(&self) -> std::time::Duration {
+        self.inner.election_timeout()
     }
 
     /// See [`NodeApi::change_membership`].

@@ -1,4 +1,7 @@
 //! Prometheus metrics and the `/metrics` + `/health` HTTP endpoints.
+//!
+//! `/metrics` serves etcd 3.4's metrics ([`crate::etcd_metrics`], [`crate::grpc_metrics`],
+//! the `process_*` metrics) beside raftkv's own `raftkv_*` ones; see [`Metrics::render_text`].
 
 use std::sync::Arc;
 
@@ -40,11 +43,26 @@ pub struct Metrics {
     pub peer_bytes_received: IntCounter,
     /// Snapshots taken locally.
     pub snapshots_taken: IntCounter,
+    /// etcd's metrics of this member (registered in `etcd_registry`).
+    pub etcd: crate::etcd_metrics::EtcdMetrics,
+    /// Registry of etcd's metrics and the process metrics.
+    pub etcd_registry: Registry,
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric (member id 0: for tests).
     pub fn new() -> Arc<Metrics> {
+        Metrics::for_member(0)
+    }
+
+    /// Creates and registers every metric of member `member_id`.
+    pub fn for_member(member_id: u64) -> Arc<Metrics> {
+        let etcd_registry = Registry::new();
+        let etcd = crate::etcd_metrics::EtcdMetrics::register(&etcd_registry, member_id);
+        #[cfg(target_os = "linux")]
+        etcd_registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("one process collector per registry");
         let registry = Registry::new_custom(Some("raftkv".into()), None).expect("valid prefix");
         let counter = |name: &str, help: &str| {
             let metric = IntCounter::new(name, help).expect("valid metric");
@@ -87,14 +105,27 @@ impl Metrics {
             peer_bytes_received: counter("peer_received_bytes_total", "Bytes read from peers"),
             snapshots_taken: counter("snapshots_total", "Snapshots taken"),
             registry,
+            etcd,
+            etcd_registry,
         })
     }
 
-    /// The metrics in Prometheus text format.
-    pub fn render(&self) -> String {
+    /// Every metric in Prometheus's text exposition format, sorted by name: etcd's
+    /// (this member's, the process-wide gRPC ones, `process_*`) and raftkv's own. What
+    /// `/metrics` serves.
+    pub fn render_text(&self) -> String {
+        let mut families = self.etcd_registry.gather();
+        families.extend(crate::grpc_metrics::global().registry.gather());
+        families.extend(self.registry.gather());
+        families.sort_by(|left, right| left.get_name().cmp(right.get_name()));
         let mut buffer = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding");
+        prometheus::TextEncoder::new().encode(&families, &mut buffer).expect("text encoding");
         String::from_utf8(buffer).expect("prometheus text is UTF-8")
+    }
+
+    /// The metrics in Prometheus text format (see [`Metrics::render_text`]).
+    pub fn render(&self) -> String {
+        self.render_text()
     }
 }
 
@@ -111,13 +142,17 @@ pub async fn serve_http(
         let metrics = metrics.clone();
         move || {
             let metrics = metrics.clone();
-            async move { metrics.render() }
+            async move { metrics.render_text() }
         }
     };
     let health_route = move || {
         let healthy = healthy.clone();
+        let metrics = metrics.clone();
         async move {
-            if healthy() {
+            let is_healthy = healthy();
+            let counter = if is_healthy { &metrics.etcd.health_success } else { &metrics.etcd.health_failures };
+            counter.inc();
+            if is_healthy {
                 (axum::http::StatusCode::OK, "{\"health\":\"true\"}")
             } else {
                 (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\",\"reason\":\"no leader\"}")
@@ -141,5 +176,10 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains("raftkv_proposals_total 1"));
         assert!(text.contains("raftkv_wal_fsync_duration_seconds_bucket"));
+        assert!(text.contains("etcd_server_has_leader 0"));
+        assert!(text.contains("etcd_server_version{server_version=\"3.4.23\"} 1"));
+        assert!(text.contains("grpc_server_started_total{"));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"));
     }
 }

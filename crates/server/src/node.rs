@@ -167,7 +167,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
             node.tick();
         }
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::for_member(plan.local.id);
+    if args.metrics == "extensive" {
+        crate::grpc_metrics::global().enable_handling_time_histogram();
+    }
     let directory = Arc::new(peer_directory(&plan, &store)?);
     let transport = Transport::start(directory.clone(), metrics.clone());
     let (inputs, receiver) = sync_channel(INPUT_QUEUE_MAX);
@@ -217,6 +220,8 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         request_size_bytes_max: args.max_request_bytes,
         watch_hub,
         lessor,
+        metrics: metrics.clone(),
+        election_timeout: Duration::from_millis(args.election_timeout),
     };
     let handle = NodeHandle::new(Arc::new(api));
     let introspection = IntrospectionSource {
@@ -234,6 +239,7 @@ fn start_sync_worker(inputs: SyncSender<Input>, metrics: Arc<Metrics>) -> Result
     SyncWorker::start(move |_sequence, sync_seconds| {
         if sync_seconds > 0.0 {
             metrics.fsync_duration_seconds.observe(sync_seconds);
+            metrics.etcd.wal_fsync_duration_seconds.observe(sync_seconds);
         }
         let _ = inputs.try_send(Input::Synced);
     })
@@ -370,6 +376,8 @@ struct LocalNode {
     request_size_bytes_max: usize,
     watch_hub: WatchHub,
     lessor: Arc<Lessor>,
+    metrics: Arc<Metrics>,
+    election_timeout: Duration,
 }
 
 impl LocalNode {
@@ -396,6 +404,14 @@ impl LocalNode {
 }
 
 impl NodeApi for LocalNode {
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        Some(self.metrics.clone())
+    }
+
+    fn election_timeout(&self) -> Duration {
+        self.election_timeout
+    }
+
     fn write(&self, command: kv::Command) -> BoxFuture<'static, Result<kv::Response, ServerError>> {
         let (respond, receiver) = oneshot::channel();
         let data = crate::driver::proposal_data(&command);

@@ -149,6 +149,7 @@ impl Transport {
             peers.insert(peer, address.clone());
         }
         let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+        self.runtime.spawn(probe_peer(self.directory.clone(), peer, address.clone(), self.metrics.clone()));
         let writer = PeerWriter { directory: self.directory.clone(), peer, address, metrics: self.metrics.clone() };
         self.runtime.spawn(writer.run(receiver));
         // Replacing an old queue closes it, which stops its writer.
@@ -209,8 +210,13 @@ impl PeerWriter {
                 Err(error) => {
                     tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connect failed");
                     self.note_failed_dial(outage.get_or_insert_with(Outage::new), &error);
-                    // Messages queued meanwhile are stale; drop them rather than flood later.
-                    while queue.try_recv().is_ok() {}
+                    // Messages queued meanwhile are stale; drop them rather than flood later
+                    // (etcd counts each message it could not send as a send failure).
+                    let mut dropped = 1;
+                    while queue.try_recv().is_ok() {
+                        dropped += 1;
+                    }
+                    self.metrics.etcd.peer_sent_failures.with_label_values(&[&format!("{:x}", self.peer)]).inc_by(dropped);
                     if queue.is_closed() {
                         return; // the peer was removed or redirected
                     }
@@ -220,7 +226,14 @@ impl PeerWriter {
                 }
             };
             let connected_at = Instant::now();
-            match self.pump(stream, &mut queue).await {
+            let active = self.metrics.etcd.active_peers.with_label_values(&[
+                &format!("{:x}", self.directory.local_id),
+                &format!("{:x}", self.peer),
+            ]);
+            active.set(1);
+            let pumped = self.pump(stream, &mut queue).await;
+            active.set(0);
+            match pumped {
                 Ok(()) => return, // queue closed: the node is stopping
                 Err(error) => tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connection lost"),
             }
@@ -285,6 +298,7 @@ impl PeerWriter {
         // The peer writes back only to say this member was removed; watched meanwhile.
         let mut replies = tokio::spawn(watch_replies(read_half, self.directory.clone(), self.peer));
         let mut buffer = BytesMut::with_capacity(64 << 10);
+        let peer_label = format!("{:x}", self.peer);
         let result = async {
             loop {
                 // A peer that closes the connection (it stopped) ends it here, not only at
@@ -303,6 +317,7 @@ impl PeerWriter {
                     encode_message(&next, &mut buffer);
                 }
                 self.metrics.peer_bytes_sent.inc_by(buffer.len() as u64);
+                self.metrics.etcd.peer_sent_bytes.with_label_values(&[&peer_label]).inc_by(buffer.len() as u64);
                 write_half.write_all(&buffer).await?;
             }
         }
@@ -440,12 +455,14 @@ impl<I> PeerReader<I> {
             return Err(refuse_removed(&mut stream, handshake.from).await);
         }
         let peer = self.check_handshake(handshake)?;
+        let peer_label = format!("{peer:x}");
         loop {
             let Some(payload) = read_frame(&mut stream, &mut buffer).await? else { return Ok(()) };
             if self.directory.members.is_removed(peer) {
                 return Err(refuse_removed(&mut stream, peer).await);
             }
             self.metrics.peer_bytes_received.inc_by(payload.len() as u64);
+            self.metrics.etcd.peer_received_bytes.with_label_values(&[&peer_label]).inc_by(payload.len() as u64);
             let envelope: wire::Envelope = codec::decode(payload)?;
             match envelope.payload {
                 Some(wire::envelope::Payload::Message(message)) => {
@@ -492,6 +509,8 @@ impl<I> PeerReader<I> {
         let path = buffer[4..].split(|byte| *byte == b' ').next().unwrap_or_default().to_vec();
         let (status, body) = if path == b"/members" {
             ("200 OK", crate::membership::members_json(&self.directory))
+        } else if path == PROBE_PATH.as_bytes() {
+            ("200 OK", "{\"health\":\"true\"}".to_string()) // a peer measuring its round trip
         } else {
             ("404 Not Found", "{\"message\":\"not found\"}".to_string())
         };
@@ -598,4 +617,50 @@ async fn accept_peer_tls(directory: &PeerDirectory, stream: TcpStream) -> Result
         Ok(Err(error)) => Err(ReaderError::Refused(format!("peer TLS handshake failed: {error}"))),
         Err(_) => Err(ReaderError::Refused("peer TLS handshake timed out".into())),
     }
+}
+
+/// etcd's path for the probes peers send each other to measure their round trip.
+pub const PROBE_PATH: &str = "/raft/probing";
+/// How often each peer is probed for its round trip time.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Measures the round trip to `peer` every [`PROBE_INTERVAL`] while it is a peer at
+/// `address`: `GET /raft/probing` on its peer port, timed from the request to the whole
+/// answer (the connection, and its TLS handshake, are made before the clock starts).
+/// Each answer is observed in `etcd_network_peer_round_trip_time_seconds{To}`.
+async fn probe_peer(directory: Arc<PeerDirectory>, peer: u64, address: String, metrics: Arc<Metrics>) {
+    let label = format!("{peer:x}");
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let current = directory.peers.read().map(|peers| peers.get(&peer) == Some(&address)).unwrap_or(false);
+        if !current {
+            return; // removed, or redirected (a new prober took over)
+        }
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, probe_once(&directory, &address)).await {
+            Ok(Ok(round_trip)) => {
+                metrics.etcd.peer_round_trip_time_seconds.with_label_values(&[&label]).observe(round_trip.as_secs_f64())
+            }
+            Ok(Err(error)) => tracing::debug!(peer = %label, %error, "peer probe failed"),
+            Err(_) => tracing::debug!(peer = %label, "peer probe timed out"),
+        }
+    }
+}
+
+async fn probe_once(directory: &PeerDirectory, address: &str) -> std::io::Result<Duration> {
+    const RESPONSE_BYTES_MAX: u64 = 4096;
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let mut stream = connect_peer_tls(directory, stream, address).await?;
+    let request = format!("GET {PROBE_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let started = Instant::now();
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    (&mut stream).take(RESPONSE_BYTES_MAX).read_to_end(&mut response).await?;
+    let round_trip = started.elapsed();
+    if !response.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("the peer did not answer the probe with 200"));
+    }
+    Ok(round_trip)
 }

@@ -76,7 +76,11 @@ impl KvService {
         self.authorizer.authorize(metadata, operation).await?;
         let store = self.handle.store();
         let guard = store.read().await;
-        read(&guard).map_err(status_from_kv_error)
+        let answer = read(&guard).map_err(status_from_kv_error)?;
+        if let Some(metrics) = self.handle.metrics() {
+            crate::etcd_metrics::count_local_read(&metrics.etcd, operation);
+        }
+        Ok(answer)
     }
 
     /// Serves a transaction without writes from the local store, as etcd does.

@@ -247,6 +247,7 @@ pub fn grpc_service(handle: NodeHandle, options: GrpcOptions) -> crate::gateway:
     let service = tower::ServiceBuilder::new()
         .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
         // gRPC middleware, outermost first.
+        .layer(crate::grpc_metrics::GrpcMetricsLayer)
         .layer(tonic::service::InterceptorLayer::new(crate::limits::refuse_over_limit))
         .service(routes);
     tower::util::BoxCloneSyncService::new(service)

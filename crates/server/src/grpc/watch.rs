@@ -11,11 +11,17 @@
 //! the compaction revision is answered with `compact_revision` set and `canceled: true`;
 //! auto-assigned watch ids count from 0; a progress request is answered with watch id
 //! -1 and a revision every watcher of the stream has reached.
+//!
+//! A stream opened with the metadata `hasleader: true` (clientv3's `WithRequireLeader`)
+//! requires a leader, as in etcd 3.4: it is refused with `etcdserver: no leader`
+//! (UNAVAILABLE) while this member knows none, and, once open, canceled with that error
+//! when the member has found no leader at [`NO_LEADER_CHECKS_MAX`] checks in a row, one
+//! per election timeout. Streams without the metadata are left alone.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use proto::etcdserverpb::{
@@ -42,6 +48,16 @@ pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// Watchers one stream may hold at most.
 pub const WATCHERS_PER_STREAM_MAX: usize = 4096;
 
+/// The gRPC metadata key clientv3's `WithRequireLeader` sets (to [`REQUIRE_LEADER_METADATA_VALUE`]).
+pub const REQUIRE_LEADER_METADATA_KEY: &str = "hasleader";
+/// The value of [`REQUIRE_LEADER_METADATA_KEY`] that requires a leader.
+pub const REQUIRE_LEADER_METADATA_VALUE: &str = "true";
+/// Checks in a row (one per election timeout) without a leader after which the streams
+/// requiring one are canceled (etcd's `maxNoLeaderCnt`).
+pub const NO_LEADER_CHECKS_MAX: u32 = 3;
+/// etcd's error for a stream that requires a leader on a member without one.
+const NO_LEADER_MESSAGE: &str = "etcdserver: no leader";
+
 /// The watch id of a progress response that concerns every watcher of the stream.
 const STREAM_WATCH_ID: i64 = -1;
 
@@ -56,6 +72,61 @@ pub struct WatchService {
     handle: NodeHandle,
     fragment_bytes_max: usize,
     authorizer: Authorizer,
+    leader_monitor: Arc<LeaderMonitor>,
+}
+
+/// Tells the streams that require a leader when to give up (etcd's `monitorLeader`): the
+/// epoch goes up at every check that finds no leader for the [`NO_LEADER_CHECKS_MAX`]th
+/// time in a row or more. Checking starts with the first such stream.
+struct LeaderMonitor {
+    cancel: tokio::sync::watch::Sender<u64>,
+    started: OnceLock<()>,
+}
+
+impl LeaderMonitor {
+    /// A receiver that changes when the streams requiring a leader must end.
+    fn subscribe(self: &Arc<Self>, handle: &NodeHandle) -> tokio::sync::watch::Receiver<u64> {
+        self.started.get_or_init(|| {
+            tokio::spawn(monitor_leader(Arc::downgrade(self), handle.clone()));
+        });
+        self.cancel.subscribe()
+    }
+}
+
+/// Checks for a leader once per election timeout while the service exists.
+async fn monitor_leader(monitor: Weak<LeaderMonitor>, handle: NodeHandle) {
+    let period = handle.election_timeout();
+    assert!(!period.is_zero(), "an election timeout takes time");
+    let mut checks_without_leader = 0u32;
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(monitor) = monitor.upgrade() else { return };
+        if handle.status().leader == 0 {
+            checks_without_leader = checks_without_leader.saturating_add(1);
+        } else {
+            checks_without_leader = 0;
+        }
+        if checks_without_leader >= NO_LEADER_CHECKS_MAX {
+            tracing::warn!(
+                "no leader for {checks_without_leader} election timeouts: canceling the watch streams that require one"
+            );
+            monitor.cancel.send_modify(|epoch| *epoch += 1);
+        }
+    }
+}
+
+/// True if the stream's metadata requires a leader (`hasleader: true`).
+fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata.get(REQUIRE_LEADER_METADATA_KEY).and_then(|value| value.to_str().ok())
+        == Some(REQUIRE_LEADER_METADATA_VALUE)
+}
+
+/// Completes when `lost_leader` (if any) says the stream must end.
+async fn leader_lost(lost_leader: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let Some(receiver) = lost_leader else { return std::future::pending().await };
+    if receiver.changed().await.is_err() {
+        std::future::pending::<()>().await; // the service is gone: nothing will cancel
+    }
 }
 
 impl WatchService {
@@ -64,7 +135,9 @@ impl WatchService {
     pub fn new(handle: NodeHandle, fragment_bytes_max: usize) -> WatchService {
         assert!(fragment_bytes_max > 0, "fragments hold some bytes");
         let authorizer = Authorizer::new(handle.clone());
-        WatchService { handle, fragment_bytes_max, authorizer }
+        let (cancel, _) = tokio::sync::watch::channel(0);
+        let leader_monitor = Arc::new(LeaderMonitor { cancel, started: OnceLock::new() });
+        WatchService { handle, fragment_bytes_max, authorizer, leader_monitor }
     }
 
     /// Checks permissions with `authorizer` (share one per member, for token lifetimes):
@@ -80,6 +153,13 @@ impl WatchService {
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let (metadata, _, requests) = request.into_parts();
+        let mut lost_leader = None;
+        if requires_leader(&metadata) {
+            if self.handle.status().leader == 0 {
+                return Err(Status::unavailable(NO_LEADER_MESSAGE));
+            }
+            lost_leader = Some(self.leader_monitor.subscribe(&self.handle));
+        }
         let (sender, receiver) = mpsc::channel(RESPONSES_QUEUED_MAX);
         let stream = StreamState {
             handle: self.handle.clone(),
@@ -89,6 +169,7 @@ impl Watch for WatchService {
             fragment_bytes_max: self.fragment_bytes_max,
             authorizer: self.authorizer.clone(),
             metadata,
+            lost_leader,
         };
         tokio::spawn(stream.run(requests));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
@@ -110,6 +191,8 @@ struct StreamState {
     authorizer: Authorizer,
     /// The stream's metadata: its token is checked at every create, as etcd does.
     metadata: tonic::metadata::MetadataMap,
+    /// For a stream that requires a leader: changes when it must end (see [`LeaderMonitor`]).
+    lost_leader: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl StreamState {
@@ -118,6 +201,13 @@ impl StreamState {
             let received = tokio::select! {
                 received = requests.message() => received,
                 () = self.responses.closed() => break,
+                () = leader_lost(&mut self.lost_leader) => {
+                    // Like etcd: the stream ends with UNAVAILABLE "etcdserver: no leader",
+                    // so the client fails over to another member.
+                    let unavailable = self.responses.send(Err(Status::unavailable(NO_LEADER_MESSAGE)));
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), unavailable).await;
+                    break;
+                }
             };
             let request = match received {
                 Ok(Some(request)) => request,
