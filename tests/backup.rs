@@ -144,7 +144,14 @@ async fn assert_matches(restored: &Cluster, expected: &Expected, what: &str) {
     assert!(older.stderr.contains("required revision has been compacted"), "{what}: {older:?}");
     let lease_ttl = etcdctl_ok(&endpoints, &["lease", "timetolive", &expected.lease, "--keys"]).await;
     let granted = |text: &str| text.split("remaining").next().unwrap_or_default().to_string();
-    let attached = |text: &str| text.split("attached keys").nth(1).unwrap_or_default().to_string();
+    // etcd lists a lease's keys in no particular order.
+    let attached = |text: &str| {
+        let list = text.split("attached keys").nth(1).unwrap_or_default();
+        let mut keys: Vec<String> =
+            list.trim_matches(|c: char| "([])\n ".contains(c)).split(' ').map(String::from).collect();
+        keys.sort();
+        keys
+    };
     assert_eq!(granted(&lease_ttl), granted(&expected.lease_ttl), "{what}: the lease and its granted TTL");
     assert_eq!(attached(&lease_ttl), attached(&expected.lease_ttl), "{what}: the lease's keys");
     assert_eq!(users_and_roles(&endpoints).await, expected.users, "{what}: users and roles");
