@@ -153,6 +153,9 @@ pub struct DriverOptions {
     pub request_timeout_ticks: u64,
     /// When to snapshot and compact the log.
     pub compaction: raft::CompactionPolicy,
+    /// Applying one entry longer than this logs a warning
+    /// (`--experimental-warning-apply-duration`, etcd: 100 ms).
+    pub warning_apply_duration: Duration,
 }
 
 /// The Raft loop's state. Run it on its own thread with [`Driver::run`].
@@ -538,7 +541,9 @@ impl Driver {
                     continue;
                 }
             };
+            let apply_started = Instant::now();
             let applied = crate::etcd_metrics::apply_counted(&self.metrics.etcd, &mut store, entry.index, &command);
+            warn_if_slow(apply_started.elapsed(), self.options.warning_apply_duration, entry.index, &command);
             if let kv::Operation::MemberUpdate(update) = &command.operation {
                 self.membership.apply_update(&store, update.id);
             }
@@ -627,6 +632,15 @@ impl Driver {
         self.metrics.applied_index.set(self.node.applied_index() as i64);
         self.metrics.apply_lag_entries.set(hard_state.commit.saturating_sub(self.node.applied_index()) as i64);
     }
+}
+
+/// etcd's "apply request took too long" warning.
+fn warn_if_slow(took: Duration, expected: Duration, index: u64, command: &kv::Command) {
+    if took <= expected || expected.is_zero() {
+        return;
+    }
+    let request: String = format!("{:?}", command.operation).chars().take(200).collect();
+    tracing::warn!(?took, expected_duration = ?expected, index, %request, "apply request took too long");
 }
 
 fn answer_all<T>(waiters: Vec<Waiter<T>>, answer: impl Fn() -> Result<T, ServerError>) {

@@ -100,6 +100,15 @@ pub trait NodeApi: Send + Sync + 'static {
     fn watch_events(&self) -> broadcast::Receiver<Arc<AppliedEvents>>;
     /// Lease deadlines (kept on the leader only; see [`crate::lessor`]).
     fn lessor(&self) -> Arc<Lessor>;
+    /// This member's auth settings (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`).
+    fn auth_settings(&self) -> Arc<crate::auth_tokens::AuthSettings> {
+        Arc::new(crate::auth_tokens::AuthSettings::default())
+    }
+    /// How often idle watchers created with `progress_notify` get a progress
+    /// notification (`--experimental-watch-progress-notify-interval`, etcd: 10 minutes).
+    fn watch_progress_notify_interval(&self) -> std::time::Duration {
+        crate::watch::PROGRESS_NOTIFY_INTERVAL_DEFAULT
+    }
     /// This member's metrics (none for nodes without any, e.g. in unit tests).
     fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
         None
@@ -159,6 +168,16 @@ impl NodeHandle {
     /// See [`NodeApi::lessor`].
     pub fn lessor(&self) -> Arc<Lessor> {
         self.inner.lessor()
+    }
+
+    /// See [`NodeApi::auth_settings`].
+    pub fn auth_settings(&self) -> Arc<crate::auth_tokens::AuthSettings> {
+        self.inner.auth_settings()
+    }
+
+    /// See [`NodeApi::watch_progress_notify_interval`].
+    pub fn watch_progress_notify_interval(&self) -> std::time::Duration {
+        self.inner.watch_progress_notify_interval()
     }
 
     /// See [`NodeApi::metrics`].

@@ -10,6 +10,7 @@
 pub mod auth_tokens;
 pub mod backup;
 pub mod codec;
+pub mod compactor;
 pub mod config;
 pub mod driver;
 pub mod etcd_metrics;
@@ -23,8 +24,10 @@ pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod node;
+pub mod pprof;
 pub mod serve;
 pub mod tls;
+pub mod tls_policy;
 pub mod transport;
 pub mod up;
 pub mod wal_sync;

@@ -106,6 +106,11 @@ impl RunningNode {
 /// Opens the data dir, recovers, binds the listeners and starts the peer transport and
 /// the Raft loop. Must run inside a tokio runtime.
 pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
+    let auth_settings = Arc::new(crate::auth_tokens::AuthSettings::from_flags(
+        &plan.args.auth_token,
+        plan.args.auth_token_ttl,
+        plan.args.bcrypt_cost,
+    )?);
     let identity = crate::membership::resolve_identity(plan).await?;
     let joining = identity.joined_members.is_some();
     let plan = identity.plan;
@@ -182,7 +187,12 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let store = Arc::new(RwLock::new(store));
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
-    let options = DriverOptions { tick_interval, request_timeout_ticks, compaction };
+    let options = DriverOptions {
+        tick_interval,
+        request_timeout_ticks,
+        compaction,
+        warning_apply_duration: args.experimental_warning_apply_duration,
+    };
     let watch_hub = WatchHub::new();
     let lessor = Arc::new(Lessor::new());
     let (introspection_sender, introspection_receiver) =
@@ -220,6 +230,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         request_size_bytes_max: args.max_request_bytes,
         watch_hub,
         lessor,
+        auth_settings,
+        watch_progress_notify_interval: Some(args.experimental_watch_progress_notify_interval)
+            .filter(|interval| !interval.is_zero())
+            .unwrap_or(crate::watch::PROGRESS_NOTIFY_INTERVAL_DEFAULT),
         metrics: metrics.clone(),
         election_timeout: Duration::from_millis(args.election_timeout),
     };
@@ -375,6 +389,8 @@ struct LocalNode {
     request_timeout: Duration,
     request_size_bytes_max: usize,
     watch_hub: WatchHub,
+    auth_settings: Arc<crate::auth_tokens::AuthSettings>,
+    watch_progress_notify_interval: Duration,
     lessor: Arc<Lessor>,
     metrics: Arc<Metrics>,
     election_timeout: Duration,
@@ -447,6 +463,14 @@ impl NodeApi for LocalNode {
     fn lessor(&self) -> Arc<Lessor> {
         self.lessor.clone()
     }
+    fn auth_settings(&self) -> Arc<crate::auth_tokens::AuthSettings> {
+        self.auth_settings.clone()
+    }
+
+    fn watch_progress_notify_interval(&self) -> Duration {
+        self.watch_progress_notify_interval
+    }
+
 
     fn members(&self) -> Vec<Member> {
         crate::membership::members_with_urls(&self.directory)

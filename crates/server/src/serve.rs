@@ -15,12 +15,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs a node until `shutdown` completes.
 pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let mut args = args;
+    crate::tls_policy::apply_auto_tls(&mut args).map_err(anyhow::Error::msg)?;
     let plan = node::plan(&args).map_err(anyhow::Error::msg)?;
     let client_tls = crate::tls::client_acceptor(&args).map_err(anyhow::Error::msg)?;
+    let auto_compaction =
+        crate::compactor::AutoCompaction::from_flags(&args.auto_compaction_mode, &args.auto_compaction_retention)
+            .map_err(anyhow::Error::msg)?;
+    crate::compactor::check_lease_checkpoint(args.experimental_enable_lease_checkpoint).map_err(anyhow::Error::msg)?;
     // "starting raftkv" with this member's ids is logged by node::start once they are
     // known (a joining member learns them from the running cluster).
     let mut running = node::start(plan).await.map_err(anyhow::Error::msg)?;
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let compactor = crate::compactor::spawn(
+        running.handle.clone(),
+        running.metrics.clone(),
+        auto_compaction,
+        stop_receiver.clone(),
+    );
     let mut options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
     options.connections_max = args.max_client_connections.max(1);
     options.concurrent_streams_max = args.max_concurrent_streams.max(1);
@@ -63,6 +75,7 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
         },
     };
     let _ = stop_sender.send(true);
+    let _ = compactor.await;
     for server in servers {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     }

@@ -47,6 +47,16 @@ pub struct TlsFiles {
     pub trusted_ca_file: Option<PathBuf>,
     /// Whether the accepting side requires a certificate from the dialing side.
     pub client_cert_auth: bool,
+    /// Revocation list checked against the dialing side's certificate (`--[peer-]crl-file`).
+    pub crl_file: Option<PathBuf>,
+    /// Required CN of the dialing side's certificate (`--peer-cert-allowed-cn`).
+    pub allowed_cn: String,
+    /// Required host name of the dialing side's certificate (`--[peer-|client-]cert-allowed-hostname`).
+    pub allowed_hostname: String,
+    /// `--cipher-suites` (Go names; empty: the library's defaults).
+    pub cipher_suites: String,
+    /// Dial without verifying the other side's certificate (`--peer-auto-tls`).
+    pub accept_self_signed: bool,
 }
 
 impl TlsFiles {
@@ -58,6 +68,11 @@ impl TlsFiles {
             key_file: args.key_file.clone(),
             trusted_ca_file: args.trusted_ca_file.clone(),
             client_cert_auth: args.client_cert_auth,
+            crl_file: args.client_crl_file.clone(),
+            allowed_cn: String::new(),
+            allowed_hostname: args.client_cert_allowed_hostname.clone(),
+            cipher_suites: args.cipher_suites.clone(),
+            accept_self_signed: false,
         }
     }
 
@@ -69,6 +84,11 @@ impl TlsFiles {
             key_file: args.peer_key_file.clone(),
             trusted_ca_file: args.peer_trusted_ca_file.clone(),
             client_cert_auth: args.peer_client_cert_auth,
+            crl_file: args.peer_crl_file.clone(),
+            allowed_cn: args.peer_cert_allowed_cn.clone(),
+            allowed_hostname: args.peer_cert_allowed_hostname.clone(),
+            cipher_suites: args.cipher_suites.clone(),
+            accept_self_signed: crate::tls_policy::dials_self_signed_peers(args),
         }
     }
 
@@ -218,15 +238,20 @@ pub fn server_config(files: &TlsFiles, alpn_protocols: &[&[u8]]) -> Result<Arc<S
         }
         None => None,
     };
-    let builder = ServerConfig::builder_with_provider(provider())
+    let suites = crate::tls_policy::provider_with_cipher_suites(&files.cipher_suites)?;
+    let builder = ServerConfig::builder_with_provider(suites)
         .with_safe_default_protocol_versions()
         .map_err(|error| format!("TLS setup: {error}"))?;
     let builder = match roots {
-        Some(roots) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
-            let verifier = if files.client_cert_auth { verifier } else { verifier.allow_unauthenticated() };
-            let verifier = verifier.build().map_err(|error| format!("{}: {error}", files.flag("trusted-ca-file")))?;
-            builder.with_client_cert_verifier(verifier)
+        Some(roots) => builder.with_client_cert_verifier(client_verifier(files, roots)?),
+        None if files.crl_file.is_some() || !files.allowed_cn.is_empty() || !files.allowed_hostname.is_empty() => {
+            return Err(format!(
+                "{}, {} and {} need {}",
+                files.flag("crl-file"),
+                files.flag("cert-allowed-cn"),
+                files.flag("cert-allowed-hostname"),
+                files.flag("trusted-ca-file")
+            ))
         }
         None => builder.with_no_client_auth(),
     };
@@ -235,17 +260,51 @@ pub fn server_config(files: &TlsFiles, alpn_protocols: &[&[u8]]) -> Result<Arc<S
     Ok(Arc::new(config))
 }
 
+/// The check of the dialing side's certificate: the trusted CA, the revocation list and
+/// the allowed CN / host name of the flags.
+fn client_verifier(
+    files: &TlsFiles,
+    roots: Arc<RootCertStore>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    if let Some(path) = &files.crl_file {
+        let crls = crate::tls_policy::read_crls(&files.flag("crl-file"), path)?;
+        verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
+    }
+    let verifier = if files.client_cert_auth { verifier } else { verifier.allow_unauthenticated() };
+    let verifier = verifier.build().map_err(|error| format!("{}: {error}", files.flag("trusted-ca-file")))?;
+    if files.allowed_cn.is_empty() && files.allowed_hostname.is_empty() {
+        return Ok(verifier);
+    }
+    let hostname_flag = if files.flag_prefix.is_empty() {
+        "--client-cert-allowed-hostname".into()
+    } else {
+        files.flag("cert-allowed-hostname")
+    };
+    Ok(Arc::new(crate::tls_policy::AllowedIdentityVerifier {
+        inner: verifier,
+        allowed_cn: files.allowed_cn.clone(),
+        allowed_hostname: files.allowed_hostname.clone(),
+        flags: (files.flag("cert-allowed-cn"), hostname_flag),
+    }))
+}
+
 /// The dialing side's configuration: servers are checked against the trusted CA file
 /// (required: there is no system root store here), and our certificate is presented
 /// when the flags name one.
 pub fn client_config(files: &TlsFiles, alpn_protocols: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     let ca_flag = files.flag("trusted-ca-file");
-    let path = files.trusted_ca_file.as_ref().ok_or_else(|| format!("https:// URLs to dial need {ca_flag}"))?;
-    let roots = read_roots(&ca_flag, path)?;
-    let builder = ClientConfig::builder_with_provider(provider())
+    let suites = crate::tls_policy::provider_with_cipher_suites(&files.cipher_suites)?;
+    let builder = ClientConfig::builder_with_provider(suites.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup: {error}"))?
-        .with_root_certificates(roots);
+        .map_err(|error| format!("TLS setup: {error}"))?;
+    let builder = if files.accept_self_signed && files.trusted_ca_file.is_none() {
+        let verifier = Arc::new(crate::tls_policy::SelfSignedPeers { provider: suites });
+        builder.dangerous().with_custom_certificate_verifier(verifier)
+    } else {
+        let path = files.trusted_ca_file.as_ref().ok_or_else(|| format!("https:// URLs to dial need {ca_flag}"))?;
+        builder.with_root_certificates(read_roots(&ca_flag, path)?)
+    };
     let mut config = if files.cert_file.is_some() || files.key_file.is_some() {
         builder.with_client_cert_resolver(ReloadingCertificate::load(files)?)
     } else {

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use proto::mvccpb::Event;
 use tokio::sync::broadcast;
 
+/// How often idle watchers created with `progress_notify` hear of progress, unless
+/// `--experimental-watch-progress-notify-interval` says otherwise (etcd: 10 minutes).
+pub const PROGRESS_NOTIFY_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Revisions buffered for slow watchers before they fall back to reading history.
 pub const WATCH_CHANNEL_CAPACITY: usize = 4096;
 

@@ -1,6 +1,7 @@
 //! `etcdserverpb.Auth` and the permission check every other service uses.
 //!
-//! As etcd (with its default `simple` token provider):
+//! As etcd (with its default `simple` token provider; for `--auth-token jwt` see
+//! [`crate::auth_tokens`]):
 //!
 //! - `Authenticate` checks the password on the member that receives it (after a
 //!   ReadIndex barrier), picks a random token and replicates it through the log, so
@@ -8,7 +9,7 @@
 //! - clients send the token in the gRPC metadata entry `token`; while auth is enabled a
 //!   request without one fails with "etcdserver: user name is empty", an unknown or
 //!   expired one with "etcdserver: invalid auth token" (`Unauthenticated`);
-//! - passwords are hashed with bcrypt (cost 10, as etcd) on the receiving member
+//! - passwords are hashed with bcrypt (`--bcrypt-cost`, 10 as etcd) on the receiving member
 //!   *before* proposing, so the log, snapshots and every replica hold the same hash and
 //!   never the password;
 //! - permissions are checked on the member that receives a request, before it is
@@ -40,14 +41,15 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use super::status::{status_from_kv_error, status_from_server_error};
-use crate::auth_tokens::TokenActivity;
+use crate::auth_tokens::{AuthSettings, TokenActivity, TokenProvider};
 use crate::handle::NodeHandle;
 
 /// The gRPC metadata key etcd clients put their token under.
 pub const TOKEN_METADATA_KEY: &str = "token";
 
-/// bcrypt cost of password hashes (etcd's default `--bcrypt-cost`).
-pub const BCRYPT_COST: u32 = 10;
+/// etcd's answer to a JWT issued before the auth store's latest change
+/// (`ErrGRPCAuthOldRevision`); etcd's clients authenticate again on it.
+pub const AUTH_OLD_REVISION: &str = "etcdserver: revision of auth store is old";
 
 /// Characters of a simple token.
 const TOKEN_LENGTH: usize = 32;
@@ -62,21 +64,37 @@ pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 2;
 pub struct Authorizer {
     handle: NodeHandle,
     tokens: Arc<TokenActivity>,
+    settings: Arc<AuthSettings>,
+}
+
+/// Who a token authenticates.
+struct Identity {
+    user: String,
+    /// The auth revision a JWT was issued at (`None` for simple tokens, always current).
+    revision: Option<u64>,
 }
 
 impl Authorizer {
     /// An authorizer for `handle` with its own token tracker.
+    /// (with the member's [`NodeHandle::auth_settings`]).
     pub fn new(handle: NodeHandle) -> Authorizer {
-        Authorizer::with_tokens(handle, Arc::new(TokenActivity::default()))
+        let settings = handle.auth_settings();
+        let tokens = Arc::new(TokenActivity::new(settings.simple_token_ttl));
+        Authorizer::with_tokens(handle, tokens)
     }
 
     /// An authorizer sharing `tokens` (one tracker per member).
     pub fn with_tokens(handle: NodeHandle, tokens: Arc<TokenActivity>) -> Authorizer {
-        Authorizer { handle, tokens }
+        let settings = handle.auth_settings();
+        Authorizer { handle, tokens, settings }
     }
 
     /// The user the request runs as: `None` while auth is disabled.
     pub fn user_in(&self, store: &kv::Store, metadata: &MetadataMap) -> Result<Option<String>, Status> {
+        Ok(self.identity_in(store, metadata)?.map(|identity| identity.user))
+    }
+
+    fn identity_in(&self, store: &kv::Store, metadata: &MetadataMap) -> Result<Option<Identity>, Status> {
         let auth = store.auth();
         if !auth.is_enabled() {
             return Ok(None);
@@ -86,11 +104,35 @@ impl Authorizer {
         };
         let invalid = || status_from_kv_error(kv::Error::InvalidAuthToken);
         let token = token.to_str().map_err(|_| invalid())?;
+        if let TokenProvider::Jwt(provider) = &self.settings.provider {
+            let claims = provider.verify(token).ok_or_else(invalid)?;
+            return Ok(Some(Identity { user: claims.username, revision: Some(claims.revision) }));
+        }
         let user = auth.user_for_token(token).ok_or_else(invalid)?;
         if !self.tokens.touch(token, Instant::now(), auth) {
             return Err(invalid());
         }
-        Ok(Some(user.to_string()))
+        Ok(Some(Identity { user: user.to_string(), revision: None }))
+    }
+
+    /// The bcrypt cost of hashes made on this member.
+    pub fn bcrypt_cost(&self) -> u32 {
+        self.settings.bcrypt_cost
+    }
+
+    /// Checks `identity` may run `operation` in `store`: permissions, and (as etcd's
+    /// `isOpPermitted`) for key-value operations a JWT no older than the auth store.
+    fn permit(store: &kv::Store, identity: Option<&Identity>, operation: &Operation) -> Result<(), Status> {
+        let key_value = matches!(
+            operation,
+            Operation::Range(_) | Operation::Put(_) | Operation::DeleteRange(_) | Operation::Txn(_)
+        );
+        if let Some(revision) = identity.and_then(|identity| identity.revision) {
+            if key_value && revision < store.auth().revision() {
+                return Err(Status::invalid_argument(AUTH_OLD_REVISION));
+            }
+        }
+        store.authorize(identity.map(|identity| identity.user.as_str()), operation).map_err(status_from_kv_error)
     }
 
     /// The user the request runs as (see [`Authorizer::user_in`]). A token this member
@@ -120,20 +162,21 @@ impl Authorizer {
             // The usual case in one look at the store: auth off, or a token it knows.
             let store = self.handle.store();
             let store = store.read().await;
-            match self.user_in(&store, metadata) {
-                Ok(user) => {
-                    store.authorize(user.as_deref(), operation).map_err(status_from_kv_error)?;
-                    return Ok(AuthContext { user: user.unwrap_or_default() });
+            match self.identity_in(&store, metadata) {
+                Ok(identity) => {
+                    Authorizer::permit(&store, identity.as_ref(), operation)?;
+                    return Ok(AuthContext { user: identity.map(|identity| identity.user).unwrap_or_default() });
                 }
                 Err(status) if status.code() != tonic::Code::Unauthenticated => return Err(status),
                 Err(_) => {}
             }
         }
-        let user = self.user(metadata).await?;
+        self.handle.read_barrier().await.map_err(status_from_server_error)?;
         let store = self.handle.store();
         let store = store.read().await;
-        store.authorize(user.as_deref(), operation).map_err(status_from_kv_error)?;
-        Ok(AuthContext { user: user.unwrap_or_default() })
+        let identity = self.identity_in(&store, metadata)?;
+        Authorizer::permit(&store, identity.as_ref(), operation)?;
+        Ok(AuthContext { user: identity.map(|identity| identity.user).unwrap_or_default() })
     }
 
     /// Allows only root while auth is enabled (etcd's admin-only calls).
@@ -196,9 +239,9 @@ impl AuthService {
 
 /// Hashes a password with bcrypt off the async threads, at most
 /// [`PASSWORD_HASHES_CONCURRENT_MAX`] at once.
-async fn hash_password(hashing: &tokio::sync::Semaphore, password: String) -> Result<String, Status> {
+async fn hash_password(hashing: &tokio::sync::Semaphore, password: String, cost: u32) -> Result<String, Status> {
     let _permit = hashing.acquire().await.map_err(|_| Status::unavailable("etcdserver: server stopped"))?;
-    let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
+    let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
         .await
         .map_err(|error| Status::internal(format!("raftkv: password hashing stopped: {error}")))?;
     hashed.map_err(|error| Status::internal(format!("raftkv: password hashing failed: {error}")))
@@ -277,7 +320,7 @@ impl Auth for AuthService {
     ) -> Result<tonic::Response<AuthenticateResponse>, Status> {
         let request = request.into_inner();
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
-        let password_hash = {
+        let (password_hash, auth_revision) = {
             let store = self.handle.store();
             let store = store.read().await;
             let auth = store.auth();
@@ -285,10 +328,23 @@ impl Auth for AuthService {
                 return Err(status_from_kv_error(kv::Error::AuthNotEnabled));
             }
             let user = auth.user(&request.name).filter(|user| !user.options.is_some_and(|options| options.no_password));
-            user.map(|user| user.password.clone()).ok_or_else(|| status_from_kv_error(kv::Error::AuthFailed))?
+            let hash =
+                user.map(|user| user.password.clone()).ok_or_else(|| status_from_kv_error(kv::Error::AuthFailed))?;
+            (hash, auth.revision())
         };
         if !password_matches(&self.hashing, request.password, password_hash.clone()).await {
             return Err(status_from_kv_error(kv::Error::AuthFailed));
+        }
+        if let TokenProvider::Jwt(provider) = &self.authorizer.settings.provider {
+            // Signed here, at the auth revision the password was checked at: a later
+            // change makes the token old (refused for key-value requests).
+            let token =
+                provider.assign(&request.name, auth_revision).map_err(|error| Status::unknown(error.to_string()))?;
+            let revision = self.handle.store().read().await.current_revision();
+            return Ok(tonic::Response::new(AuthenticateResponse {
+                header: Some(self.handle.header(revision)),
+                token,
+            }));
         }
         let authenticate =
             InternalAuthenticateRequest { name: request.name, simple_token: random_token(), password_hash };
@@ -313,7 +369,7 @@ impl Auth for AuthService {
         if no_password {
             add.hashed_password.clear();
         } else if add.hashed_password.is_empty() {
-            add.hashed_password = hash_password(&self.hashing, password).await?;
+            add.hashed_password = hash_password(&self.hashing, password, self.authorizer.bcrypt_cost()).await?;
         }
         change_call!(self, Request::from_parts(metadata, extensions, add), UserAdd)
     }
@@ -361,7 +417,7 @@ impl Auth for AuthService {
         let (metadata, extensions, mut change) = request.into_parts();
         let password = std::mem::take(&mut change.password);
         if change.hashed_password.is_empty() {
-            change.hashed_password = hash_password(&self.hashing, password).await?;
+            change.hashed_password = hash_password(&self.hashing, password, self.authorizer.bcrypt_cost()).await?;
         }
         change_call!(self, Request::from_parts(metadata, extensions, change), UserChangePassword)
     }

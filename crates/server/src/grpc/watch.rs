@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, WatchCreateRequest,
@@ -43,8 +42,6 @@ use crate::watch::AppliedEvents;
 pub const RESPONSES_QUEUED_MAX: usize = 256;
 /// Events read from history at once when a watcher catches up.
 pub const HISTORY_EVENTS_PER_READ: usize = 1000;
-/// How often a watcher created with `progress_notify` reports progress when idle (etcd: 10 minutes).
-pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// Watchers one stream may hold at most.
 pub const WATCHERS_PER_STREAM_MAX: usize = 4096;
 
@@ -412,7 +409,7 @@ impl Watcher {
         if self.catch_up().await.is_err() {
             return;
         }
-        let mut progress = tokio::time::interval(PROGRESS_NOTIFY_INTERVAL);
+        let mut progress = tokio::time::interval(self.handle.watch_progress_notify_interval());
         progress.tick().await;
         let mut sent_since_progress = false;
         loop {
