@@ -571,3 +571,28 @@ async fn the_gateway_speaks_http1_and_http2_over_tls_beside_grpc() {
 fn path_of(file: &std::path::Path) -> String {
     file.display().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_as_etcd_refuses_them() {
+    let flags = ["--max-request-bytes", "100"];
+    let etcd_cluster = Cluster::start_with_arguments(common::ServerKind::Etcd, 1, &flags).await;
+    let raftkv_cluster = Cluster::start_with_arguments(common::ServerKind::Raftkv, 1, &flags).await;
+    let (etcd, raftkv) = (Gateway::of(&etcd_cluster), Gateway::of(&raftkv_cluster));
+    let mut comparison = Comparison::default();
+    // Over --max-request-bytes: etcd's "request is too large"; over the gRPC decoding
+    // limit (the request limit plus 512 KiB): grpc-go's "received message larger than max".
+    let value = |bytes: usize| {
+        use std::fmt::Write as _;
+        let encoded = "AAAA".repeat(bytes / 3);
+        let mut body = String::new();
+        write!(body, r#"{{"key":"Zm9v","value":"{encoded}"}}"#).expect("write to a string");
+        body
+    };
+    for (label, body) in [("300 bytes", value(300)), ("600000 bytes", value(600_000))] {
+        let expected = etcd.post("/v3/kv/put", &body).await;
+        let actual = raftkv.post("/v3/kv/put", &body).await;
+        comparison.answers(&format!("put of {label}"), &expected, &actual, &[]);
+    }
+    compare_all(&mut comparison, &etcd, &raftkv, &[("/v3/kv/range", r#"{"key":"Zm9v"}"#)]).await;
+    comparison.assert_none();
+}

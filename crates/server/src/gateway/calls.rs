@@ -46,6 +46,27 @@ impl GatewayMethod {
     }
 }
 
+/// Sizes a gateway call may have.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayLimits {
+    /// Largest JSON body read, in bytes; a larger one is refused unread.
+    pub body_bytes_max: usize,
+    /// Largest request message sent to the gRPC services, encoded (the gRPC decoding
+    /// limit, `--max-request-bytes` plus etcd's overhead allowance).
+    pub message_size_bytes_max: usize,
+}
+
+/// etcd's answer to a message over the gRPC decoding limit (grpc-go's error, which
+/// etcd's gateway relays), for a request the gateway decoded from JSON.
+fn too_large(message: &DynamicMessage, message_size_bytes_max: usize) -> Option<tonic::Status> {
+    let length = prost::Message::encoded_len(message);
+    (length > message_size_bytes_max).then(|| {
+        tonic::Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({length} vs. {message_size_bytes_max})"
+        ))
+    })
+}
+
 /// The HTTP status grpc-gateway (v1, as etcd 3.4 uses it) answers a gRPC code with.
 pub fn http_status(code: Code) -> StatusCode {
     match code {
@@ -131,14 +152,14 @@ fn metadata_from_headers(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
 pub async fn call(
     grpc: GrpcService,
     method: Arc<GatewayMethod>,
-    body_bytes_max: usize,
+    limits: GatewayLimits,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, body_bytes_max).await {
+    let body = match axum::body::to_bytes(body, limits.body_bytes_max).await {
         Ok(body) => body,
         Err(_) => {
-            let message = format!("raftkv: request body larger than max ({body_bytes_max} bytes)");
+            let message = format!("raftkv: request body larger than max ({} bytes)", limits.body_bytes_max);
             return error_response(&tonic::Status::resource_exhausted(message));
         }
     };
@@ -146,6 +167,9 @@ pub async fn call(
         Ok(messages) => messages,
         Err(status) => return error_response(&status),
     };
+    if let Some(status) = messages.iter().find_map(|message| too_large(message, limits.message_size_bytes_max)) {
+        return error_response(&status);
+    }
     let mut metadata = metadata_from_headers(&parts.headers);
     metadata.remove("content-type");
     let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();

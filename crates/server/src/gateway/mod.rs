@@ -22,7 +22,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-pub use calls::{error_response, http_status, GatewayMethod, METADATA_HEADER_PREFIX};
+pub use calls::{error_response, http_status, GatewayLimits, GatewayMethod, METADATA_HEADER_PREFIX};
 pub use rules::HttpRules;
 
 /// The node's gRPC services with their middleware, as one cloneable service: what a
@@ -90,8 +90,8 @@ pub const PREFIXES: &[&str] = &["/v3/", "/v3beta/"];
 pub struct GatewaySettings {
     /// `--cors` and `--host-whitelist`, and whether the listener is TLS.
     pub rules: HttpRules,
-    /// Largest JSON body read, in bytes; a larger one is refused unread.
-    pub body_bytes_max: usize,
+    /// Largest JSON body and request message.
+    pub limits: GatewayLimits,
     /// `/metrics` (Prometheus text); absent without metrics.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
@@ -106,10 +106,9 @@ pub fn router(grpc: GrpcService, handle: crate::handle::NodeHandle, settings: Ga
         for prefix in PREFIXES {
             let grpc = grpc.clone();
             let method = method.clone();
-            let body_bytes_max = settings.body_bytes_max;
-            let handler = move |request: axum::extract::Request| {
-                calls::call(grpc.clone(), method.clone(), body_bytes_max, request)
-            };
+            let limits = settings.limits;
+            let handler =
+                move |request: axum::extract::Request| calls::call(grpc.clone(), method.clone(), limits, request);
             router = router.route(&format!("{prefix}{suffix}"), post(handler));
         }
     }

@@ -269,7 +269,10 @@ pub async fn serve_with_tls(
     let grpc = grpc_service(handle.clone(), options.clone());
     let settings = crate::gateway::GatewaySettings {
         rules: crate::gateway::HttpRules { tls: tls.is_some(), ..options.http_rules.clone() },
-        body_bytes_max: options.gateway_body_bytes_max(),
+        limits: crate::gateway::GatewayLimits {
+            body_bytes_max: options.gateway_body_bytes_max(),
+            message_size_bytes_max: options.message_size_bytes_max,
+        },
         metrics: options.metrics.clone(),
     };
     let gateway = crate::gateway::router(grpc.clone(), handle, settings);
