@@ -10,6 +10,7 @@ command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 [ -x /usr/bin/etcd ] || need_packages+=(etcd-server)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)  # tests/gateway.rs drives the JSON gateway with curl
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # The etcd-server package would start a system etcd on :2379. Tests pick their own
