@@ -463,6 +463,19 @@ mod tests {
     }
 
     #[test]
+    fn handling_time_is_exported_with_extensive_only() {
+        // A registry of its own: the process-wide one may be switched on by another test.
+        let metrics = GrpcMetrics::new();
+        let has_histogram = |metrics: &GrpcMetrics| {
+            metrics.registry.gather().iter().any(|family| family.get_name() == "grpc_server_handling_seconds")
+        };
+        assert!(!has_histogram(&metrics), "--metrics basic serves no handling time (as etcd)");
+        metrics.enable_handling_time_histogram();
+        metrics.enable_handling_time_histogram();
+        assert!(has_histogram(&metrics), "--metrics extensive serves it");
+    }
+
+    #[test]
     fn every_method_starts_with_every_code() {
         let families = global().registry.gather();
         let handled = families.iter().find(|family| family.get_name() == "grpc_server_handled_total").expect("handled");

@@ -216,7 +216,11 @@ impl PeerWriter {
                     while queue.try_recv().is_ok() {
                         dropped += 1;
                     }
-                    self.metrics.etcd.peer_sent_failures.with_label_values(&[&format!("{:x}", self.peer)]).inc_by(dropped);
+                    self.metrics
+                        .etcd
+                        .peer_sent_failures
+                        .with_label_values(&[&format!("{:x}", self.peer)])
+                        .inc_by(dropped);
                     if queue.is_closed() {
                         return; // the peer was removed or redirected
                     }
@@ -226,10 +230,11 @@ impl PeerWriter {
                 }
             };
             let connected_at = Instant::now();
-            let active = self.metrics.etcd.active_peers.with_label_values(&[
-                &format!("{:x}", self.directory.local_id),
-                &format!("{:x}", self.peer),
-            ]);
+            let active = self
+                .metrics
+                .etcd
+                .active_peers
+                .with_label_values(&[&format!("{:x}", self.directory.local_id), &format!("{:x}", self.peer)]);
             active.set(1);
             let pumped = self.pump(stream, &mut queue).await;
             active.set(0);
