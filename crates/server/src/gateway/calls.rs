@@ -156,6 +156,9 @@ pub async fn call(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    if method.descriptor.is_client_streaming() {
+        return client_stream(grpc, &method, limits, parts, body).await;
+    }
     let body = match axum::body::to_bytes(body, limits.body_bytes_max).await {
         Ok(body) => body,
         Err(_) => {
@@ -192,14 +195,120 @@ pub async fn call(
             Err(status) => error_response(&status),
         };
     }
-    stream(client, &method, messages, metadata, connection, codec).await
+    let (sender, receiver) = tokio::sync::mpsc::channel(messages.len().max(1));
+    for message in messages {
+        sender.try_send(message).expect("the channel holds every message of the body");
+    }
+    drop(sender);
+    stream(client, &method, receiver, metadata, connection, codec).await
 }
 
-/// The request messages of a body. A malformed first message fails the call (with
-/// InvalidArgument for a unary call, and Unknown for a streaming one, as etcd's gateway
-/// answers); in a stream, the messages after a malformed one are dropped, as etcd does.
+/// Messages queued from a streaming request body before the service takes them.
+const REQUEST_STREAM_QUEUE: usize = 16;
+
+/// A client-streaming call (watch, keep-alive): the body's messages are sent as they
+/// arrive, so a client may keep its body open and send more (a watch's cancel request).
+async fn client_stream(
+    grpc: GrpcService,
+    method: &GatewayMethod,
+    limits: GatewayLimits,
+    parts: axum::http::request::Parts,
+    body: Body,
+) -> Response {
+    let input = method.descriptor.input();
+    let mut values = BodyValues { body: body.into_data_stream(), buffer: Vec::new(), limits, ended: false };
+    let first = match values.next().await {
+        None => DynamicMessage::new(input.clone()),
+        Some(Ok(value)) => match json::message_from_json(&input, value) {
+            Ok(message) => message,
+            Err(error) => return error_response(&tonic::Status::unknown(error)),
+        },
+        Some(Err(status)) => return error_response(&status),
+    };
+    if let Some(status) = too_large(&first, limits.message_size_bytes_max) {
+        return error_response(&status);
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
+    sender.try_send(first).expect("an empty channel takes a message");
+    tokio::spawn(forward_body(values, input, sender, method.hold_request_stream_open));
+    let mut metadata = metadata_from_headers(&parts.headers);
+    metadata.remove("content-type");
+    let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();
+    let mut client =
+        tonic::client::Grpc::new(grpc).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+    if let Err(error) = client.ready().await {
+        return error_response(&tonic::Status::unavailable(format!("raftkv: gRPC services unavailable: {error}")));
+    }
+    let codec = DynamicCodec::new(method.descriptor.output());
+    stream(client, method, receiver, metadata, connection, codec).await
+}
+
+/// Sends the rest of a streaming body's messages; stops at the first unreadable one, as
+/// etcd's gateway does. With `hold_open`, keeps the request stream open after the body
+/// until the call ends (the HTTP client went away or the service ended the stream).
+async fn forward_body(
+    mut values: BodyValues,
+    input: prost_reflect::MessageDescriptor,
+    sender: tokio::sync::mpsc::Sender<DynamicMessage>,
+    hold_open: bool,
+) {
+    while let Some(Ok(value)) = values.next().await {
+        let Ok(message) = json::message_from_json(&input, value) else { break };
+        if too_large(&message, values.limits.message_size_bytes_max).is_some() || sender.send(message).await.is_err() {
+            break;
+        }
+    }
+    if hold_open {
+        sender.closed().await;
+    }
+}
+
+/// The JSON values of a request body, read as its bytes arrive.
+struct BodyValues {
+    body: axum::body::BodyDataStream,
+    buffer: Vec<u8>,
+    limits: GatewayLimits,
+    ended: bool,
+}
+
+impl BodyValues {
+    /// The next value; `None` at the end of the body; an error for malformed JSON, a
+    /// value over the size limit or a failed read.
+    async fn next(&mut self) -> Option<Result<serde_json::Value, tonic::Status>> {
+        loop {
+            let mut values = serde_json::Deserializer::from_slice(&self.buffer).into_iter::<serde_json::Value>();
+            match values.next() {
+                Some(Ok(value)) => {
+                    let used = values.byte_offset();
+                    self.buffer.drain(..used);
+                    return Some(Ok(value));
+                }
+                Some(Err(error)) if !error.is_eof() || self.ended => {
+                    let message = format!("json: malformed request body: {error}");
+                    return Some(Err(tonic::Status::unknown(message)));
+                }
+                None if self.ended => return None,
+                _ => {}
+            }
+            match self.body.next().await {
+                Some(Ok(bytes)) if self.buffer.len() + bytes.len() <= self.limits.body_bytes_max => {
+                    self.buffer.extend_from_slice(&bytes);
+                }
+                Some(Ok(_)) => {
+                    let message = format!("raftkv: request larger than max ({} bytes)", self.limits.body_bytes_max);
+                    return Some(Err(tonic::Status::resource_exhausted(message)));
+                }
+                Some(Err(error)) => return Some(Err(tonic::Status::unknown(format!("reading the body: {error}")))),
+                None => self.ended = true,
+            }
+        }
+    }
+}
+
+/// The request messages of a body (one, for a unary or server-streaming call). A
+/// malformed body fails the call with InvalidArgument, as etcd's gateway answers.
 fn read_messages(method: &GatewayMethod, body: &[u8]) -> Result<Vec<DynamicMessage>, tonic::Status> {
-    let code = if method.is_streaming() { Code::Unknown } else { Code::InvalidArgument };
+    let code = Code::InvalidArgument;
     let (values, malformed) = json::json_values(body);
     if values.is_empty() {
         let message = malformed.unwrap_or_else(|| "json: empty request body".to_string());
@@ -230,16 +339,11 @@ type Client = tonic::client::Grpc<GrpcService>;
 async fn stream(
     mut client: Client,
     method: &GatewayMethod,
-    messages: Vec<DynamicMessage>,
+    receiver: tokio::sync::mpsc::Receiver<DynamicMessage>,
     metadata: tonic::metadata::MetadataMap,
     connection: Option<ClientConnectionInfo>,
     codec: DynamicCodec,
 ) -> Response {
-    let (sender, receiver) = tokio::sync::mpsc::channel(messages.len().max(1));
-    for message in messages {
-        sender.try_send(message).expect("the channel holds every message of the body");
-    }
-    let held_open = method.hold_request_stream_open.then_some(sender);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
     *request.metadata_mut() = metadata;
     if let Some(connection) = connection {
@@ -254,12 +358,11 @@ async fn stream(
         Ok(None) => return json_response(StatusCode::OK, Body::empty()),
         Err(status) => return json_response(http_status(status.code()), Body::from(stream_error(&status))),
     };
-    // The request sender lives as long as the response body: dropped with it when the
-    // HTTP client goes away, which ends the gRPC stream.
-    let rest = futures::stream::unfold(Some((responses, held_open)), |state| async move {
-        let (mut responses, held_open) = state?;
+    // Dropped with the response body when the HTTP client goes away, which ends the call.
+    let rest = futures::stream::unfold(Some(responses), |state| async move {
+        let mut responses = state?;
         match responses.message().await {
-            Ok(Some(message)) => Some((result_line(&message), Some((responses, held_open)))),
+            Ok(Some(message)) => Some((result_line(&message), Some(responses))),
             Ok(None) => None,
             Err(status) => Some((stream_error(&status), None)),
         }
