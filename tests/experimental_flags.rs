@@ -1,0 +1,65 @@
+//! etcd's `--experimental-*` flags that raftkv implements, on real processes:
+//! `--experimental-watch-progress-notify-interval` (idle watchers created with
+//! `progress_notify` hear of progress at that interval), `--experimental-warning-apply-duration`
+//! ("apply request took too long" in the log) and `--experimental-enable-lease-checkpoint`
+//! (refused when true, with the reason).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{free_port, run_bounded, Cluster, ServerKind, WAIT_MAX};
+use etcd_client::{Client, ConnectOptions, WatchOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_watchers_get_progress_notifications_at_the_configured_interval() {
+    let arguments =
+        ["--experimental-watch-progress-notify-interval", "300ms", "--experimental-warning-apply-duration", "1ns"];
+    let cluster = Cluster::start_with_arguments(ServerKind::Raftkv, 1, &arguments).await;
+    let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    let mut client = Client::connect(cluster.client_urls(), Some(options)).await.expect("connect");
+    let revision = client.put("before", "watch", None).await.expect("put").header().expect("header").revision();
+    let mut stream = client.watch("idle", Some(WatchOptions::new().with_progress_notify())).await.expect("watch");
+    let progress = tokio::time::timeout(WAIT_MAX, async {
+        loop {
+            let response = stream.message().await.expect("watch stream").expect("a response");
+            if !response.created() && response.events().is_empty() {
+                return response;
+            }
+        }
+    })
+    .await
+    .expect("a progress notification");
+    assert_eq!(progress.header().expect("header").revision(), revision);
+    // Every apply takes longer than 1 ns: the put was logged as slow.
+    assert!(cluster.log(0).contains("apply request took too long"), "{}", cluster.log(0));
+}
+
+#[tokio::test]
+async fn lease_checkpoints_are_refused_with_the_reason() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let client_url = format!("http://127.0.0.1:{}", free_port());
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let arguments: Vec<String> = [
+        "serve",
+        "--experimental-enable-lease-checkpoint",
+        "--listen-client-urls",
+        &client_url,
+        "--advertise-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &format!("default={peer_url}"),
+        "--data-dir",
+        &directory.path().join("data").display().to_string(),
+    ]
+    .iter()
+    .map(|argument| argument.to_string())
+    .collect();
+    let output = run_bounded(env!("CARGO_BIN_EXE_raftkv"), &arguments, &[], "").await;
+    assert_ne!(output.code, 0, "{output:?}");
+    assert!(output.stderr.contains("--experimental-enable-lease-checkpoint is not supported"), "{output:?}");
+}
