@@ -63,3 +63,32 @@ async fn lease_checkpoints_are_refused_with_the_reason() {
     assert_ne!(output.code, 0, "{output:?}");
     assert!(output.stderr.contains("--experimental-enable-lease-checkpoint is not supported"), "{output:?}");
 }
+
+/// `--enable-pprof` mounts raftkv's profiling pages at etcd's `/debug/pprof/` path on the
+/// client URL (absent without it), and `etcd_server_quota_backend_bytes` follows
+/// `--quota-backend-bytes` as etcd's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiling_pages_follow_enable_pprof_and_the_quota_metric_follows_the_flag() {
+    let profiled =
+        Cluster::start_with_arguments(ServerKind::Raftkv, 1, &["--enable-pprof", "--quota-backend-bytes", "1048576"])
+            .await;
+    let heap = curl(&format!("{}/debug/pprof/heap", profiled.client_urls()[0])).await;
+    assert!(heap.starts_with("200\n") && heap.contains("VmRSS"), "{heap}");
+    let metrics = curl(&format!("{}/metrics", profiled.client_urls()[0])).await;
+    assert!(metrics.lines().any(|line| line == "etcd_server_quota_backend_bytes 1048576"), "{metrics}");
+    let plain = Cluster::start_with_arguments(ServerKind::Raftkv, 1, &[]).await;
+    let absent = curl(&format!("{}/debug/pprof/heap", plain.client_urls()[0])).await;
+    assert!(absent.starts_with("404\n"), "{absent}");
+    let metrics = curl(&format!("{}/metrics", plain.client_urls()[0])).await;
+    assert!(metrics.lines().any(|line| line == "etcd_server_quota_backend_bytes 2147483648"), "{metrics}");
+}
+
+/// The HTTP status on the first line, then the body.
+async fn curl(url: &str) -> String {
+    let arguments: Vec<String> =
+        ["-s", "-w", "%{http_code}\n", "-o", "/dev/stdout", url].iter().map(|argument| argument.to_string()).collect();
+    let output = run_bounded("curl", &arguments, &[], "").await;
+    assert_eq!(output.code, 0, "curl {url}: {output:?}");
+    let (body, status) = output.stdout.trim_end().rsplit_once('\n').unwrap_or(("", output.stdout.trim_end()));
+    format!("{status}\n{body}")
+}

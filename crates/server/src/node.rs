@@ -52,12 +52,8 @@ pub fn plan(args: &ServeArgs) -> Result<NodePlan, String> {
     advertised.sort();
     // As etcd, a member restarted from its data dir is not held to --initial-cluster (its
     // peer URLs may have changed with `member update`).
-    let restarting = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.raftkv", args.name)))
-        .join("wal")
-        .exists();
+    let restarting =
+        args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raftkv", args.name))).join("wal").exists();
     if advertised != local.peer_urls && !restarting {
         return Err(format!(
             "--initial-advertise-peer-urls {:?} does not match --initial-cluster's URLs for '{}': {:?}",
@@ -173,6 +169,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         }
     }
     let metrics = Metrics::for_member(plan.local.id);
+    set_quota_metric(&metrics, args.quota_backend_bytes);
     if args.metrics == "extensive" {
         crate::grpc_metrics::global().enable_handling_time_histogram();
     }
@@ -247,6 +244,41 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     Ok(RunningNode { handle, client_listeners, metrics, inputs, raft_thread: Some(raft_thread) })
 }
 
+/// The WAL directory: `<data-dir>/wal`, or `--wal-dir`, which `<data-dir>/wal` then links to
+/// (so a restart, or `raftkv snapshot restore --wal-dir`, finds it the same way).
+fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let link = data_dir.join("wal");
+    let Some(wal_dir) = wal_dir else { return Ok(link) };
+    let target = std::path::absolute(wal_dir).map_err(|error| format!("--wal-dir {}: {error}", wal_dir.display()))?;
+    match std::fs::read_link(&link) {
+        Ok(existing) if existing == target => Ok(target),
+        Ok(existing) => Err(format!(
+            "--wal-dir {}: the data dir's WAL is at {} (a data dir keeps its --wal-dir)",
+            wal_dir.display(),
+            existing.display()
+        )),
+        Err(_) if link.exists() => Err(format!(
+            "--wal-dir {}: the data dir {} already holds its own WAL",
+            wal_dir.display(),
+            data_dir.display()
+        )),
+        Err(_) => {
+            std::os::unix::fs::symlink(&target, &link).map_err(|error| {
+                format!("--wal-dir: cannot link {} to {}: {error}", link.display(), target.display())
+            })?;
+            Ok(target)
+        }
+    }
+}
+
+/// etcd's `etcd_server_quota_backend_bytes`: `--quota-backend-bytes`, etcd's 2 GiB default
+/// when 0, and 0 when negative (etcd: no quota).
+fn set_quota_metric(metrics: &Metrics, quota_backend_bytes: i64) {
+    const QUOTA_BYTES_DEFAULT: i64 = 2 << 30;
+    let quota_bytes = if quota_backend_bytes == 0 { QUOTA_BYTES_DEFAULT } else { quota_backend_bytes.max(0) };
+    metrics.etcd.quota_backend_bytes.set(quota_bytes as f64);
+}
+
 /// The WAL sync thread: after each sync it wakes the Raft loop (a full input queue
 /// means the loop is busy and will see the new durable sequence on its next turn).
 fn start_sync_worker(inputs: SyncSender<Input>, metrics: Arc<Metrics>) -> Result<SyncWorker, String> {
@@ -288,34 +320,6 @@ fn http_routes(introspection: IntrospectionSource) -> axum::Router {
         .route("/api/events", get(move || std::future::ready(introspection.events_response())))
         .merge(dashboard::dashboard_router())
 }
-
-/// The WAL directory: `<data-dir>/wal`, or `--wal-dir`, which `<data-dir>/wal` then links to
-/// (so a restart, or `raftkv snapshot restore --wal-dir`, finds it the same way).
-fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
-    let link = data_dir.join("wal");
-    let Some(wal_dir) = wal_dir else { return Ok(link) };
-    let target = std::path::absolute(wal_dir).map_err(|error| format!("--wal-dir {}: {error}", wal_dir.display()))?;
-    match std::fs::read_link(&link) {
-        Ok(existing) if existing == target => Ok(target),
-        Ok(existing) => Err(format!(
-            "--wal-dir {}: the data dir's WAL is at {} (a data dir keeps its --wal-dir)",
-            wal_dir.display(),
-            existing.display()
-        )),
-        Err(_) if link.exists() => Err(format!(
-            "--wal-dir {}: the data dir {} already holds its own WAL",
-            wal_dir.display(),
-            data_dir.display()
-        )),
-        Err(_) => {
-            std::os::unix::fs::symlink(&target, &link).map_err(|error| {
-                format!("--wal-dir: cannot link {} to {}: {error}", link.display(), target.display())
-            })?;
-            Ok(target)
-        }
-    }
-}
-
 
 async fn start_http(
     args: &ServeArgs,
@@ -389,9 +393,9 @@ struct LocalNode {
     request_timeout: Duration,
     request_size_bytes_max: usize,
     watch_hub: WatchHub,
+    lessor: Arc<Lessor>,
     auth_settings: Arc<crate::auth_tokens::AuthSettings>,
     watch_progress_notify_interval: Duration,
-    lessor: Arc<Lessor>,
     metrics: Arc<Metrics>,
     election_timeout: Duration,
 }
@@ -463,6 +467,7 @@ impl NodeApi for LocalNode {
     fn lessor(&self) -> Arc<Lessor> {
         self.lessor.clone()
     }
+
     fn auth_settings(&self) -> Arc<crate::auth_tokens::AuthSettings> {
         self.auth_settings.clone()
     }
@@ -470,7 +475,6 @@ impl NodeApi for LocalNode {
     fn watch_progress_notify_interval(&self) -> Duration {
         self.watch_progress_notify_interval
     }
-
 
     fn members(&self) -> Vec<Member> {
         crate::membership::members_with_urls(&self.directory)

@@ -39,6 +39,7 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     options.forward_tls = crate::tls::forward_client_tls(&args).map_err(anyhow::Error::msg)?;
     options.metrics = Some(running.metrics.clone());
     options.keepalive_min_time = args.grpc_keepalive_min_time;
+    options.profiling_enabled = args.enable_pprof;
     options.keepalive_interval = args.grpc_keepalive_interval;
     options.keepalive_timeout = args.grpc_keepalive_timeout;
     options.http_rules.cors = crate::gateway::rules::split_list(&args.cors);

@@ -94,6 +94,8 @@ pub struct GatewaySettings {
     pub limits: GatewayLimits,
     /// `/metrics` (Prometheus text); absent without metrics.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// `--enable-pprof`: mount [`crate::pprof::pprof_router`] at `/debug/pprof/`.
+    pub profiling_enabled: bool,
 }
 
 /// The HTTP side of a client listener: the gateway's routes, `/health`, `/metrics` and
@@ -117,8 +119,11 @@ pub fn router(grpc: GrpcService, handle: crate::handle::NodeHandle, settings: Ga
     router = router
         .route("/version", get(|| async { version_response() }))
         .route("/health", get(move || health_response(health_handle.clone())))
-        .route("/metrics", get(move || std::future::ready(metrics_response(metrics.as_deref()))))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") });
+        .route("/metrics", get(move || std::future::ready(metrics_response(metrics.as_deref()))));
+    if settings.profiling_enabled {
+        router = router.merge(crate::pprof::pprof_router());
+    }
+    router = router.fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") });
     let rules = Arc::new(settings.rules);
     router.layer(axum::middleware::from_fn(move |request, next| rules::apply(rules.clone(), request, next)))
 }

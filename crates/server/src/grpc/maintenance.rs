@@ -100,8 +100,9 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn alarm(&self, _request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // raftkv raises no alarms (no space quota, no corruption check yet).
-        Ok(Response::new(AlarmResponse { header: self.current_header(), alarms: Vec::new() }))
+        // raftkv raises no alarms (no space quota, no corruption check yet). etcd 3.4's
+        // Alarm answer carries no response header (`etcdctl alarm list -w json`): neither does ours.
+        Ok(Response::new(AlarmResponse { header: None, alarms: Vec::new() }))
     }
 
     /// Hands leadership to a voter (etcd: only the leader accepts it; `etcdctl move-leader`

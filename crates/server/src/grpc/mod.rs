@@ -137,6 +137,8 @@ pub struct GrpcOptions {
     pub http_rules: crate::gateway::HttpRules,
     /// The metrics `/metrics` serves on the client URLs (none: `/metrics` answers 404).
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// `--enable-pprof`: serve raftkv's profiling pages at `/debug/pprof/` on the client URLs.
+    pub profiling_enabled: bool,
 }
 
 impl std::fmt::Debug for GrpcOptions {
@@ -169,6 +171,7 @@ impl GrpcOptions {
             keepalive_interval: KEEPALIVE_INTERVAL_DEFAULT,
             keepalive_timeout: KEEPALIVE_TIMEOUT_DEFAULT,
             http_rules: crate::gateway::HttpRules::default(),
+            profiling_enabled: false,
             metrics: None,
         }
     }
@@ -274,6 +277,7 @@ pub async fn serve_with_tls(
             message_size_bytes_max: options.message_size_bytes_max,
         },
         metrics: options.metrics.clone(),
+        profiling_enabled: options.profiling_enabled,
     };
     let gateway = crate::gateway::router(grpc.clone(), handle, settings);
     let service = tower::service_fn(move |request: axum::http::Request<tonic::body::Body>| {
