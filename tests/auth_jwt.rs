@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{etcdctl_program, free_port, run_bounded, Cluster, ServerKind};
+use common::{etcdctl_program, run_bounded, serve_one_member_until_exit, Cluster, ServerKind};
 use proto::etcdserverpb::{
     auth_client::AuthClient, kv_client::KvClient, AuthenticateRequest, PutRequest, RangeRequest,
 };
@@ -165,29 +165,7 @@ async fn malformed_auth_token_options_are_refused_naming_them() {
         ("jwt,sign-method=NOPE,priv-key=/k", "sign-method=NOPE"),
         ("magic", "magic"),
     ] {
-        let client_url = format!("http://127.0.0.1:{}", free_port());
-        let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let arguments: Vec<String> = [
-            "serve",
-            "--auth-token",
-            flag,
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            &format!("default={peer_url}"),
-            "--data-dir",
-            &directory.path().join("data").display().to_string(),
-        ]
-        .iter()
-        .map(|argument| argument.to_string())
-        .collect();
-        let output = run_bounded(env!("CARGO_BIN_EXE_raftkv"), &arguments, &[], "").await;
+        let output = serve_one_member_until_exit(&directory.path().join("data"), &["--auth-token", flag]).await;
         assert_ne!(output.code, 0, "{flag}: {output:?}");
         assert!(output.stderr.contains("--auth-token") && output.stderr.contains(expected), "{flag}: {output:?}");
     }

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, run_bounded, Cluster, ServerKind, WAIT_MAX};
+use common::{serve_one_member_until_exit, Cluster, ServerKind, WAIT_MAX};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 
 const COMPACTED: &str = "required revision has been compacted";
@@ -146,29 +146,8 @@ async fn periodic_mode_keeps_history_bounded_under_steady_overwrites() {
 #[tokio::test]
 async fn malformed_retention_is_refused_naming_the_flag() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let client_url = format!("http://127.0.0.1:{}", free_port());
-    let peer_url = format!("http://127.0.0.1:{}", free_port());
-    let arguments: Vec<String> = [
-        "serve",
-        "--auto-compaction-retention",
-        "0.5",
-        "--listen-client-urls",
-        &client_url,
-        "--advertise-client-urls",
-        &client_url,
-        "--listen-peer-urls",
-        &peer_url,
-        "--initial-advertise-peer-urls",
-        &peer_url,
-        "--initial-cluster",
-        &format!("default={peer_url}"),
-        "--data-dir",
-        &directory.path().join("data").display().to_string(),
-    ]
-    .iter()
-    .map(|argument| argument.to_string())
-    .collect();
-    let output = run_bounded(env!("CARGO_BIN_EXE_raftkv"), &arguments, &[], "").await;
+    let output =
+        serve_one_member_until_exit(&directory.path().join("data"), &["--auto-compaction-retention", "0.5"]).await;
     assert_ne!(output.code, 0, "refused: {output:?}");
     assert!(output.stderr.contains("--auto-compaction-retention") && output.stderr.contains("0.5"), "{output:?}");
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, run_bounded, Cluster, ServerKind, WAIT_MAX};
+use common::{run_bounded, serve_one_member_until_exit, Cluster, ServerKind, WAIT_MAX};
 use etcd_client::{Client, ConnectOptions, WatchOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,28 +38,8 @@ async fn idle_watchers_get_progress_notifications_at_the_configured_interval() {
 #[tokio::test]
 async fn lease_checkpoints_are_refused_with_the_reason() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let client_url = format!("http://127.0.0.1:{}", free_port());
-    let peer_url = format!("http://127.0.0.1:{}", free_port());
-    let arguments: Vec<String> = [
-        "serve",
-        "--experimental-enable-lease-checkpoint",
-        "--listen-client-urls",
-        &client_url,
-        "--advertise-client-urls",
-        &client_url,
-        "--listen-peer-urls",
-        &peer_url,
-        "--initial-advertise-peer-urls",
-        &peer_url,
-        "--initial-cluster",
-        &format!("default={peer_url}"),
-        "--data-dir",
-        &directory.path().join("data").display().to_string(),
-    ]
-    .iter()
-    .map(|argument| argument.to_string())
-    .collect();
-    let output = run_bounded(env!("CARGO_BIN_EXE_raftkv"), &arguments, &[], "").await;
+    let output =
+        serve_one_member_until_exit(&directory.path().join("data"), &["--experimental-enable-lease-checkpoint"]).await;
     assert_ne!(output.code, 0, "{output:?}");
     assert!(output.stderr.contains("--experimental-enable-lease-checkpoint is not supported"), "{output:?}");
 }

@@ -438,6 +438,27 @@ impl Drop for Cluster {
     }
 }
 
+/// Runs `raftkv serve` for a one-member cluster on free ports in `data_dir` with `extra`
+/// flags placed first, until it exits (for flags that must be refused before anything starts).
+pub async fn serve_one_member_until_exit(data_dir: &Path, extra: &[&str]) -> CommandOutput {
+    let client_url = format!("http://127.0.0.1:{}", free_port());
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let initial_cluster = format!("default={peer_url}");
+    let data_dir = data_dir.display().to_string();
+    let mut arguments: Vec<String> = std::iter::once("serve").chain(extra.iter().copied()).map(String::from).collect();
+    for (flag, value) in [
+        ("--listen-client-urls", &client_url),
+        ("--advertise-client-urls", &client_url),
+        ("--listen-peer-urls", &peer_url),
+        ("--initial-advertise-peer-urls", &peer_url),
+        ("--initial-cluster", &initial_cluster),
+        ("--data-dir", &data_dir),
+    ] {
+        arguments.extend([flag.to_string(), value.clone()]);
+    }
+    run_bounded(env!("CARGO_BIN_EXE_raftkv"), &arguments, &[], "").await
+}
+
 /// Output of a finished client command.
 #[derive(Debug)]
 pub struct CommandOutput {
