@@ -77,7 +77,7 @@ async fn members_survive_bad_input_on_every_port() {
     for index in 0..cluster.len() {
         let log = std::fs::read_to_string(cluster.log_path(index)).unwrap_or_default();
         assert!(
-            log.contains("cluster") && log.contains("unknown member"),
+            log.contains("belongs to cluster") && log.contains("is not a member of cluster"),
             "{} did not log the refused handshakes:\n{}",
             cluster.name(index),
             cluster.log_tail(index, 3000)
