@@ -148,6 +148,24 @@ fn metadata_from_headers(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
     metadata
 }
 
+/// A gRPC client of the in-process services, ready to call, with the request's metadata
+/// (its HTTP headers, as etcd's gateway passes them) and the client connection's details.
+async fn ready_client(
+    grpc: GrpcService,
+    parts: &axum::http::request::Parts,
+) -> Result<(Client, tonic::metadata::MetadataMap, Option<ClientConnectionInfo>), Response> {
+    let mut metadata = metadata_from_headers(&parts.headers);
+    metadata.remove("content-type");
+    let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();
+    let mut client =
+        tonic::client::Grpc::new(grpc).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+    if let Err(error) = client.ready().await {
+        let status = tonic::Status::unavailable(format!("raftkv: gRPC services unavailable: {error}"));
+        return Err(error_response(&status));
+    }
+    Ok((client, metadata, connection))
+}
+
 /// Serves one HTTP request for `method`.
 pub async fn call(
     grpc: GrpcService,
@@ -173,14 +191,10 @@ pub async fn call(
     if let Some(status) = messages.iter().find_map(|message| too_large(message, limits.message_size_bytes_max)) {
         return error_response(&status);
     }
-    let mut metadata = metadata_from_headers(&parts.headers);
-    metadata.remove("content-type");
-    let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();
-    let mut client =
-        tonic::client::Grpc::new(grpc).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
-    if let Err(error) = client.ready().await {
-        return error_response(&tonic::Status::unavailable(format!("raftkv: gRPC services unavailable: {error}")));
-    }
+    let (mut client, metadata, connection) = match ready_client(grpc, &parts).await {
+        Ok(ready) => ready,
+        Err(response) => return response,
+    };
     let codec = DynamicCodec::new(method.descriptor.output());
     let path = method.path.clone();
     if !method.is_streaming() {
@@ -231,14 +245,10 @@ async fn client_stream(
     let (sender, receiver) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     sender.try_send(first).expect("an empty channel takes a message");
     tokio::spawn(forward_body(values, input, sender, method.hold_request_stream_open));
-    let mut metadata = metadata_from_headers(&parts.headers);
-    metadata.remove("content-type");
-    let connection = parts.extensions.get::<ClientConnectionInfo>().cloned();
-    let mut client =
-        tonic::client::Grpc::new(grpc).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
-    if let Err(error) = client.ready().await {
-        return error_response(&tonic::Status::unavailable(format!("raftkv: gRPC services unavailable: {error}")));
-    }
+    let (client, metadata, connection) = match ready_client(grpc, &parts).await {
+        Ok(ready) => ready,
+        Err(response) => return response,
+    };
     let codec = DynamicCodec::new(method.descriptor.output());
     stream(client, method, receiver, metadata, connection, codec).await
 }
