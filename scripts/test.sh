@@ -11,6 +11,9 @@ command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)  # tests/gateway.rs drives the JSON gateway with curl
+command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)  # tests/multihost.rs: hosts as network namespaces
+command -v kubectl >/dev/null 2>&1 || need_packages+=(kubernetes-client)  # tests/deploy.rs reads deploy/kubernetes/
+command -v podman >/dev/null 2>&1 || need_packages+=(podman)  # tests/deploy.rs builds deploy/Containerfile
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # The etcd-server package would start a system etcd on :2379. Tests pick their own
