@@ -10,9 +10,13 @@
 //! - The Prometheus scrape config's job matches the selector of etcd's own alerting rules
 //!   (Debian's etcd-server ships them), and every metric those rules use that a real etcd
 //!   3.4 exports, a raftkv member exports too.
-//! - With podman installed and working, the image from deploy/Containerfile is built and
-//!   started once (on a base image made here from the machine's own Debian files, since
-//!   no image registry is reachable); without podman that test says why it did nothing.
+//! - With podman installed, the image from deploy/Containerfile is built (on a base image
+//!   made here from the machine's own Debian files, since no image registry is reachable)
+//!   and started once: with `podman run`, and where this sandbox's runtime refuses that
+//!   (it cannot set rlimits), by starting the image's entrypoint with the image's
+//!   environment and user from the container's mounted root file system (chroot, in a
+//!   network namespace of its own) until /health answers. Without podman the test prints
+//!   that it was skipped and why.
 
 mod common;
 
@@ -242,7 +246,7 @@ async fn import_local_base_image(tag: &str, root: &std::path::Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_container_image_builds_with_podman_when_podman_works_here() {
+async fn the_container_image_builds_with_podman_and_its_entrypoint_serves_health() {
     if run("sh", &["-c", "command -v podman"]).await.code != 0 {
         println!("SKIPPED: podman is not installed (apt-get install podman); the image was not built");
         return;
@@ -276,20 +280,97 @@ async fn the_container_image_builds_with_podman_when_podman_works_here() {
         ],
     )
     .await;
-    let started = run("podman", &["run", "--rm", "--network=none", "--cgroups=disabled", &image, "--version"]).await;
-    let _ = run("podman", &["rmi", "-f", &image, &base]).await;
+    let images = ImagesGuard { names: vec![image.clone(), base.clone()] };
     assert_eq!(built.code, 0, "podman build of deploy/Containerfile failed: {built:?}");
     assert_eq!(inspect.code, 0, "podman image inspect: {inspect:?}");
     assert!(inspect.stdout.starts_with("raftkv:raftkv "), "runs as the raftkv user: {}", inspect.stdout);
     assert!(inspect.stdout.contains("\"/var/lib/raftkv\""), "the data dir is a volume: {}", inspect.stdout);
     assert!(inspect.stdout.contains("[\"/usr/local/bin/raftkv\",\"serve\"]"), "entrypoint: {}", inspect.stdout);
-    if started.code != 0 && started.stderr.contains("OCI permission denied") {
+    let started = run("podman", &["run", "--rm", "--network=none", "--cgroups=disabled", &image, "--version"]).await;
+    if started.code == 0 {
+        assert!(started.stdout.contains("raftkv"), "podman run IMAGE --version: {started:?}");
+    } else if started.stderr.contains("OCI permission denied") {
         println!(
-            "image built; NOT STARTED: this sandbox's container runtime cannot start containers: {}",
+            "podman run is refused here ({}); starting the image's entrypoint from its root file system instead",
             started.stderr.trim()
         );
-        return;
+    } else {
+        panic!("the image does not start: {started:?}");
     }
-    assert_eq!(started.code, 0, "the image does not start: {started:?}");
-    assert!(started.stdout.contains("raftkv") || started.stderr.contains("raftkv"), "{started:?}");
+    start_from_image_root(&image).await;
+    drop(images);
+}
+
+/// Removes the test's images when dropped (also on failure).
+struct ImagesGuard {
+    names: Vec<String>,
+}
+
+impl Drop for ImagesGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman").args(["rmi", "-f"]).args(&self.names).output();
+    }
+}
+
+/// A container created (not run) from an image with its root file system mounted; the
+/// process started from it; all removed when dropped.
+struct MountedContainer {
+    id: String,
+    process: Option<std::process::Child>,
+}
+
+impl Drop for MountedContainer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::process::Command::new("podman").args(["umount", &self.id]).output();
+        let _ = std::process::Command::new("podman").args(["rm", "-f", &self.id]).output();
+    }
+}
+
+/// Starts the image's entrypoint with the image's environment, as the image's user, in
+/// the container's root file system (chroot) in a network namespace of its own, and waits
+/// for its /health on the image's metrics port: what `podman run` would do, without the
+/// runtime's cgroups and rlimits that this sandbox refuses.
+async fn start_from_image_root(image: &str) {
+    let created = run("podman", &["create", image]).await;
+    assert_eq!(created.code, 0, "podman create: {created:?}");
+    let mut container = MountedContainer { id: created.stdout.trim().to_string(), process: None };
+    let mounted = run("podman", &["mount", &container.id]).await;
+    assert_eq!(mounted.code, 0, "podman mount: {mounted:?}");
+    let root = mounted.stdout.trim().to_string();
+    let format = "{{json .Config.Env}}";
+    let environment = run("podman", &["image", "inspect", "--format", format, image]).await;
+    let environment: Vec<String> = serde_json::from_str(environment.stdout.trim()).expect("the image's Env");
+    let script = "ip link set lo up && exec chroot --userspec=2379:2379 \"$0\" /usr/local/bin/raftkv serve";
+    let child = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", script, &root])
+        .env_clear()
+        .envs(environment.iter().filter_map(|pair| pair.split_once('=')))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the entrypoint");
+    let pid = child.id().to_string();
+    container.process = Some(child);
+    let deadline = std::time::Instant::now() + common::WAIT_MAX;
+    loop {
+        let probe = ["--net", "--target", &pid, "curl", "-s", "-m", "2", "http://127.0.0.1:2381/health"];
+        let health = run("nsenter", &probe).await;
+        if health.stdout.contains("\"health\":\"true\"") {
+            break;
+        }
+        let exited = container.process.as_mut().unwrap().try_wait().expect("poll the member");
+        assert!(exited.is_none(), "the image's entrypoint exited: {exited:?}");
+        assert!(std::time::Instant::now() < deadline, "no healthy /health from the image: {health:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let uid = status.lines().find(|line| line.starts_with("Uid:")).unwrap_or_default().to_string();
+    assert!(uid.split_whitespace().nth(1) == Some("2379"), "the member runs as uid 2379: {uid}");
+    assert!(std::path::Path::new(&root).join("var/lib/raftkv/wal").exists(), "the data is in the volume's directory");
+    println!("the image's entrypoint served /health as uid 2379 with its data in /var/lib/raftkv");
 }
