@@ -45,6 +45,47 @@ pub struct Config {
     /// the leader announced in its first AppendEntries or snapshot. Without this, a node
     /// that forgot its log could help elect a leader that lacks committed entries.
     pub abstain_until_caught_up: bool,
+    /// Test-only: a deliberately broken behaviour (see [`Sabotage`]). Always
+    /// [`Sabotage::None`] unless set with `Config::with_sabotage`, which exists only with the
+    /// `sabotage` cargo feature (enabled by the simulator alone, so the server crate cannot
+    /// call it); never set outside the simulator's self-tests.
+    pub(crate) sabotage: Sabotage,
+}
+
+/// Deliberately broken core behaviours, for the simulator to show that its checkers catch
+/// classic Raft safety bugs. Test-only: never set outside crates/sim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(not(feature = "sabotage"), allow(dead_code))]
+pub enum Sabotage {
+    /// Correct Raft.
+    #[default]
+    None,
+    /// The leader commits entries of earlier terms by counting replicas (the Figure 8 bug,
+    /// §5.4.2): without the rule that only entries of the leader's term commit by counting.
+    CommitPreviousTermByCounting,
+    /// The leader counts its own copy of new entries toward the majority before they are
+    /// durable on its disk.
+    LeaderCountsUndurableEntries,
+    /// A ReadIndex request is answered at once with the commit index, without the
+    /// heartbeat round that confirms the leader still leads (thesis §6.4).
+    ReadIndexWithoutConfirmation,
+    /// Votes (not pre-votes) are granted without the election restriction (§5.4.1): a
+    /// candidate whose log is behind may win. Visible when pre-vote is off.
+    VoteWithoutElectionRestriction,
+    /// A follower acknowledges AppendEntries before the entries are durable.
+    FollowerAcknowledgesBeforeDurable,
+}
+
+#[cfg_attr(not(feature = "sabotage"), allow(dead_code))]
+impl Sabotage {
+    /// Every sabotage, in a fixed order (for tables).
+    pub const ALL: [Sabotage; 5] = [
+        Sabotage::CommitPreviousTermByCounting,
+        Sabotage::LeaderCountsUndurableEntries,
+        Sabotage::ReadIndexWithoutConfirmation,
+        Sabotage::VoteWithoutElectionRestriction,
+        Sabotage::FollowerAcknowledgesBeforeDurable,
+    ];
 }
 
 /// An invalid configuration.
@@ -80,7 +121,23 @@ impl Config {
             applied: 0,
             random_seed: id,
             abstain_until_caught_up: false,
+            sabotage: Sabotage::None,
         }
+    }
+
+    /// Test-only: the same configuration with a deliberately broken behaviour. Exists only
+    /// with the `sabotage` cargo feature, which only the simulator enables.
+    #[cfg(feature = "sabotage")]
+    pub fn with_sabotage(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = sabotage;
+        self
+    }
+
+    /// The sabotage in effect (always [`Sabotage::None`] without the `sabotage` feature, so
+    /// the checks compile away).
+    #[inline]
+    pub(crate) fn is_sabotaged(&self, sabotage: Sabotage) -> bool {
+        cfg!(feature = "sabotage") && self.sabotage == sabotage
     }
 
     /// Checks the bounds every other part relies on.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Sabotage};
 use crate::log::RaftLog;
 use crate::membership::ConfChange;
 use crate::progress::{Progress, ProgressState};
@@ -897,7 +897,8 @@ impl<S: Storage> RawNode<S> {
             || (pre_vote && message.term > self.term);
         let our_last_term = self.log.last_term();
         let up_to_date = last_log_term > our_last_term
-            || (last_log_term == our_last_term && last_log_index >= self.log.last_index());
+            || (last_log_term == our_last_term && last_log_index >= self.log.last_index())
+            || (!pre_vote && self.config.is_sabotaged(Sabotage::VoteWithoutElectionRestriction));
         // Like etcd, a node answers even if its own (possibly stale) configuration does not
         // list it as a voter: the candidate counts only the voters of its configuration.
         let grant = can_vote && up_to_date && self.abstain_until.is_none();
@@ -1044,7 +1045,11 @@ impl<S: Storage> RawNode<S> {
         let last_new_index = prev_log_index + entries.len() as u64;
         self.log.commit_to(commit.min(last_new_index));
         let reply = self.append_response(leader, false, last_new_index, 0, 0);
-        self.held.push(reply);
+        if self.config.is_sabotaged(Sabotage::FollowerAcknowledgesBeforeDurable) {
+            self.outbox.push(reply);
+        } else {
+            self.held.push(reply);
+        }
         Ok(())
     }
 
@@ -1181,7 +1186,8 @@ impl<S: Storage> RawNode<S> {
             .collect();
         self.append_to_log(&entries);
         self.broadcast_pending = true;
-        if self.conf.voters == [self.config.id] && self.conf.voters_outgoing.is_empty() {
+        let single_voter = self.conf.voters == [self.config.id] && self.conf.voters_outgoing.is_empty();
+        if single_voter || self.config.is_sabotaged(Sabotage::LeaderCountsUndurableEntries) {
             self.leader_self_persisted();
         }
         Ok(())
@@ -1197,7 +1203,11 @@ impl<S: Storage> RawNode<S> {
     /// Commits the highest index stored on a majority, if it is of the current term
     /// (§5.4.2, Figure 8, R4).
     fn maybe_commit(&mut self) -> bool {
-        let own_index = self.log.durable_index().min(self.log.last_index());
+        let own_index = if self.config.is_sabotaged(Sabotage::LeaderCountsUndurableEntries) {
+            self.log.last_index()
+        } else {
+            self.log.durable_index().min(self.log.last_index())
+        };
         let match_index = |voter: NodeId| {
             if voter == self.config.id {
                 own_index
@@ -1206,7 +1216,10 @@ impl<S: Storage> RawNode<S> {
             }
         };
         let quorum_index = quorum::joint_committed_index(&self.conf.voters, &self.conf.voters_outgoing, match_index);
-        if quorum_index > self.log.committed && self.log.term(quorum_index) == Some(self.term) {
+        let counted_term_ok = self.log.term(quorum_index) == Some(self.term)
+            || (self.config.is_sabotaged(Sabotage::CommitPreviousTermByCounting)
+                && quorum_index <= self.log.last_index());
+        if quorum_index > self.log.committed && counted_term_ok {
             self.log.commit_to(quorum_index);
             return true;
         }
@@ -1417,7 +1430,8 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         let index = self.log.committed;
-        if quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &[self.config.id]) {
+        let alone = quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &[self.config.id]);
+        if alone || self.config.is_sabotaged(Sabotage::ReadIndexWithoutConfirmation) {
             self.answer_read(requester, index, context);
             return Ok(());
         }

@@ -1,21 +1,10 @@
-//! Shows which invariants catch each deliberate driver bug:
-//! `cargo run --release -p raftkv-sim --example sabotage`.
-
-use sim::{Faults, Options, Sabotage};
+//! Prints the sabotage table (runs of the default campaign to the first violation, per
+//! deliberate bug): `cargo run --release -p raftkv-sim --example sabotage -- [START_SEED] [RUNS_MAX]`.
 
 fn main() {
-    for (sabotage, faults) in
-        [(Sabotage::ForgetVote, "crash,partition,loss"), (Sabotage::AcknowledgeBeforeSync, "crash,partition")]
-    {
-        let faults = Faults::parse(faults).expect("known faults");
-        let mut caught = std::collections::BTreeMap::<String, u64>::new();
-        let runs = 300;
-        for seed in 0..runs {
-            let result = sim::run(&Options { nodes: 3, seed, faults, sabotage, ..Options::default() });
-            if let Some(violation) = result.violations.first() {
-                *caught.entry(violation.invariant.clone()).or_default() += 1;
-            }
-        }
-        println!("{sabotage:?}: {runs} runs, first violations by invariant: {caught:?}");
-    }
+    let mut arguments = std::env::args().skip(1);
+    let start_seed = arguments.next().and_then(|text| text.parse().ok()).unwrap_or(1);
+    let runs_max = arguments.next().and_then(|text| text.parse().ok()).unwrap_or(500);
+    let rows = sim::sabotage_table::sabotage_table(start_seed, runs_max);
+    print!("{}", sim::sabotage_table::render_table(&rows, runs_max));
 }

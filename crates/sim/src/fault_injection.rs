@@ -3,6 +3,7 @@
 use raft::Role;
 
 use crate::events::EventKind;
+use crate::options::Schedule;
 use crate::simulator::{Simulator, TICK_INTERVAL_TIME};
 
 /// The fault actions a scheduler step can take.
@@ -21,10 +22,17 @@ impl Simulator {
             return;
         }
         let faults = self.options.faults;
+        let schedule = self.plan.settings.schedule;
+        let crash_heavy = schedule == Schedule::CrashHeavy;
+        let leader_churn = schedule == Schedule::LeaderChurn;
         let actions: Vec<Action> = [
             (faults.partition, Action::Partition),
+            (faults.partition && leader_churn, Action::Partition),
             (faults.one_way, Action::OneWay),
             (faults.crash, Action::Crash),
+            (faults.crash && (crash_heavy || leader_churn), Action::Crash),
+            (faults.crash && crash_heavy, Action::Crash),
+            (faults.crash && crash_heavy, Action::Crash),
             (self.churn, Action::Churn),
             (self.churn, Action::Churn), // twice as likely: membership changes are rare otherwise
         ]
@@ -51,7 +59,8 @@ impl Simulator {
     }
 
     fn schedule_heal(&mut self) {
-        let after = self.rng.range(2, 30) * TICK_INTERVAL_TIME;
+        let ticks = if self.plan.settings.schedule == Schedule::LeaderChurn { (10, 60) } else { (2, 30) };
+        let after = self.rng.range(ticks.0, ticks.1) * TICK_INTERVAL_TIME;
         self.queue.schedule_after(after, EventKind::Heal);
     }
 
@@ -59,7 +68,12 @@ impl Simulator {
     fn partition(&mut self) {
         let count = self.nodes.len();
         let mut group_of = vec![0usize; count];
-        let description = match self.rng.range(0, 3) {
+        let variant = if self.plan.settings.schedule == Schedule::LeaderChurn && self.rng.chance(2, 3) {
+            2 // the leader isolated: a deposed leader keeps serving its minority for a while
+        } else {
+            self.rng.range(0, 3)
+        };
+        let description = match variant {
             0 => {
                 group_of.iter_mut().for_each(|group| *group = self.rng.range(0, 3) as usize);
                 format!("partition: random groups {group_of:?}")
@@ -95,8 +109,9 @@ impl Simulator {
         if count < 2 {
             return;
         }
+        let leader_churn = self.plan.settings.schedule == Schedule::LeaderChurn;
         let sender = match self.leader_position() {
-            Some(leader) if self.rng.chance(1, 2) => leader,
+            Some(leader) if leader_churn || self.rng.chance(1, 2) => leader,
             _ => self.rng.range(0, count as u64) as usize,
         };
         let mut deaf_to = Vec::new();
@@ -118,8 +133,14 @@ impl Simulator {
             return;
         }
         let alive: Vec<usize> = (0..self.nodes.len()).filter(|&position| self.nodes[position].is_alive()).collect();
+        let schedule = self.plan.settings.schedule;
+        let leader_odds = match schedule {
+            Schedule::Mixed => 3,
+            Schedule::CrashHeavy => 2,
+            Schedule::LeaderChurn => 1,
+        };
         let victim = match self.leader_position() {
-            Some(leader) if self.rng.chance(1, 3) => leader,
+            Some(leader) if self.rng.chance(1, leader_odds) => leader,
             _ => alive[self.rng.range(0, alive.len() as u64) as usize],
         };
         let torn = self.options.faults.torn;
@@ -129,7 +150,12 @@ impl Simulator {
         self.statistics.crashes += 1;
         self.statistics.torn_writes += u64::from(description.contains("torn:"));
         self.note(description);
-        let down_time = self.rng.range(1, 40) * TICK_INTERVAL_TIME;
+        let down_ticks_max = match schedule {
+            Schedule::Mixed => 40,
+            Schedule::CrashHeavy => 8,
+            Schedule::LeaderChurn => 12,
+        };
+        let down_time = self.rng.range(1, down_ticks_max) * TICK_INTERVAL_TIME;
         self.queue.schedule_after(down_time, EventKind::Restart { position: victim });
     }
 }

@@ -25,6 +25,7 @@
 
 mod churn;
 mod clients;
+mod durability;
 mod events;
 mod fault_injection;
 mod final_checks;
@@ -32,12 +33,13 @@ pub mod invariants;
 mod network;
 mod node;
 mod options;
+pub mod sabotage_table;
 mod simulator;
 mod state_machine;
 mod trace;
 pub mod view;
 
-pub use options::{Faults, Options, Sabotage};
+pub use options::{Faults, Options, RunSettings, Sabotage, Schedule, Variation};
 pub use simulator::run;
 
 /// A broken invariant, found at `step`.

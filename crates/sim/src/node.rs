@@ -9,7 +9,7 @@ use raft::{
     Config, Entry, HardState, Index, MemoryStorage, Message, NodeId, RawNode, Ready, Snapshot, SplitMix64, Storage,
 };
 
-use crate::options::Sabotage;
+use crate::options::{RunSettings, Sabotage};
 use crate::state_machine::StateMachine;
 use crate::trace::NodeState;
 use crate::view::{EntryView, LogView, NodeView};
@@ -53,8 +53,10 @@ pub struct SimNode {
     state_machine: StateMachine,
     /// With [`Sabotage::AcknowledgeBeforeSync`]: what really reached the disk.
     really_durable: Option<MemoryStorage>,
-    /// The deliberate bug this node's driver has, if any.
-    pub sabotage: Sabotage,
+    /// The deliberate bug this node's driver (or core) has, if any.
+    sabotage: Sabotage,
+    /// The run's core settings (pre-vote, check-quorum, append size).
+    settings: RunSettings,
     /// Time the disk finishes its last queued write (writes complete in order).
     pub disk_busy_until: u64,
     /// Index of the last Config entry handed out to apply in this incarnation: a snapshot
@@ -85,14 +87,29 @@ const SNAPSHOT_CHUNK_BYTES: u64 = 256;
 /// A small pipelining window, so the simulator fills it (and loses what is in flight).
 const INFLIGHT_MESSAGES_MAX: usize = 4;
 
+/// The core's configuration in the simulator for node `id`.
+fn core_config(id: NodeId, seed: u64, settings: &RunSettings, sabotage: Sabotage) -> Config {
+    let mut config = Config::new(id).with_sabotage(sabotage.core());
+    config.random_seed = seed;
+    // Small chunks so snapshot transfers span many messages (lost, duplicated, reordered).
+    config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
+    config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
+    config.pre_vote = settings.pre_vote;
+    config.check_quorum = settings.check_quorum;
+    config.append_size_bytes_max = settings.append_size_bytes_max;
+    config
+}
+
 impl SimNode {
     /// A node of a new cluster of `voters`.
-    pub fn new(id: NodeId, voters: &[NodeId], seed: u64) -> Result<Self, String> {
-        let mut config = Config::new(id);
-        config.random_seed = seed;
-        // Small chunks so snapshot transfers span many messages (lost, duplicated, reordered).
-        config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
-        config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
+    pub fn new(
+        id: NodeId,
+        voters: &[NodeId],
+        seed: u64,
+        settings: RunSettings,
+        sabotage: Sabotage,
+    ) -> Result<Self, String> {
+        let config = core_config(id, seed, &settings, sabotage);
         // A node outside the initial configuration is a member yet to be added. It starts
         // empty and votes like etcd's new members: abstaining until caught up would
         // deadlock a cluster whose new voters must elect the leader that catches them up.
@@ -106,7 +123,8 @@ impl SimNode {
             state_machine,
             disk_busy_until: 0,
             really_durable: None,
-            sabotage: Sabotage::None,
+            sabotage,
+            settings,
             last_config_applied: 0,
             rejoined: false,
         })
@@ -120,6 +138,15 @@ impl SimNode {
     /// The core, if the node is up.
     pub fn raw(&self) -> Option<&RawNode<MemoryStorage>> {
         self.raw.as_ref()
+    }
+
+    /// What is really on this node's disk: its storage (or, with
+    /// [`Sabotage::AcknowledgeBeforeSync`], what fsync completed), the durable state when down.
+    pub fn durable_storage(&self) -> Option<&MemoryStorage> {
+        match &self.raw {
+            Some(raw) => Some(self.really_durable.as_ref().unwrap_or(raw.storage())),
+            None => self.crashed_storage.as_ref(),
+        }
     }
 
     /// True unless crashed.
@@ -325,10 +352,7 @@ impl SimNode {
         }
         let snapshot = storage.snapshot().map_err(|error| error.to_string())?;
         let (state_machine, applied) = StateMachine::decode(&snapshot.data)?;
-        let mut config = Config::new(self.id);
-        config.random_seed = seed;
-        config.snapshot_chunk_bytes_max = SNAPSHOT_CHUNK_BYTES;
-        config.inflight_messages_max = INFLIGHT_MESSAGES_MAX;
+        let mut config = core_config(self.id, seed, &self.settings, self.sabotage);
         config.applied = state_machine.applied_index;
         config.abstain_until_caught_up = self.rejoined && storage.last_index() == 0;
         self.last_config_applied = 0;

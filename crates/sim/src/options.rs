@@ -109,18 +109,146 @@ impl fmt::Display for Faults {
     }
 }
 
-/// Deliberate driver bugs, to show that the checkers catch what they should.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Deliberate bugs, to show that the checkers catch what they should: two in the
+/// simulator's driver, the others in the core (`raft::Sabotage`, test-only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Sabotage {
-    /// A correct driver.
+    /// A correct driver and core.
     #[default]
     None,
-    /// A restarted node forgets its term and vote (hard state not persisted): it may
-    /// vote twice in a term.
+    /// Driver: a restarted node forgets its term and vote (hard state not persisted): it
+    /// may vote twice in a term.
     ForgetVote,
-    /// Writes are reported persisted as soon as they reach the OS cache, before fsync: a
-    /// crash loses entries (and votes) the node already acknowledged.
+    /// Driver: writes are reported persisted as soon as they reach the OS cache, before
+    /// fsync: a crash loses entries (and votes) the node already acknowledged.
     AcknowledgeBeforeSync,
+    /// Core: previous-term entries committed by counting replicas (Figure 8).
+    CommitPreviousTermByCounting,
+    /// Core: the leader counts its own entries toward the quorum before they are durable.
+    LeaderCountsUndurableEntries,
+    /// Core: ReadIndex answered without its confirmation round.
+    ReadIndexWithoutConfirmation,
+    /// Core: votes granted without the election restriction (§5.4.1); shows with pre-vote off.
+    VoteWithoutElectionRestriction,
+    /// Core: a follower acknowledges AppendEntries before its entries are durable.
+    FollowerAcknowledgesBeforeDurable,
+}
+
+impl Sabotage {
+    /// Every sabotage (driver and core), in table order.
+    pub const ALL: [Sabotage; 7] = [
+        Sabotage::ForgetVote,
+        Sabotage::AcknowledgeBeforeSync,
+        Sabotage::CommitPreviousTermByCounting,
+        Sabotage::LeaderCountsUndurableEntries,
+        Sabotage::ReadIndexWithoutConfirmation,
+        Sabotage::VoteWithoutElectionRestriction,
+        Sabotage::FollowerAcknowledgesBeforeDurable,
+    ];
+
+    /// The name `--sabotage` accepts and tables print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::None => "none",
+            Sabotage::ForgetVote => "forget-vote",
+            Sabotage::AcknowledgeBeforeSync => "ack-before-sync",
+            Sabotage::CommitPreviousTermByCounting => "commit-previous-term",
+            Sabotage::LeaderCountsUndurableEntries => "leader-counts-undurable",
+            Sabotage::ReadIndexWithoutConfirmation => "read-without-confirmation",
+            Sabotage::VoteWithoutElectionRestriction => "vote-without-restriction",
+            Sabotage::FollowerAcknowledgesBeforeDurable => "follower-ack-before-durable",
+        }
+    }
+
+    /// Parses a name from [`Sabotage::name`].
+    pub fn parse(text: &str) -> Result<Sabotage, String> {
+        std::iter::once(Sabotage::None).chain(Sabotage::ALL).find(|sabotage| sabotage.name() == text.trim()).ok_or_else(
+            || {
+                let known: Vec<&str> = Sabotage::ALL.iter().map(|sabotage| sabotage.name()).collect();
+                format!("unknown sabotage {text:?} (known: {})", known.join(", "))
+            },
+        )
+    }
+
+    /// The broken core behaviour this sabotage switches on (`None` for driver bugs).
+    pub(crate) fn core(self) -> raft::Sabotage {
+        match self {
+            Sabotage::None | Sabotage::ForgetVote | Sabotage::AcknowledgeBeforeSync => raft::Sabotage::None,
+            Sabotage::CommitPreviousTermByCounting => raft::Sabotage::CommitPreviousTermByCounting,
+            Sabotage::LeaderCountsUndurableEntries => raft::Sabotage::LeaderCountsUndurableEntries,
+            Sabotage::ReadIndexWithoutConfirmation => raft::Sabotage::ReadIndexWithoutConfirmation,
+            Sabotage::VoteWithoutElectionRestriction => raft::Sabotage::VoteWithoutElectionRestriction,
+            Sabotage::FollowerAcknowledgesBeforeDurable => raft::Sabotage::FollowerAcknowledgesBeforeDurable,
+        }
+    }
+}
+
+/// How the per-run settings (core options and fault schedule) are chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variation {
+    /// Drawn per run from the seed (a stream of its own, so the rest of the run draws as
+    /// before): pre-vote and check-quorum on or off, normal or tiny AppendEntries, and a
+    /// mixed, crash-heavy or leader-churn fault schedule.
+    #[default]
+    Drawn,
+    /// Always pre-vote and check-quorum on, 1 MiB appends, the mixed schedule (the
+    /// campaign before variation; regression seeds found then replay with it).
+    Classic,
+}
+
+/// Which fault actions a run favours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every enabled fault equally often (membership churn twice), at the run's pace.
+    #[default]
+    Mixed,
+    /// Mostly crashes (the leader half the time), short downtimes, faults twice as often.
+    CrashHeavy,
+    /// Always the leader: crashed (back soon) or isolated (for long: a deposed leader keeps
+    /// serving its minority a while); clients read more.
+    LeaderChurn,
+}
+
+/// The per-run settings a [`Variation`] produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    /// `raft::Config::pre_vote`.
+    pub pre_vote: bool,
+    /// `raft::Config::check_quorum`.
+    pub check_quorum: bool,
+    /// `raft::Config::append_size_bytes_max` (tiny: one entry per AppendEntries).
+    pub append_size_bytes_max: u64,
+    /// The fault schedule.
+    pub schedule: Schedule,
+    /// Disks four times slower (entries stay unsynced for longer).
+    pub slow_disks: bool,
+}
+
+impl RunSettings {
+    /// The settings of a run with `seed` under `variation`.
+    pub fn for_run(variation: Variation, seed: u64) -> RunSettings {
+        let classic = RunSettings {
+            pre_vote: true,
+            check_quorum: true,
+            append_size_bytes_max: 1 << 20,
+            schedule: Schedule::Mixed,
+            slow_disks: false,
+        };
+        if variation == Variation::Classic {
+            return classic;
+        }
+        let mut rng = raft::SplitMix64::new(seed ^ 0x005e_ed0f_7a71_a710);
+        let pre_vote = rng.chance(1, 2);
+        let check_quorum = rng.chance(2, 3);
+        let append_size_bytes_max = if rng.chance(1, 2) { 1 } else { classic.append_size_bytes_max };
+        let schedule = match rng.range(0, 3) {
+            0 => Schedule::Mixed,
+            1 => Schedule::CrashHeavy,
+            _ => Schedule::LeaderChurn,
+        };
+        let slow_disks = rng.chance(1, 3);
+        RunSettings { pre_vote, check_quorum, append_size_bytes_max, schedule, slow_disks }
+    }
 }
 
 /// Everything that determines a run. Two runs with equal options are identical.
@@ -140,8 +268,10 @@ pub struct Options {
     pub clients: usize,
     /// Trace lines kept for reports.
     pub trace_lines_max: usize,
-    /// A deliberate driver bug (tests of the checkers only).
+    /// A deliberate driver or core bug (tests of the checkers only).
     pub sabotage: Sabotage,
+    /// How pre-vote, append sizes and the fault schedule are chosen per run.
+    pub variation: Variation,
 }
 
 impl Default for Options {
@@ -155,6 +285,7 @@ impl Default for Options {
             clients: 3,
             trace_lines_max: 50,
             sabotage: Sabotage::None,
+            variation: Variation::Drawn,
         }
     }
 }

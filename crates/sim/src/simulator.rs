@@ -11,7 +11,7 @@ use crate::final_checks::{self, RegisterVerdict};
 use crate::invariants::{all_checkers, Checker};
 use crate::network::{Network, NetworkParameters, SendOutcome};
 use crate::node::{ReadyOutput, SimNode};
-use crate::options::Options;
+use crate::options::{Options, RunSettings, Schedule};
 use crate::state_machine::encode_command;
 use crate::trace::{Trace, TraceEvent};
 use crate::view::{ClusterView, NodeView};
@@ -49,6 +49,8 @@ pub(crate) struct FaultPlan {
     pub(crate) fault_interval_time: Time,
     /// Upper bound (exclusive) of one write's fsync latency.
     pub(crate) fsync_time_max: Time,
+    /// Core settings and schedule drawn for the run.
+    pub(crate) settings: RunSettings,
 }
 
 pub(crate) struct Simulator {
@@ -73,6 +75,8 @@ pub(crate) struct Simulator {
     pub(crate) churn: bool,
     /// Ids that ever appeared in a configuration or a proposed change (churn).
     pub(crate) used_ids: std::collections::BTreeSet<NodeId>,
+    /// Per node position: its commit index when last seen leading (durability checks).
+    pub(crate) leader_commits: Vec<crate::durability::LeaderCommitSeen>,
 }
 
 /// Runs one simulation. Never panics: a panic inside the core is reported as a violation.
@@ -106,19 +110,25 @@ impl Simulator {
         let pool_size = if churn { MEMBER_POOL_SIZE } else { options.nodes };
         let pool: Vec<NodeId> = (1..=pool_size as NodeId).collect();
         let mut nodes = Vec::with_capacity(pool_size);
+        let settings = RunSettings::for_run(options.variation, options.seed);
         for &id in &pool {
-            let mut node = SimNode::new(id, &voters, rng.next_u64())?;
-            node.sabotage = options.sabotage;
-            nodes.push(node);
+            nodes.push(SimNode::new(id, &voters, rng.next_u64(), settings, options.sabotage)?);
         }
         let parameters = NetworkParameters::draw(&options.faults, &mut rng);
-        let plan = FaultPlan {
+        let mut plan = FaultPlan {
             crashed_max: ((options.nodes - 1) / 2).max(1),
             compaction_threshold_entries: rng.range(3, 40),
             compaction_keep_entries: rng.range(0, 6),
             fault_interval_time: rng.range(3, 20) * TICK_INTERVAL_TIME,
             fsync_time_max: rng.range(5, 3 * TICK_INTERVAL_TIME),
+            settings,
         };
+        if settings.schedule == Schedule::CrashHeavy {
+            plan.fault_interval_time = (plan.fault_interval_time / 2).max(2 * TICK_INTERVAL_TIME);
+        }
+        if settings.slow_disks {
+            plan.fsync_time_max *= 4;
+        }
         let view = ClusterView { step: 0, nodes: pool.iter().map(|&id| NodeView::new(id)).collect() };
         Ok(Simulator {
             options: options.clone(),
@@ -138,6 +148,7 @@ impl Simulator {
             pending_reads: vec![Vec::new(); pool_size],
             churn,
             used_ids: voters.iter().copied().collect(),
+            leader_commits: vec![None; pool_size],
         })
     }
 
@@ -384,6 +395,7 @@ impl Simulator {
             }
         }
         self.serve_reads(position);
+        self.check_leader_commit(position);
         if self.options.faults.snapshot {
             let (threshold, keep) = (self.plan.compaction_threshold_entries, self.plan.compaction_keep_entries);
             if self.nodes[position].maybe_compact(&mut self.view.nodes[position], threshold, keep) {
@@ -470,7 +482,11 @@ impl Simulator {
         if self.settling {
             return;
         }
-        let read = self.rng.chance(1, 4);
+        let read = if self.plan.settings.schedule == Schedule::LeaderChurn {
+            self.rng.chance(1, 2)
+        } else {
+            self.rng.chance(1, 4)
+        };
         if self.clients.invoke(client, self.view.step, read).is_some() {
             self.client_submit(client);
         }

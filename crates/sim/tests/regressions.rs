@@ -1,7 +1,7 @@
 //! Replays every seed in `tests/regression_seeds.txt` (seeds that once exposed a bug in
 //! the core or the simulator) and asserts that no invariant breaks.
 
-use sim::{Faults, Options};
+use sim::{Faults, Options, Variation};
 
 /// One line of the seeds file.
 struct Regression {
@@ -34,10 +34,25 @@ fn regression_seeds_stay_fixed() {
     for (number, line) in text.lines().enumerate() {
         let Some(parsed) = parse(line) else { continue };
         let regression = parsed.unwrap_or_else(|reason| panic!("regression_seeds.txt line {}: {reason}", number + 1));
-        let options =
-            Options { seed: regression.seed, nodes: regression.nodes, faults: regression.faults, ..Options::default() };
-        let result = sim::run(&options);
-        assert!(
+        // Replayed with the settings they were found with (Classic) and with the drawn ones.
+        for variation in [Variation::Classic, Variation::Drawn] {
+            let options = Options {
+                seed: regression.seed,
+                nodes: regression.nodes,
+                faults: regression.faults,
+                variation,
+                ..Options::default()
+            };
+            replay(&regression, &options);
+        }
+        replayed += 1;
+    }
+    assert!(replayed > 0, "regression_seeds.txt lists no seed");
+}
+
+fn replay(regression: &Regression, options: &Options) {
+    let result = sim::run(options);
+    assert!(
             result.violations.is_empty(),
             "regression seed {} ({}) broke again: {:?}\nreplay: cargo run --release -- sim --runs 1 --start-seed {} --nodes {} --faults {}\n{}",
             regression.seed,
@@ -48,9 +63,6 @@ fn regression_seeds_stay_fixed() {
             regression.faults,
             result.trace_tail.join("\n")
         );
-        replayed += 1;
-    }
-    assert!(replayed > 0, "regression_seeds.txt lists no seed");
 }
 
 #[test]

@@ -65,8 +65,9 @@ fn five_nodes_all_faults() {
     assert!(totals.crashes > 0 && totals.torn_writes > 0 && totals.partitions > 0, "{totals:?}");
     assert!(totals.compactions > 0 && totals.snapshots_installed > 0, "{totals:?}");
     assert!(totals.messages_dropped > 0 && totals.term_max > 1 && totals.reads_served > 0, "{totals:?}");
-    // Membership churn (joint changes, learners, transfers) is part of `all`.
-    assert!(totals.membership_changes > totals.crashes / 4, "{totals:?}");
+    // Membership churn (joint changes, learners, transfers) is part of `all` (crash-heavy
+    // runs crash far more often than they change membership).
+    assert!(totals.membership_changes > totals.crashes / 8, "{totals:?}");
     // The register check decides every run's history within its budget.
     assert_eq!(totals.linearizability_inconclusive, 0, "{totals:?}");
 }
@@ -115,7 +116,9 @@ fn runs_are_deterministic() {
 }
 
 /// The per-step safety checkers (as opposed to liveness and end-of-run checks).
-const SAFETY_INVARIANTS: [&str; 6] = [
+const SAFETY_INVARIANTS: [&str; 8] = [
+    "committed_durable_on_quorum",
+    "leader_commit_rule",
     "election_safety",
     "leader_append_only",
     "log_matching",
@@ -147,4 +150,38 @@ fn acknowledging_before_sync_is_caught() {
     let faults = Faults::parse("crash,partition").expect("known faults");
     let caught = first_caught(Sabotage::AcknowledgeBeforeSync, faults, 0..300);
     assert!(caught.is_some(), "a driver that acknowledges unsynced writes went unnoticed");
+}
+
+/// Most runs of the default campaign a sabotage may survive in CI (deterministic seeds
+/// from 1: the table is the same on every run, so this is not flaky). A simulator that
+/// lost a checker or a fault schedule shows here as a sabotage caught later or never.
+const SABOTAGE_RUNS_MAX: u64 = 2_000;
+
+#[test]
+fn every_sabotage_is_caught_by_the_default_campaign() {
+    let rows = sim::sabotage_table::sabotage_table(1, SABOTAGE_RUNS_MAX);
+    let table = sim::sabotage_table::render_table(&rows, SABOTAGE_RUNS_MAX);
+    println!("{table}");
+    assert_eq!(rows.len(), Sabotage::ALL.len());
+    for row in &rows {
+        assert!(row.runs_to_first_violation.is_some(), "{} went unnoticed:\n{table}", row.sabotage.name());
+    }
+}
+
+#[test]
+fn a_correct_core_passes_the_sabotage_campaign() {
+    // The same campaign without sabotage: no violation (so the table measures the bugs).
+    for index in 0..60 {
+        let options = sim::sabotage_table::campaign_options(Sabotage::None, 1, index);
+        let result = sim::run(&options);
+        assert!(result.violations.is_empty(), "{}", describe_failure(&options, &result));
+    }
+}
+
+#[test]
+fn sabotage_names_round_trip() {
+    for sabotage in Sabotage::ALL {
+        assert_eq!(Sabotage::parse(sabotage.name()), Ok(sabotage));
+    }
+    assert!(Sabotage::parse("flood").is_err());
 }
