@@ -23,13 +23,24 @@ pub(crate) struct RaftLog<S: Storage> {
 }
 
 impl<S: Storage> RaftLog<S> {
-    pub(crate) fn new(storage: S, committed: Index, applied: Index) -> Self {
-        let offset = storage.last_index() + 1;
+    /// The log over `storage`; refuses storage that contradicts itself (a hard state
+    /// committing past the stored log, a last entry without a readable term, first index
+    /// beyond last + 1): damaged disk input is an error, not a panic.
+    pub(crate) fn new(storage: S, committed: Index, applied: Index) -> Result<Self, String> {
+        let offset = storage.last_index().checked_add(1).ok_or("last index overflows")?;
         let first = storage.first_index();
-        assert!(committed < offset, "hard state commit {committed} beyond the last stored entry {}", offset - 1);
+        if first == 0 || first > offset {
+            return Err(format!("first index {first} after last index {}", offset - 1));
+        }
+        if committed >= offset {
+            return Err(format!("hard state commit {committed} beyond the last stored entry {}", offset - 1));
+        }
+        if let Err(error) = storage.term(offset - 1) {
+            return Err(format!("the last stored entry {} has no readable term: {error}", offset - 1));
+        }
         let committed = committed.max(first - 1);
         let applied = applied.max(first - 1).min(committed);
-        RaftLog {
+        let log = RaftLog {
             storage,
             unstable_snapshot: None,
             unstable_snapshot_handed: false,
@@ -38,7 +49,9 @@ impl<S: Storage> RaftLog<S> {
             handed_index: offset - 1,
             committed,
             applied,
-        }
+        };
+        debug_assert!(log.applied <= log.committed && log.committed <= log.last_index());
+        Ok(log)
     }
 
     pub(crate) fn first_index(&self) -> Index {

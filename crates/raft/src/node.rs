@@ -16,6 +16,10 @@ use crate::types::*;
 
 mod membership_ops;
 
+/// Highest log index accepted from the network (far beyond any real log; keeps `index + 1`
+/// arithmetic from overflowing on hostile input).
+const INDEX_PLAUSIBLE_MAX: Index = u64::MAX >> 2;
+
 /// Most ReadIndex requests waiting on a leader (a bound on the read queue).
 const PENDING_READS_MAX: usize = 65_536;
 
@@ -216,7 +220,8 @@ impl<S: Storage> RawNode<S> {
         config.validate()?;
         let initial = storage.initial_state().map_err(|error| ConfigError(format!("storage: {error}")))?;
         let hard_state = initial.hard_state;
-        let log = RaftLog::new(storage, hard_state.commit, config.applied);
+        let log = RaftLog::new(storage, hard_state.commit, config.applied)
+            .map_err(|reason| ConfigError(format!("storage: {reason}")))?;
         // A crash may keep entries of a term whose hard state was not yet durable. Never
         // campaign into a term already in our log (Log Matching, §5.3). No vote in that term
         // was ever sent: votes leave only after the hard state holding them is durable.
@@ -817,6 +822,10 @@ impl<S: Storage> RawNode<S> {
         match &message.body {
             MessageBody::Append { prev_log_index, prev_log_term, entries, .. } => {
                 validate_entries(message.term, *prev_log_index, *prev_log_term, entries)
+            }
+            MessageBody::InstallSnapshot { meta, .. } if meta.index > INDEX_PLAUSIBLE_MAX => {
+                // Found by tests/fuzz_step.rs: an index near u64::MAX overflowed the log's offset.
+                Err(StepError::Malformed("snapshot index out of range"))
             }
             MessageBody::InstallSnapshot { meta, .. } if meta.term > message.term => {
                 Err(StepError::Malformed("snapshot from a future term"))
