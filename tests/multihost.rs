@@ -386,10 +386,12 @@ fn systemd_exec_start() -> Vec<String> {
 }
 
 /// What the systemd unit runs on a new host joining with `initial_cluster` (as `member
-/// add` printed it): the example file with its per-host lines edited for `name`.
+/// add` printed it): the example file with its per-host lines edited for `name`, and
+/// the cluster's `token` when given (else the file's own).
 fn systemd_joining_process(
     name: &str,
     initial_cluster: &str,
+    token: Option<&str>,
     data_dir: &Path,
 ) -> (Vec<String>, BTreeMap<String, String>) {
     let mut environment = systemd_environment_file();
@@ -401,6 +403,9 @@ fn systemd_joining_process(
     }
     environment.insert("ETCD_INITIAL_CLUSTER".into(), initial_cluster.into());
     environment.insert("ETCD_INITIAL_CLUSTER_STATE".into(), "existing".into());
+    if let Some(token) = token {
+        environment.insert("ETCD_INITIAL_CLUSTER_TOKEN".into(), token.into());
+    }
     environment.insert("ETCD_DATA_DIR".into(), data_dir.display().to_string());
     (systemd_exec_start(), environment)
 }
@@ -559,8 +564,8 @@ async fn cut_and_restore(lab: &mut Lab, cut: &Member, others: &[Member], acknowl
 }
 
 /// Removes `old` (its process must stop by itself), adds a new empty host in its place,
-/// started the systemd way; returns the new member.
-async fn replace_member(lab: &mut Lab, through: &Member, old: &Member, new_host: usize) -> Member {
+/// started the systemd way (with the cluster's `token`, if given); returns the new member.
+async fn replace_member(lab: &mut Lab, through: &Member, old: &Member, new_host: usize, token: Option<&str>) -> Member {
     let list = poll("member list", lab, || async move {
         succeeded(etcdctl(&through.namespace, &through.client_url, &["member", "list"]).await)
     })
@@ -589,22 +594,17 @@ async fn replace_member(lab: &mut Lab, through: &Member, old: &Member, new_host:
     assert_eq!(added.code, 0, "member add: {added:?}");
     let (_, initial_cluster) = parse_member_add(&added.stdout);
     let data_dir = lab.directory.path().join(format!("{REPLACEMENT_NAME}.data"));
-    let (argv, environment) = systemd_joining_process(REPLACEMENT_NAME, &initial_cluster, &data_dir);
+    let (argv, environment) = systemd_joining_process(REPLACEMENT_NAME, &initial_cluster, token, &data_dir);
     assert_eq!(environment["ETCD_INITIAL_ADVERTISE_PEER_URLS"], peer_url);
     let client_url = environment["ETCD_ADVERTISE_CLIENT_URLS"].clone();
     lab.start(new_host, REPLACEMENT_NAME, &argv, &environment);
     Member { name: REPLACEMENT_NAME.into(), namespace: lab.hosts[new_host].namespace.clone(), client_url }
 }
 
-/// Restarts `restarted` one at a time (a rolling upgrade with the same binary), each ready
-/// again before the next, writing through the other `members` meanwhile.
-async fn rolling_restart(
-    lab: &mut Lab,
-    members: &[Member],
-    restarted: &[Member],
-    acknowledged: &mut Vec<(String, String)>,
-) {
-    for (turn, member) in restarted.iter().enumerate() {
+/// Restarts the members one at a time (a rolling upgrade with the same binary), each ready
+/// again before the next, writing through the others meanwhile.
+async fn rolling_restart(lab: &mut Lab, members: &[Member], acknowledged: &mut Vec<(String, String)>) {
+    for (turn, member) in members.iter().enumerate() {
         lab.restart(&member.name).await;
         for other in members.iter().filter(|other| other.name != member.name) {
             let key = format!("w/rolling/{turn}/{}", other.name);
@@ -617,24 +617,38 @@ async fn rolling_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_from_the_deploy_files_survive_a_cut_link_a_replaced_member_and_a_rolling_restart() {
-    // The rolling restart covers the two members from the first bootstrap; restarting the
-    // member that joined with `member add` is the ignored test below (it fails today).
-    cut_link_replace_member_and_restart(false).await;
+    // The replacement host's environment file carries the cluster's token, as an operator
+    // who copies the file from the other hosts has it.
+    cut_link_replace_member_and_restart(true, false).await;
 }
 
-/// Known failure (server): a member that joined with `member add` and then restarts on
-/// its data dir knows only the members added or removed after it joined: the members of
-/// the first bootstrap are missing from its member list, so it refuses their messages
-/// ("is not a member of cluster ... as this member knows it") and has no leader.
+/// Known failure (server): after its restart, the member that joined with `member add`
+/// lists only itself in `member list` (with an empty client URL): the members of the
+/// first bootstrap and their URLs are missing from its member table. (Reads, writes and
+/// /health through it work.) The main test asks a founder instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: a member added with `member add` cannot restart (it forgets the bootstrap members)"]
-async fn a_member_that_joined_with_member_add_restarts_in_a_rolling_restart() {
-    cut_link_replace_member_and_restart(true).await;
+#[ignore = "server bug: a restarted joined member's member list holds only itself"]
+async fn member_list_through_a_restarted_joined_member_names_every_member() {
+    cut_link_replace_member_and_restart(true, true).await;
 }
 
-/// The scenario of the module comment; `restart_joined`: also restart the member that
-/// joined with `member add` in the rolling restart.
-async fn cut_link_replace_member_and_restart(restart_joined: bool) {
+/// Known failure (server): a member that joined with `member add` under another
+/// `--initial-cluster-token` than the founders' (etcd ignores the token when joining an
+/// existing cluster, and so does raftkv's first start) cannot restart: on restart raftkv
+/// derives the other members' ids from `--initial-cluster` and its own token, gets ids the
+/// cluster does not have, refuses the members' messages ("is not a member of cluster ...
+/// as this member knows it") and never finds the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: a joined member whose --initial-cluster-token differs from the founders' cannot restart"]
+async fn a_member_that_joined_under_another_cluster_token_restarts_in_a_rolling_restart() {
+    cut_link_replace_member_and_restart(false, false).await;
+}
+
+/// The scenario of the module comment; `same_token`: the replacement host gets the
+/// founders' `ETCD_INITIAL_CLUSTER_TOKEN` (else deploy/systemd/raftkv.env's own);
+/// `list_through_every_member`: `member list` through each member at the end (else
+/// through the first founder).
+async fn cut_link_replace_member_and_restart(same_token: bool, list_through_every_member: bool) {
     let mut host_names: Vec<Vec<String>> =
         (0..3).map(|index| vec![pod_dns_name(index), format!("raftkv-{index}.raftkv-headless")]).collect();
     host_names.push(vec![format!("{REPLACEMENT_NAME}.{SYSTEMD_DOMAIN}"), REPLACEMENT_NAME.to_string()]);
@@ -653,7 +667,9 @@ async fn cut_link_replace_member_and_restart(restart_joined: bool) {
     cut_and_restore(&mut lab, &members[2], &members[..2], &mut acknowledged).await;
     assert_holds_all(&mut lab, &members[2], &acknowledged).await;
 
-    let replacement = replace_member(&mut lab, &members[0], &members[1], 3).await;
+    let founders_token = statefulset_environment("raftkv-0")["ETCD_INITIAL_CLUSTER_TOKEN"].clone();
+    let token = same_token.then_some(founders_token.as_str());
+    let replacement = replace_member(&mut lab, &members[0], &members[1], 3, token).await;
     wait_ready(&mut lab, &replacement).await;
     let remaining = [members[0].clone(), members[2].clone(), replacement.clone()];
     for round in 0..3 {
@@ -665,18 +681,19 @@ async fn cut_link_replace_member_and_restart(restart_joined: bool) {
     for member in &remaining {
         assert_holds_all(&mut lab, member, &acknowledged).await;
     }
-    let restarted: Vec<Member> =
-        remaining.iter().filter(|member| restart_joined || member.name != REPLACEMENT_NAME).cloned().collect();
-    rolling_restart(&mut lab, &remaining, &restarted, &mut acknowledged).await;
+    rolling_restart(&mut lab, &remaining, &mut acknowledged).await;
     for member in &remaining {
         assert_holds_all(&mut lab, member, &acknowledged).await;
     }
-    let list = succeeded(etcdctl(&replacement.namespace, &replacement.client_url, &["member", "list"]).await)
-        .unwrap_or_else(|error| panic!("member list: {error}"));
-    let names: Vec<&str> = list.lines().filter_map(|line| line.split(", ").nth(2)).collect();
-    assert_eq!(names.len(), 3, "three members after the replacement: {list}");
-    for member in &remaining {
-        assert!(names.contains(&member.name.as_str()), "{} missing from {list}", member.name);
+    let asked = if list_through_every_member { &remaining[..] } else { &remaining[..1] };
+    for through in asked {
+        let list = succeeded(etcdctl(&through.namespace, &through.client_url, &["member", "list"]).await)
+            .unwrap_or_else(|error| panic!("member list: {error}"));
+        let names: Vec<&str> = list.lines().filter_map(|line| line.split(", ").nth(2)).collect();
+        assert_eq!(names.len(), 3, "three members after the replacement, as {} lists them: {list}", through.name);
+        for member in &remaining {
+            assert!(names.contains(&member.name.as_str()), "{} missing from {list}", member.name);
+        }
     }
     println!("multihost: {} acknowledged writes read back from every member", acknowledged.len());
 }
