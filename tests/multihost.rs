@@ -10,8 +10,9 @@
 //! pod names raftkv-0..2 in namespace `default`, so the peer URLs carry the pods' DNS
 //! names. The replacement member is started as deploy/systemd/raftkv.service starts it: its
 //! `ExecStart` with deploy/systemd/raftkv.env, the per-host lines edited as docs/deploy.md
-//! says. The one change in both: `ETCD_DATA_DIR` points into the test's temporary
-//! directory (where the volume or `/var/lib/raftkv` would be).
+//! says (with the cluster's `ETCD_INITIAL_CLUSTER_TOKEN`, as a file copied from the other
+//! hosts has it). The one other change in both: `ETCD_DATA_DIR` points into the test's
+//! temporary directory (where the volume or `/var/lib/raftkv` would be).
 //!
 //! Then: the readiness probe's URL answers 200 on every member; writes through each host;
 //! one host's link is cut (`ip link set eth0 down`) while writes go on through the others
