@@ -145,6 +145,7 @@ impl<S: Storage> RaftLog<S> {
             self.unstable.extend_from_slice(entries);
         }
         self.handed_index = self.handed_index.min(after - 1);
+        assert!(self.handed_index <= self.last_index(), "handed entries beyond the log");
         debug_assert!(self.unstable.iter().enumerate().all(|(i, e)| e.index == self.offset + i as u64));
     }
 
@@ -218,6 +219,7 @@ impl<S: Storage> RaftLog<S> {
             return; // stale: replaced since it was handed out
         }
         let drop = (index + 1 - self.offset) as usize;
+        assert!(drop <= self.unstable.len(), "stable_to({index}) beyond the unstable entries");
         self.unstable.drain(..drop);
         self.offset = index + 1;
         assert!(self.storage.last_index() >= index, "driver reported entries durable that storage lacks");
@@ -256,6 +258,7 @@ impl<S: Storage> RaftLog<S> {
                     assert_eq!(entries[0].index, self.applied + 1, "apply order");
                     self.applied = last.index;
                 }
+                assert!(self.applied <= self.committed, "applied {} beyond commit {}", self.applied, self.committed);
                 entries
             }
             Err(_) => Vec::new(),

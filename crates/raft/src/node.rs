@@ -451,6 +451,24 @@ impl<S: Storage> RawNode<S> {
         } else {
             self.outbox.extend(held_messages);
         }
+        self.assert_persist_pipeline();
+    }
+
+    /// The persist pipeline's order: persisted ≤ handed < next, one record per handed,
+    /// unpersisted Ready (cheap; on in release).
+    fn assert_persist_pipeline(&self) {
+        assert!(
+            self.persisted_sequence <= self.last_handed_sequence
+                && self.last_handed_sequence < self.next_persist_sequence,
+            "persist pipeline out of order: persisted {} handed {} next {}",
+            self.persisted_sequence,
+            self.last_handed_sequence,
+            self.next_persist_sequence
+        );
+        assert!(
+            self.persist_queue.len() as u64 <= self.last_handed_sequence - self.persisted_sequence,
+            "more persist records than unpersisted Readys"
+        );
     }
 
     /// Reports that what `Ready` number `persist_sequence` (and all before it) asked to
@@ -480,6 +498,7 @@ impl<S: Storage> RawNode<S> {
         if self.role == Role::Leader {
             self.leader_self_persisted();
         }
+        self.assert_persist_pipeline();
     }
 
     // ---------------------------------------------------------------- status
