@@ -251,3 +251,25 @@ async fn assert_counts_moved(cluster: &Cluster) {
         assert!(sum_of(text, "process_resident_memory_bytes", &[]) > 0.0);
     }
 }
+
+/// `etcd_server_is_learner` is 1 on a member added with `member add --learner` (and 0 on
+/// the voter), as etcd serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_reports_is_learner() {
+    let mut cluster = Cluster::start_with_arguments(ServerKind::Raftkv, 1, &[]).await;
+    let endpoints = cluster.endpoints();
+    let learner = cluster.add_node("learner");
+    let peer_urls = format!("--peer-urls={}", cluster.nodes[learner].peer_url);
+    let added = etcdctl_ok(&endpoints, &["member", "add", "learner", &peer_urls, "--learner"]).await;
+    let (_, initial_cluster) = common::parse_member_add(&added);
+    cluster.start_joining(learner, &initial_cluster);
+    let deadline = Instant::now() + WAIT_MAX;
+    let mut last = String::new();
+    while !last.lines().any(|line| line == "etcd_server_is_learner 1") {
+        assert!(Instant::now() < deadline, "the learner never reported is_learner 1: {last}{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = scrape(&cluster.nodes[learner].metrics_url).await.unwrap_or_default();
+    }
+    let voter = scrape(&cluster.nodes[0].metrics_url).await.expect("the voter's metrics");
+    assert!(voter.lines().any(|line| line == "etcd_server_is_learner 0"), "{voter}");
+}

@@ -2,9 +2,10 @@
 //! applying it answers. Encoded as `raftkvpb.InternalRequest` / `InternalResponse`.
 
 use proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, MemberUpdateRequest, MemberUpdateResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
+    LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    MemberUpdateRequest, MemberUpdateResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse,
 };
 use proto::prost::Message;
 use proto::raftkvpb::{self, internal_request, internal_response, InternalRequest, InternalResponse};
@@ -38,6 +39,8 @@ pub enum Operation {
     LeaseGrant(LeaseGrantRequest),
     /// Delete a lease and its keys (also used for expiry).
     LeaseRevoke(LeaseRevokeRequest),
+    /// Record leases' remaining TTLs (the leader's `--experimental-enable-lease-checkpoint`).
+    LeaseCheckpoint(LeaseCheckpointRequest),
     /// Change a member's peer URLs (etcd's MemberUpdate).
     MemberUpdate(MemberUpdateRequest),
     /// Change the auth store: users, roles, permissions, the enabled flag, tokens
@@ -107,6 +110,7 @@ impl Command {
             Operation::Compaction(request) => Wire::Compaction(*request),
             Operation::LeaseGrant(request) => Wire::LeaseGrant(*request),
             Operation::LeaseRevoke(request) => Wire::LeaseRevoke(*request),
+            Operation::LeaseCheckpoint(request) => Wire::LeaseCheckpoint(request.clone()),
             Operation::MemberUpdate(request) => Wire::MemberUpdate(request.clone()),
             Operation::Auth(request) => Wire::Auth(request.clone()),
         };
@@ -130,6 +134,7 @@ impl Command {
             Wire::Compaction(request) => Operation::Compaction(request),
             Wire::LeaseGrant(request) => Operation::LeaseGrant(request),
             Wire::LeaseRevoke(request) => Operation::LeaseRevoke(request),
+            Wire::LeaseCheckpoint(request) => Operation::LeaseCheckpoint(request),
             Wire::MemberUpdate(request) => Operation::MemberUpdate(request),
             Wire::Auth(request) => Operation::Auth(request),
         };
@@ -196,6 +201,8 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     /// Answer to [`Operation::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
+    /// Answer to [`Operation::LeaseCheckpoint`].
+    LeaseCheckpoint(LeaseCheckpointResponse),
     /// Answer to [`Operation::MemberUpdate`].
     MemberUpdate(MemberUpdateResponse),
     /// Answer to [`Operation::Auth`].
@@ -213,6 +220,7 @@ pub fn result_to_message(result: &Result<Response, Error>) -> InternalResponse {
         Ok(Response::Compaction(response)) => Wire::Compaction(*response),
         Ok(Response::LeaseGrant(response)) => Wire::LeaseGrant(response.clone()),
         Ok(Response::LeaseRevoke(response)) => Wire::LeaseRevoke(*response),
+        Ok(Response::LeaseCheckpoint(response)) => Wire::LeaseCheckpoint(*response),
         Ok(Response::MemberUpdate(response)) => Wire::MemberUpdate(response.clone()),
         Ok(Response::Auth(response)) => Wire::Auth(response.clone()),
         Err(error) => Wire::Error(raftkvpb::RequestError {
@@ -235,6 +243,7 @@ pub fn result_from_message(message: &InternalResponse) -> Option<Result<Response
         Wire::Compaction(response) => Ok(Response::Compaction(*response)),
         Wire::LeaseGrant(response) => Ok(Response::LeaseGrant(response.clone())),
         Wire::LeaseRevoke(response) => Ok(Response::LeaseRevoke(*response)),
+        Wire::LeaseCheckpoint(response) => Ok(Response::LeaseCheckpoint(*response)),
         Wire::MemberUpdate(response) => Ok(Response::MemberUpdate(response.clone())),
         Wire::Auth(response) => Ok(Response::Auth(response.clone())),
         Wire::Error(error) => Err(Error::from_kind(error.kind)?),

@@ -1,5 +1,8 @@
-//! Lease records: id, granted TTL and attached keys. Expiry is decided outside the
-//! state machine (a clock-driven leader proposes a revoke), so no time is kept here.
+//! Lease records: id, granted TTL, checkpointed remaining TTL and attached keys. Expiry
+//! is decided outside the state machine (a clock-driven leader proposes a revoke), so no
+//! clock is kept here; with etcd's `--experimental-enable-lease-checkpoint` the leader
+//! replicates each lease's remaining TTL now and then (a `LeaseCheckpoint` command), and a
+//! new leader starts the lease from that instead of the full granted TTL.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,8 +16,23 @@ pub struct Lease {
     pub id: i64,
     /// TTL granted, in seconds.
     pub granted_ttl_seconds: i64,
+    /// The remaining TTL of the last checkpoint, in seconds; 0 when none is set (never
+    /// checkpointed, or cleared by a keep-alive), as etcd's `remainingTTL`.
+    pub remaining_ttl_seconds: i64,
     /// Keys currently attached, in key order.
     pub keys: BTreeSet<Vec<u8>>,
+}
+
+impl Lease {
+    /// The TTL a new leader gives the lease, in seconds: the checkpointed remaining TTL
+    /// when one is set, else the granted TTL (etcd's `getRemainingTTL`).
+    pub fn starting_ttl_seconds(&self) -> i64 {
+        if self.remaining_ttl_seconds > 0 {
+            self.remaining_ttl_seconds
+        } else {
+            self.granted_ttl_seconds
+        }
+    }
 }
 
 /// All leases, by id.
@@ -37,8 +55,19 @@ impl Leases {
     /// Adds a lease with no keys.
     pub fn grant(&mut self, id: i64, granted_ttl_seconds: i64) {
         assert!(id != 0, "lease id 0 means no lease");
-        let previous = self.by_id.insert(id, Lease { id, granted_ttl_seconds, keys: BTreeSet::new() });
+        let lease = Lease { id, granted_ttl_seconds, remaining_ttl_seconds: 0, keys: BTreeSet::new() };
+        let previous = self.by_id.insert(id, lease);
         assert!(previous.is_none(), "lease ids are unique");
+    }
+
+    /// Records a checkpoint of lease `id`: `remaining_ttl_seconds` left (0 or less clears
+    /// it, as a keep-alive's checkpoint does). False if there is no such lease (etcd ignores
+    /// checkpoints of leases revoked meanwhile).
+    pub fn checkpoint(&mut self, id: i64, remaining_ttl_seconds: i64) -> bool {
+        let Some(lease) = self.by_id.get_mut(&id) else { return false };
+        lease.remaining_ttl_seconds = remaining_ttl_seconds.clamp(0, MAXIMUM_LEASE_TTL_SECONDS);
+        assert!(lease.remaining_ttl_seconds >= 0, "a remaining TTL is never negative");
+        true
     }
 
     /// Removes the lease and returns it (with its keys).

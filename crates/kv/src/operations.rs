@@ -1,8 +1,9 @@
 //! Transactions, compaction, leases and history reads of [`Store`].
 
 use proto::etcdserverpb::{
-    request_op::Request, response_op, CompactionRequest, CompactionResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    request_op::Request, response_op, CompactionRequest, CompactionResponse, LeaseCheckpointRequest,
+    LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, RequestOp,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 
 use crate::error::Error;
@@ -152,8 +153,17 @@ impl Store {
         Ok(LeaseRevokeResponse { header: header(write.latest(self.current_revision)) })
     }
 
-    /// The lease with this id (granted TTL and attached keys); remaining time is
-    /// tracked by the server's clock, not here.
+    /// Records the remaining TTLs of a leader's checkpoint (etcd's `LeaseCheckpoint`
+    /// apply): leases revoked meanwhile are skipped; no revision is used.
+    pub(crate) fn lease_checkpoint(&mut self, request: &LeaseCheckpointRequest) -> LeaseCheckpointResponse {
+        for checkpoint in &request.checkpoints {
+            self.leases.checkpoint(checkpoint.id, checkpoint.remaining_ttl);
+        }
+        LeaseCheckpointResponse { header: header(self.current_revision) }
+    }
+
+    /// The lease with this id (granted TTL, checkpointed remaining TTL and attached
+    /// keys); the time left is tracked by the server's clock, not here.
     pub fn lease(&self, id: i64) -> Option<&Lease> {
         self.leases.get(id)
     }

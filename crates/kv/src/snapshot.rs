@@ -118,7 +118,11 @@ impl Store {
         let leases = self
             .leases
             .iter()
-            .map(|lease| SnapshotLease { id: lease.id, granted_ttl_seconds: lease.granted_ttl_seconds })
+            .map(|lease| SnapshotLease {
+                id: lease.id,
+                granted_ttl_seconds: lease.granted_ttl_seconds,
+                remaining_ttl_seconds: lease.remaining_ttl_seconds,
+            })
             .collect();
         let sessions = self
             .sessions
@@ -159,6 +163,7 @@ impl Store {
                 return Err(RestoreError::Inconsistent("bad lease id"));
             }
             leases.grant(lease.id, lease.granted_ttl_seconds);
+            leases.checkpoint(lease.id, lease.remaining_ttl_seconds);
         }
         let mvcc = restore_records(&snapshot, &mut leases)?;
         let mut sessions = Sessions::new(config.maximum_sessions);

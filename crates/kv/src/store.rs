@@ -238,6 +238,7 @@ impl Store {
             Operation::Compaction(request) => self.compact(request).map(Response::Compaction),
             Operation::LeaseGrant(request) => self.lease_grant(index, request).map(Response::LeaseGrant),
             Operation::LeaseRevoke(request) => self.lease_revoke(request, write).map(Response::LeaseRevoke),
+            Operation::LeaseCheckpoint(request) => Ok(Response::LeaseCheckpoint(self.lease_checkpoint(request))),
             Operation::MemberUpdate(request) => Ok(Response::MemberUpdate(self.member_update(request))),
             Operation::Auth(request) => self.auth.apply(index, request).map(Response::Auth),
         }
@@ -420,6 +421,7 @@ fn set_header_revision(response: &mut Response, revision: i64) {
         Response::Compaction(response) => &mut response.header,
         Response::LeaseGrant(response) => &mut response.header,
         Response::LeaseRevoke(response) => &mut response.header,
+        Response::LeaseCheckpoint(response) => &mut response.header,
         Response::MemberUpdate(response) => &mut response.header,
         Response::Auth(response) => {
             crate::auth::set_header_revision(response, revision);

@@ -506,3 +506,31 @@ fn applied_events_match_history() {
     assert_eq!(response.header.map(|header| header.revision), Some(3));
     assert_eq!(response.kvs.len(), 1);
 }
+
+#[test]
+fn lease_checkpoints_record_remaining_ttls_and_survive_snapshots() {
+    use proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest};
+    let checkpoint = |entries: &[(i64, i64)]| {
+        let checkpoints = entries.iter().map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl }).collect();
+        Operation::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })
+    };
+    let mut harness = Harness::new();
+    harness.apply(Operation::LeaseGrant(LeaseGrantRequest { ttl: 30, id: 7 }));
+    harness.apply(Operation::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 8 }));
+    let lease = harness.store.lease(7).expect("granted");
+    assert_eq!((lease.remaining_ttl_seconds, lease.starting_ttl_seconds()), (0, 30), "none checkpointed yet");
+    // Lease 9 does not exist (revoked meanwhile): skipped, as etcd does.
+    let applied = harness.apply(checkpoint(&[(7, 12), (9, 5)]));
+    assert!(matches!(applied.result, Ok(Response::LeaseCheckpoint(_))), "{:?}", applied.result);
+    assert!(applied.events.is_empty() && harness.store.current_revision() == 1, "no revision is used");
+    assert_eq!(harness.store.lease(7).map(|lease| lease.starting_ttl_seconds()), Some(12));
+    assert_eq!(harness.store.lease(8).map(|lease| lease.starting_ttl_seconds()), Some(60));
+    assert!(harness.store.lease(9).is_none(), "a checkpoint creates no lease");
+    let restored = Store::restore(Config::default(), &harness.store.snapshot()).expect("restores");
+    assert_eq!(restored.lease(7).map(|lease| lease.remaining_ttl_seconds), Some(12), "kept by snapshots");
+    assert_eq!(restored.lease(8).map(|lease| lease.remaining_ttl_seconds), Some(0));
+    // A keep-alive's checkpoint clears it; a negative value cannot be recorded.
+    harness.apply(checkpoint(&[(7, 0), (8, -4)]));
+    assert_eq!(harness.store.lease(7).map(|lease| lease.starting_ttl_seconds()), Some(30));
+    assert_eq!(harness.store.lease(8).map(|lease| lease.remaining_ttl_seconds), Some(0));
+}

@@ -252,19 +252,6 @@ impl RevisionCompactor {
     }
 }
 
-/// `--experimental-enable-lease-checkpoint`: refused when true. etcd's leader then
-/// replicates each lease's remaining time-to-live every 5 minutes, so a new leader does
-/// not grant every lease its full TTL again; raftkv's leases restart their TTL on a
-/// leader change (etcd's behaviour without the flag).
-pub fn check_lease_checkpoint(enabled: bool) -> Result<(), String> {
-    if enabled {
-        return Err("raftkv serve: --experimental-enable-lease-checkpoint is not supported: leases restart their \
-                    time-to-live on a leader change (etcd's behaviour without checkpoints)"
-            .into());
-    }
-    Ok(())
-}
-
 /// Compacts through the log as a client's `Compact` would; true when done (or already
 /// compacted further).
 async fn compact(handle: &NodeHandle, revision: i64, mode: &str) -> bool {

@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, RwLock};
 use wal::{Wal, WriteBatch};
 
 use crate::handle::{NodeStatus, ServerError};
-use crate::lessor::Lessor;
+use crate::lessor::{LeaseTimes, Lessor};
 use crate::membership::{Membership, MembershipAnswer, MembershipRequest};
 use crate::metrics::Metrics;
 use crate::transport::Transport;
@@ -359,19 +359,29 @@ impl Driver {
         }
     }
 
-    /// Leader only: proposes a revoke for every lease past its deadline (see [`crate::lessor`]).
+    /// Leader only: proposes a revoke for every lease past its deadline and, with
+    /// `--experimental-enable-lease-checkpoint`, the checkpoints due (see [`crate::lessor`]).
     fn expire_leases(&mut self) {
         let leading = self.soft_state.role == Role::Leader;
-        let leases: Vec<(i64, i64)> = if leading {
-            self.store.blocking_read().leases().map(|lease| (lease.id, lease.granted_ttl_seconds)).collect()
-        } else {
-            Vec::new()
-        };
-        for id in self.lessor.refresh(leading, &leases, Instant::now()) {
+        let leases: Vec<LeaseTimes> =
+            if leading { self.store.blocking_read().leases().map(LeaseTimes::of).collect() } else { Vec::new() };
+        let refreshed = self.lessor.refresh(leading, &leases, Instant::now());
+        for id in refreshed.expired {
             tracing::info!(lease = %format!("{id:x}"), "lease expired; revoking");
             let (respond, _) = oneshot::channel();
             let revoke = proto::etcdserverpb::LeaseRevokeRequest { id };
             self.propose(proposal_data(&kv::Command::new(kv::Operation::LeaseRevoke(revoke))), respond);
+        }
+        if !refreshed.checkpoints.is_empty() {
+            tracing::debug!(leases = refreshed.checkpoints.len(), "checkpointing lease remaining TTLs");
+            let checkpoints = refreshed
+                .checkpoints
+                .into_iter()
+                .map(|(id, remaining_ttl)| proto::etcdserverpb::LeaseCheckpoint { id, remaining_ttl })
+                .collect();
+            let request = proto::etcdserverpb::LeaseCheckpointRequest { checkpoints };
+            let (respond, _) = oneshot::channel();
+            self.propose(proposal_data(&kv::Command::new(kv::Operation::LeaseCheckpoint(request))), respond);
         }
     }
 
@@ -626,6 +636,8 @@ impl Driver {
         let leader = self.node.leader();
         let is_leader = self.soft_state.role == Role::Leader;
         self.metrics.etcd.set_raft_state(leader, is_leader, hard_state.commit, self.node.applied_index());
+        let is_learner = self.node.learners().contains(&self.node.id());
+        self.metrics.etcd.is_learner.set(i64::from(is_learner));
         self.metrics.etcd.proposals_pending.set(self.proposals.len() as i64);
         self.metrics.term.set(hard_state.term as i64);
         self.metrics.commit_index.set(hard_state.commit as i64);

@@ -56,6 +56,7 @@ pub fn summarize(entry: &raft::Entry) -> String {
         kv::Operation::Compaction(compaction) => format!("compact {}", compaction.revision),
         kv::Operation::LeaseGrant(grant) => format!("lease grant {:x}", grant.id),
         kv::Operation::LeaseRevoke(revoke) => format!("lease revoke {:x}", revoke.id),
+        kv::Operation::LeaseCheckpoint(checkpoint) => format!("lease checkpoint ({})", checkpoint.checkpoints.len()),
         kv::Operation::MemberUpdate(update) => format!("member update {:x}", update.id),
         kv::Operation::Auth(_) => "auth change".into(),
     }

@@ -191,7 +191,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         warning_apply_duration: args.experimental_warning_apply_duration,
     };
     let watch_hub = WatchHub::new();
-    let lessor = Arc::new(Lessor::new());
+    let lessor = Arc::new(new_lessor(args.experimental_enable_lease_checkpoint));
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
@@ -269,6 +269,20 @@ fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) 
             Ok(target)
         }
     }
+}
+
+/// The member's lessor: with `--experimental-enable-lease-checkpoint` it checkpoints
+/// remaining TTLs every [`crate::lessor::checkpoint_interval`] while leading.
+fn new_lessor(lease_checkpoints: bool) -> Lessor {
+    if !lease_checkpoints {
+        return Lessor::new();
+    }
+    let interval = crate::lessor::checkpoint_interval();
+    if interval != crate::lessor::CHECKPOINT_INTERVAL_DEFAULT {
+        let variable = crate::lessor::CHECKPOINT_INTERVAL_ENV;
+        tracing::warn!(?interval, "TEST ONLY: lease checkpoint interval shortened ({variable})");
+    }
+    Lessor::with_checkpoints(interval)
 }
 
 /// etcd's `etcd_server_quota_backend_bytes`: `--quota-backend-bytes`, etcd's 2 GiB default

@@ -22,7 +22,6 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     let auto_compaction =
         crate::compactor::AutoCompaction::from_flags(&args.auto_compaction_mode, &args.auto_compaction_retention)
             .map_err(anyhow::Error::msg)?;
-    crate::compactor::check_lease_checkpoint(args.experimental_enable_lease_checkpoint).map_err(anyhow::Error::msg)?;
     // "starting raftkv" with this member's ids is logged by node::start once they are
     // known (a joining member learns them from the running cluster).
     let mut running = node::start(plan).await.map_err(anyhow::Error::msg)?;

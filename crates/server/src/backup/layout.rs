@@ -206,7 +206,8 @@ fn read_leases(root: &Bucket, snapshot: &mut StoreSnapshot) -> Result<(), String
         if key != lease.id.to_be_bytes() || lease.id == 0 {
             return Err(invalid("lease", format!("lease {:x} stored under another id", lease.id)));
         }
-        snapshot.leases.push(SnapshotLease { id: lease.id, granted_ttl_seconds: lease.ttl });
+        // etcd 3.4's backend keeps no checkpointed remaining TTL: the lease starts over.
+        snapshot.leases.push(SnapshotLease { id: lease.id, granted_ttl_seconds: lease.ttl, remaining_ttl_seconds: 0 });
     }
     Ok(())
 }

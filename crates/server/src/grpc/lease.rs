@@ -5,16 +5,17 @@
 //! [`crate::lessor`]): a keep-alive or time-to-live request reaching a follower is
 //! forwarded to the leader's client URL, retried while there is no leader; if that
 //! fails for [`LEADER_WAIT_MAX`] the follower answers "etcdserver: not leader"
-//! (keep-alive) or the granted TTL (time-to-live), and etcd's clients retry elsewhere.
+//! (keep-alive) or the TTL a new leader would start from (time-to-live: the checkpointed
+//! remaining TTL if there is one, else the granted TTL), and etcd's clients retry elsewhere.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use kv::{Command, Operation, Response};
 use proto::etcdserverpb::{
-    lease_client::LeaseClient, lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    lease_client::LeaseClient, lease_server::Lease, LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -110,18 +111,28 @@ impl LeaseService {
 
     /// The leader's answer: after a read barrier (so a lease granted just before is
     /// applied here), TTL 0 for a lease that does not exist (as etcd), else the refreshed
-    /// TTL; `None` if this node stopped leading meanwhile.
+    /// TTL; `None` if this node stopped leading meanwhile. A lease with a checkpointed
+    /// remaining TTL has it cleared through the log first (etcd's `Renew`), so a later
+    /// leader gives the renewed lease its full TTL.
     async fn keep_alive_on_leader(handle: &NodeHandle, id: i64) -> Result<Option<LeaseKeepAliveResponse>, Status> {
         handle.read_barrier().await.map_err(status_from_server_error)?;
-        let (granted, revision) = {
+        let (lease, revision) = {
             let store = handle.store();
             let guard = store.read().await;
-            (guard.lease(id).map(|lease| lease.granted_ttl_seconds), guard.current_revision())
+            (
+                guard.lease(id).map(|lease| (lease.granted_ttl_seconds, lease.remaining_ttl_seconds)),
+                guard.current_revision(),
+            )
         };
         let header = Some(handle.header(revision));
-        let Some(granted) = granted else {
+        let Some((granted, checkpointed)) = lease else {
             return Ok(Some(LeaseKeepAliveResponse { header, id, ttl: 0 }));
         };
+        if checkpointed > 0 && handle.lessor().checkpoints_enabled() {
+            let checkpoints = vec![LeaseCheckpoint { id, remaining_ttl: 0 }];
+            let command = Command::new(Operation::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }));
+            handle.write(command).await.map_err(status_from_server_error)?;
+        }
         Ok(handle.lessor().keep_alive(id, granted).map(|ttl| LeaseKeepAliveResponse { header, id, ttl }))
     }
 
@@ -259,7 +270,7 @@ impl Lease for LeaseService {
         };
         let remaining = match self.handle.lessor().remaining_seconds(lease.id) {
             Some(seconds) => seconds,
-            None => self.forwarded_remaining(request.id).await.unwrap_or(lease.granted_ttl_seconds),
+            None => self.forwarded_remaining(request.id).await.unwrap_or(lease.starting_ttl_seconds()),
         };
         let keys = if request.keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
         Ok(tonic::Response::new(LeaseTimeToLiveResponse {
