@@ -37,6 +37,7 @@ mod node_tests;
 mod progress;
 pub mod quorum;
 mod rng;
+mod standalone;
 mod state_machine;
 mod storage;
 pub mod testkit;
@@ -52,6 +53,7 @@ pub use membership::{
 pub use node::{ProgressView, ProposeError, RawNode, Ready, StepError};
 pub use progress::ProgressState;
 pub use rng::SplitMix64;
+pub use standalone::{standalone_restart, StandaloneRestart};
 pub use state_machine::{CompactionPolicy, Snapshottable};
 pub use storage::{limit_size, InitialState, MemoryStorage, Storage, StorageError};
 pub use types::*;
