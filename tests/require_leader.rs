@@ -1,6 +1,6 @@
 //! clientv3's `WithRequireLeader` (gRPC metadata `hasleader: true`, as Kubernetes sends
 //! with its watches), on a member cut off from the rest of a 3-member cluster (the other
-//! two killed): its watch stream that requires a leader ends with UNAVAILABLE
+//! two killed): its watch and lease keep-alive streams that require a leader end with UNAVAILABLE
 //! "etcdserver: no leader", a new one is refused with that error, and a watch stream
 //! opened without the metadata stays open and keeps answering. The same scenario runs
 //! against a real etcd 3.4 first, so the test also shows etcd behaves so.
@@ -67,12 +67,28 @@ async fn cut_off_member_cancels_streams_requiring_a_leader(kind: ServerKind) {
     let mut plain_client = client(&url, false).await;
     let mut requiring = open_watch(&mut requiring_client, "require-leader/a").await;
     let mut plain = open_watch(&mut plain_client, "require-leader/b").await;
+    // A keep-alive stream that requires a leader ends the same way (etcd's interceptor).
+    let lease = requiring_client.lease_grant(60, None).await.expect("grant").id();
+    let (mut keeper, mut keep_alives) = requiring_client.lease_keep_alive(lease).await.expect("keep-alive stream");
+    keeper.keep_alive().await.expect("send a keep-alive");
+    let first = tokio::time::timeout(WAIT_MAX, keep_alives.message()).await.expect("a keep-alive answer in time");
+    assert!(first.expect("answered").is_some_and(|answer| answer.ttl() > 0), "{kind:?}: the lease is kept alive");
     for index in (0..3).filter(|index| *index != cut_off) {
         cluster.kill(index);
     }
     let ended = wait_for_end(&mut requiring).await;
     let error = ended.expect_err("the stream requiring a leader must end with an error, not cleanly");
     assert_no_leader(kind, "open stream with hasleader", &error);
+    let ended = tokio::time::timeout(WAIT_MAX, async {
+        loop {
+            match keep_alives.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    });
+    let ended = ended.await.expect("the keep-alive stream requiring a leader ends in time");
+    assert_no_leader(kind, "keep-alive stream with hasleader", &ended.expect_err("ends with an error"));
     // A new stream that requires a leader is refused while there is none.
     match requiring_client.watch("require-leader/c", None).await {
         Err(error) => assert_no_leader(kind, "new stream with hasleader", &error),

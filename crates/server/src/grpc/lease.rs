@@ -7,8 +7,13 @@
 //! fails for [`LEADER_WAIT_MAX`] the follower answers "etcdserver: not leader"
 //! (keep-alive) or the TTL a new leader would start from (time-to-live: the checkpointed
 //! remaining TTL if there is one, else the granted TTL), and etcd's clients retry elsewhere.
+//!
+//! A keep-alive stream opened with `hasleader: true` (clientv3's `WithRequireLeader`) is
+//! refused and ended with "etcdserver: no leader" as a watch stream is (see
+//! [`super::watch`]), as etcd's stream interceptor does for every stream.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kv::{Command, Operation, Response};
@@ -25,6 +30,7 @@ use tonic::{Request, Status, Streaming};
 use super::auth::Authorizer;
 use super::request_id_from_metadata;
 use super::status::{status_from_kv_error, status_from_server_error};
+use super::watch::{leader_lost, requires_leader, LeaderMonitor, NO_LEADER_MESSAGE};
 use crate::handle::NodeHandle;
 
 /// Keep-alive answers queued per stream before the service waits for the client.
@@ -51,13 +57,15 @@ pub struct LeaseService {
     authorizer: Authorizer,
     /// TLS for calls to the leader's `https://` client URL.
     forward_tls: Option<ClientTlsConfig>,
+    /// Ends keep-alive streams opened with `hasleader: true` when the leader is lost.
+    leader_monitor: Arc<LeaderMonitor>,
 }
 
 impl LeaseService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> LeaseService {
         let authorizer = Authorizer::new(handle.clone());
-        LeaseService { handle, authorizer, forward_tls: None }
+        LeaseService { handle, authorizer, forward_tls: None, leader_monitor: LeaderMonitor::new() }
     }
 
     /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
@@ -224,7 +232,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<tonic::Response<KeepAliveStream>, Status> {
-        let mut requests = request.into_inner();
+        let (metadata, _, mut requests) = request.into_parts();
+        // etcd: a stream requiring a leader is refused without one, and ended with "no
+        // leader" once the member has lost it for a few election timeouts.
+        let mut lost_leader = None;
+        if requires_leader(&metadata) {
+            if self.handle.status().leader == 0 {
+                return Err(Status::unavailable(NO_LEADER_MESSAGE));
+            }
+            lost_leader = Some(self.leader_monitor.subscribe(&self.handle));
+        }
         let (sender, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_QUEUED_MAX);
         let handle = self.handle.clone();
         let tls = self.forward_tls.clone();
@@ -234,6 +251,10 @@ impl Lease for LeaseService {
                 let received = tokio::select! {
                     received = requests.message() => received,
                     () = sender.closed() => return,
+                    () = leader_lost(&mut lost_leader) => {
+                        let _ = sender.send(Err(Status::unavailable(NO_LEADER_MESSAGE))).await;
+                        return;
+                    }
                 };
                 let Ok(Some(request)) = received else { return };
                 let answer = LeaseService::keep_alive_once(&handle, tls.as_ref(), &mut leader, request.id).await;

@@ -53,7 +53,7 @@ pub const REQUIRE_LEADER_METADATA_VALUE: &str = "true";
 /// requiring one are canceled (etcd's `maxNoLeaderCnt`).
 pub const NO_LEADER_CHECKS_MAX: u32 = 3;
 /// etcd's error for a stream that requires a leader on a member without one.
-const NO_LEADER_MESSAGE: &str = "etcdserver: no leader";
+pub(super) const NO_LEADER_MESSAGE: &str = "etcdserver: no leader";
 
 /// The watch id of a progress response that concerns every watcher of the stream.
 const STREAM_WATCH_ID: i64 = -1;
@@ -74,15 +74,21 @@ pub struct WatchService {
 
 /// Tells the streams that require a leader when to give up (etcd's `monitorLeader`): the
 /// epoch goes up at every check that finds no leader for the [`NO_LEADER_CHECKS_MAX`]th
-/// time in a row or more. Checking starts with the first such stream.
-struct LeaderMonitor {
+/// time in a row or more. Checking starts with the first such stream. The lease service's
+/// keep-alive streams use one too (etcd's stream interceptor covers every stream).
+pub(super) struct LeaderMonitor {
     cancel: tokio::sync::watch::Sender<u64>,
     started: OnceLock<()>,
 }
 
 impl LeaderMonitor {
+    /// A monitor that has not started checking.
+    pub(super) fn new() -> Arc<LeaderMonitor> {
+        Arc::new(LeaderMonitor { cancel: tokio::sync::watch::channel(0).0, started: OnceLock::new() })
+    }
+
     /// A receiver that changes when the streams requiring a leader must end.
-    fn subscribe(self: &Arc<Self>, handle: &NodeHandle) -> tokio::sync::watch::Receiver<u64> {
+    pub(super) fn subscribe(self: &Arc<Self>, handle: &NodeHandle) -> tokio::sync::watch::Receiver<u64> {
         self.started.get_or_init(|| {
             tokio::spawn(monitor_leader(Arc::downgrade(self), handle.clone()));
         });
@@ -113,13 +119,13 @@ async fn monitor_leader(monitor: Weak<LeaderMonitor>, handle: NodeHandle) {
 }
 
 /// True if the stream's metadata requires a leader (`hasleader: true`).
-fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+pub(super) fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
     metadata.get(REQUIRE_LEADER_METADATA_KEY).and_then(|value| value.to_str().ok())
         == Some(REQUIRE_LEADER_METADATA_VALUE)
 }
 
 /// Completes when `lost_leader` (if any) says the stream must end.
-async fn leader_lost(lost_leader: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+pub(super) async fn leader_lost(lost_leader: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     let Some(receiver) = lost_leader else { return std::future::pending().await };
     if receiver.changed().await.is_err() {
         std::future::pending::<()>().await; // the service is gone: nothing will cancel
