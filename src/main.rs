@@ -73,6 +73,16 @@ struct SimArgs {
     /// Instead of simulating, print a scripted scenario step by step (walkthrough, figure7, figure8).
     #[arg(long)]
     scenario: Option<String>,
+    /// Instead of a batch, print the sabotage table: for each deliberate core or driver bug,
+    /// the runs of the default campaign (from --start-seed, default 1; sizes 3, 5, 7) to the first violation.
+    #[arg(long)]
+    sabotage_table: bool,
+    /// Most runs per sabotage for --sabotage-table.
+    #[arg(long, default_value_t = 2000)]
+    sabotage_runs_max: u64,
+    /// Plant a deliberate bug in every run of the batch (checker self-test), e.g. commit-previous-term.
+    #[arg(long)]
+    sabotage: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +177,13 @@ fn report(result: anyhow::Result<()>, command: &str) -> ExitCode {
 }
 
 fn run_sim_command(arguments: &SimArgs) -> ExitCode {
+    if arguments.sabotage_table {
+        let (start_seed, runs_max) = (arguments.start_seed.unwrap_or(1), arguments.sabotage_runs_max);
+        let rows = sim::sabotage_table::sabotage_table(start_seed, runs_max);
+        print!("{}", sim::sabotage_table::render_table(&rows, runs_max));
+        let missed = rows.iter().filter(|row| row.runs_to_first_violation.is_none()).count();
+        return if missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
     if let Some(name) = &arguments.scenario {
         return match raft::testkit::render_scenario(name) {
             Ok(text) => {
@@ -193,8 +210,20 @@ fn run_sim_command(arguments: &SimArgs) -> ExitCode {
         println!("sim: no --start-seed given, using --start-seed {seed}");
         seed
     });
-    let mut base =
-        sim::Options { nodes: arguments.nodes as usize, faults, clients: arguments.clients, ..sim::Options::default() };
+    let sabotage = match arguments.sabotage.as_deref().map(sim::Sabotage::parse).transpose() {
+        Ok(sabotage) => sabotage.unwrap_or_default(),
+        Err(reason) => {
+            eprintln!("raftkv sim: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut base = sim::Options {
+        nodes: arguments.nodes as usize,
+        faults,
+        clients: arguments.clients,
+        sabotage,
+        ..sim::Options::default()
+    };
     if let Some(steps) = arguments.steps {
         base.steps_max = steps;
     }

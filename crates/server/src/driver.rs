@@ -449,7 +449,7 @@ impl Driver {
             self.persist(&batch, ready.persist_sequence)?;
         }
         if let Some(snapshot) = ready.snapshot {
-            self.restore_snapshot(&snapshot.data, snapshot.meta.index);
+            self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;
         }
         self.apply(ready.committed_entries);
         self.on_read_states(ready.read_states);
@@ -511,19 +511,27 @@ impl Driver {
         self.soft_state = soft_state;
     }
 
-    fn restore_snapshot(&mut self, data: &[u8], index: u64) {
+    /// Restores a snapshot from the leader into the store. One the store cannot read (or
+    /// whose applied index disagrees with its metadata) stops the node with an error rather
+    /// than letting it diverge; it is not a panic of the Raft thread.
+    fn restore_snapshot(&mut self, data: &[u8], index: u64) -> Result<(), wal::WalError> {
         use raft::Snapshottable;
         let mut store = self.store.blocking_write();
         if let Err(error) = store.restore(data) {
-            // The leader sent a snapshot we cannot read: stop rather than diverge.
-            panic!("cannot restore snapshot at index {index}: {error}");
+            tracing::error!(index, %error, "snapshot from the leader cannot be restored; stopping");
+            let reason = format!("snapshot from the leader at index {index} cannot be restored: {error}");
+            return Err(wal::WalError::InvalidWrite(reason));
         }
-        assert_eq!(store.applied_index(), index, "snapshot data and metadata disagree");
+        if store.applied_index() != index {
+            let reason = format!("snapshot at index {index} holds a store applied to {}", store.applied_index());
+            return Err(wal::WalError::InvalidWrite(reason));
+        }
         self.last_snapshot_index = index;
         self.membership.after_restore(&store);
         self.watch_hub.publish_restored(store.current_revision());
         crate::etcd_metrics::count_keys(&self.metrics.etcd, &store);
         tracing::info!(index, "restored snapshot from leader");
+        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<raft::Entry>) {
