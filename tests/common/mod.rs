@@ -261,6 +261,15 @@ impl Cluster {
         self.spawn(index, "new");
     }
 
+    /// Restarts a killed member on its data directory with `arguments` added to the
+    /// cluster's (for this start only).
+    pub fn restart_with_arguments(&mut self, index: usize, arguments: &[&str]) {
+        let saved = self.extra_arguments.clone();
+        self.extra_arguments.extend(arguments.iter().map(|argument| argument.to_string()));
+        self.spawn(index, "new");
+        self.extra_arguments = saved;
+    }
+
     /// A new member's URLs and data directory (not started): its index.
     pub fn add_node(&mut self, name: &str) -> usize {
         let scheme = if self.client_tls.is_some() { "https" } else { "http" };

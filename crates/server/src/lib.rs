@@ -14,6 +14,7 @@ pub mod compactor;
 pub mod config;
 pub mod driver;
 pub mod etcd_metrics;
+pub mod force_new_cluster;
 pub mod gateway;
 pub mod grpc;
 pub mod grpc_metrics;

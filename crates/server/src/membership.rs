@@ -650,7 +650,9 @@ fn check_add(
     if !is_learner && view.strict {
         let voters = view.conf.voters.len() + 1;
         let started = view.conf.voters.iter().filter(|id| view.started.contains(id)).count();
-        if started < quorum(voters) {
+        // As etcd: a one-member cluster may grow (regrowing after --force-new-cluster or a restore).
+        let regrowing = started == 1 && voters == 2;
+        if started < quorum(voters) && !regrowing {
             return Err(MembershipError::NotEnoughStartedMembers);
         }
     }
@@ -907,6 +909,12 @@ mod tests {
             MembershipError::NotEnoughStartedMembers
         );
         assert!(add(&["http://127.0.0.1:9000"], true, &only_leader).is_ok(), "a learner needs no quorum");
+        let alone = store_with(&[member(1, false)]);
+        let request = MembershipRequest::Add { peer_urls: vec!["http://127.0.0.1:9000".into()], is_learner: false };
+        assert!(
+            check_request(&view(&alone, &only_leader, &[]), &request, "t").is_ok(),
+            "a one-member cluster may add a voter (etcd: regrowing a restored or forced cluster)"
+        );
         let lax = ClusterView { strict: false, ..view(&store, &only_leader, &[]) };
         let request = MembershipRequest::Add { peer_urls: vec!["http://127.0.0.1:9000".into()], is_learner: false };
         assert!(check_request(&lax, &request, "t").is_ok(), "--strict-reconfig-check=false skips the started check");

@@ -68,6 +68,9 @@ pub fn plan(args: &ServeArgs) -> Result<NodePlan, String> {
     }
     let cluster_id = config::cluster_id(&members, &args.initial_cluster_token);
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raftkv", args.name)));
+    if args.force_new_cluster {
+        crate::force_new_cluster::check_data_dir(&data_dir)?;
+    }
     Ok(NodePlan { local, members, cluster_id, data_dir, args: args.clone() })
 }
 
@@ -139,12 +142,15 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let wal_dir = wal_directory(&plan.data_dir, args.wal_dir.as_deref())?;
     // An operator may create an empty --wal-dir beforehand: fresh means no files yet.
     let fresh = std::fs::read_dir(&wal_dir).map_or(true, |mut entries| entries.next().is_none());
-    let wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| match error {
+    let mut wal = wal::Wal::open_or_create(&wal_dir, wal_options, conf).map_err(|error| match error {
         wal::WalError::WrongIdentity { .. } => {
             format!("{error}: the data dir is another cluster's or member's; check --data-dir, --name and --initial-cluster-token")
         }
         error => format!("{error}"),
     })?;
+    if args.force_new_cluster {
+        crate::force_new_cluster::restart_standalone(&mut wal, &plan.local)?;
+    }
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
     let mut store = restore_store(&wal, kv_config)?;
     store.seed_members(crate::membership::seed_members(identity.joined_members.as_ref(), &plan));
