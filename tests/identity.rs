@@ -287,3 +287,49 @@ async fn a_joining_member_logs_its_own_ids_first() {
     );
     assert!(first_line.contains(&cluster_id), "first line lacks the cluster id {cluster_id}: {first_line}");
 }
+
+/// Member list as `etcdctl member list -w json` prints it at `endpoint`: (id, peer URLs),
+/// sorted.
+async fn member_ids_and_peer_urls(endpoint: &str, context: &dyn Fn() -> String) -> Vec<(u64, Vec<String>)> {
+    let output = etcdctl_until_ok(endpoint, &["member", "list", "-w", "json"], context).await;
+    let value: serde_json::Value = serde_json::from_str(&output).expect("member list JSON");
+    let mut members: Vec<(u64, Vec<String>)> = value["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|member| {
+            let urls = member["peerURLs"].as_array().expect("peerURLs");
+            (member["ID"].as_u64().expect("ID"), urls.iter().map(|url| url.as_str().unwrap().to_string()).collect())
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// A member added with `member add` gets an id the cluster chose, not one derived from
+/// `--initial-cluster` and the token: restarted, it must still know every member by its
+/// real id (its member table is seeded from its data dir, not from the flag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_member_restarted_lists_every_member_with_their_real_ids() {
+    let mut cluster = Cluster::start_raftkv(3).await;
+    let founders: Vec<String> = cluster.client_urls();
+    let index = cluster.add_node("n3");
+    let peer_url = cluster.nodes[index].peer_url.clone();
+    let added = etcdctl(&founders.join(","), &["member", "add", "n3", &format!("--peer-urls={peer_url}")]).await;
+    assert_eq!(added.code, 0, "{added:?}");
+    let (member_id, initial_cluster) = parse_member_add(&added.stdout);
+    cluster.start_joining(index, &initial_cluster);
+    let joined_url = cluster.nodes[index].client_url.clone();
+    etcdctl_until_ok(&joined_url, &["get", "any", "--consistency=l"], &|| cluster.logs()).await;
+    let expected = member_ids_and_peer_urls(&founders[0], &|| cluster.logs()).await;
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    assert!(expected.iter().any(|(id, _)| *id == member_id), "{expected:?}");
+
+    cluster.kill(index);
+    cluster.restart(index);
+    etcdctl_until_ok(&joined_url, &["put", "after-restart", "v"], &|| cluster.logs()).await;
+    let listed = member_ids_and_peer_urls(&joined_url, &|| cluster.logs()).await;
+    assert_eq!(listed, expected, "the restarted joined member's member list{}", cluster.logs());
+    let (_, id_after) = member_status(&joined_url).await.expect("status");
+    assert_eq!(id_after, member_id, "the joined member keeps the id member add gave it");
+}

@@ -717,6 +717,10 @@ pub struct Identity {
     /// The running cluster's members when this node joins now (it seeds its member
     /// table with them); `None` otherwise.
     pub joined_members: Option<Vec<Member>>,
+    /// On a restart, the members this data dir's member table was first seeded with
+    /// (kept in [`IDENTITY_FILE`]): they, not `--initial-cluster`, seed an empty table
+    /// again, so a member that joined later gets the real ids of the others.
+    pub stored_members: Option<Vec<Member>>,
 }
 
 /// Resolves this node's identity: from its data dir if it joined earlier, from the
@@ -744,14 +748,18 @@ pub async fn resolve_identity(mut plan: crate::node::NodePlan) -> Result<Identit
             }
             plan.cluster_id = cluster_id;
             plan.local.id = member_id;
-            return Ok(Identity { plan, joined_members: None });
+            let stored_members = stored_members(&value, &identity_path)?;
+            if let Some(members) = &stored_members {
+                plan.members = initial_members(members, &plan.local);
+            }
+            return Ok(Identity { plan, joined_members: None, stored_members });
         }
     }
     if !fresh || plan.args.initial_cluster_state != "existing" {
         if fresh {
-            write_identity(&plan, "initial-cluster")?;
+            write_identity(&plan, "initial-cluster", &seed_members(None, &plan))?;
         }
-        return Ok(Identity { plan, joined_members: None });
+        return Ok(Identity { plan, joined_members: None, stored_members: None });
     }
     let others: Vec<String> = plan
         .members
@@ -764,7 +772,7 @@ pub async fn resolve_identity(mut plan: crate::node::NodePlan) -> Result<Identit
         Ok(info) => info,
         Err(error) => {
             tracing::warn!(%error, "cannot reach the running cluster; using --initial-cluster's ids");
-            return Ok(Identity { plan, joined_members: None });
+            return Ok(Identity { plan, joined_members: None, stored_members: None });
         }
     };
     let own = info
@@ -781,18 +789,47 @@ pub async fn resolve_identity(mut plan: crate::node::NodePlan) -> Result<Identit
         })?;
     plan.local.id = own.id;
     plan.cluster_id = info.cluster_id;
-    plan.members = info
-        .members
+    plan.members = initial_members(&info.members, &plan.local);
+    write_identity(&plan, "join", &info.members)?;
+    tracing::info!(member = %format!("{:x}", own.id), cluster = %format!("{:x}", info.cluster_id), "joining a running cluster");
+    Ok(Identity { plan, joined_members: Some(info.members), stored_members: None })
+}
+
+/// `members` as a plan's member list; the local member keeps its own `--name`.
+fn initial_members(members: &[Member], local: &crate::config::InitialMember) -> Vec<crate::config::InitialMember> {
+    members
         .iter()
         .map(|member| crate::config::InitialMember {
-            name: if member.id == own.id { plan.local.name.clone() } else { member.name.clone() },
+            name: if member.id == local.id { local.name.clone() } else { member.name.clone() },
             peer_urls: member.peer_ur_ls.clone(),
             id: member.id,
         })
-        .collect();
-    write_identity(&plan, "join")?;
-    tracing::info!(member = %format!("{:x}", own.id), cluster = %format!("{:x}", info.cluster_id), "joining a running cluster");
-    Ok(Identity { plan, joined_members: Some(info.members) })
+        .collect()
+}
+
+/// The `members` of an identity file (`None` in files written before they were kept).
+fn stored_members(value: &serde_json::Value, path: &std::path::Path) -> Result<Option<Vec<Member>>, String> {
+    let Some(entries) = value.get("members") else { return Ok(None) };
+    let malformed = || format!("{}: malformed members", path.display());
+    let entries = entries.as_array().ok_or_else(malformed)?;
+    let mut members = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let id = entry["id"].as_u64().filter(|id| *id != 0).ok_or_else(malformed)?;
+        let peer_urls = entry["peer_urls"].as_array().ok_or_else(malformed)?;
+        let peer_ur_ls = peer_urls
+            .iter()
+            .map(|url| url.as_str().map(str::to_string).ok_or_else(malformed))
+            .collect::<Result<Vec<_>, _>>()?;
+        members.push(Member {
+            id,
+            name: entry["name"].as_str().unwrap_or_default().to_string(),
+            peer_ur_ls,
+            client_ur_ls: Vec::new(),
+            is_learner: entry["is_learner"].as_bool().unwrap_or(false),
+        });
+    }
+    assert!(members.iter().all(|member| member.id != 0));
+    Ok(Some(members))
 }
 
 /// Refuses a data dir that holds another member than `--name` (the file names it).
@@ -815,12 +852,21 @@ fn check_identity_name(
 
 /// Writes [`IDENTITY_FILE`]; `source` is `join` (ids from the running cluster) or
 /// `initial-cluster` (a founder's ids, from the flag).
-fn write_identity(plan: &crate::node::NodePlan, source: &str) -> Result<(), String> {
+fn write_identity(plan: &crate::node::NodePlan, source: &str, members: &[Member]) -> Result<(), String> {
     use std::io::Write;
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|error| format!("data dir {}: {error}", plan.data_dir.display()))?;
+    let members: Vec<serde_json::Value> = members
+        .iter()
+        .map(|member| {
+            serde_json::json!({
+                "id": member.id, "name": member.name, "peer_urls": member.peer_ur_ls, "is_learner": member.is_learner,
+            })
+        })
+        .collect();
     let text = serde_json::json!({
         "cluster_id": plan.cluster_id, "member_id": plan.local.id, "name": plan.local.name, "source": source,
+        "members": members,
     })
     .to_string();
     let path = plan.data_dir.join(IDENTITY_FILE);
@@ -836,7 +882,8 @@ fn write_identity(plan: &crate::node::NodePlan, source: &str) -> Result<(), Stri
 }
 
 /// The members to seed an empty member table with: the running cluster's when joining,
-/// else `--initial-cluster` (founders of a new cluster all seed the same table).
+/// those kept in [`IDENTITY_FILE`] on a restart, else `--initial-cluster` (founders of a
+/// new cluster all seed the same table).
 pub fn seed_members(identity_members: Option<&Vec<Member>>, plan: &crate::node::NodePlan) -> Vec<Member> {
     match identity_members {
         Some(members) => members.clone(),

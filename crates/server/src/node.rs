@@ -153,7 +153,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     }
     let kv_config = kv::Config { max_txn_operations: args.max_txn_ops, ..kv::Config::default() };
     let mut store = restore_store(&wal, kv_config)?;
-    store.seed_members(crate::membership::seed_members(identity.joined_members.as_ref(), &plan));
+    store.seed_members(crate::membership::seed_members(
+        identity.joined_members.as_ref().or(identity.stored_members.as_ref()),
+        &plan,
+    ));
     if store.is_removed_member(plan.local.id) {
         return Err("this member has been removed from the cluster; its data dir must not be reused".into());
     }
