@@ -43,9 +43,9 @@ mod storage;
 pub mod testkit;
 mod types;
 
-pub use config::{Config, ConfigError};
 #[cfg(feature = "sabotage")]
 pub use config::Sabotage;
+pub use config::{Config, ConfigError};
 pub use membership::{
     conf_state_in_entry, ConfChange, ConfChangeDecodeError, ConfChangeKind, ConfChangeSingle, CONF_CHANGES_MAX,
     CONF_CONTEXT_BYTES_MAX,
