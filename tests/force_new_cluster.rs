@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_program, parse_member_add, run_bounded, Cluster, CommandOutput, WAIT_MAX};
+use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, WAIT_MAX};
 
 const KEYS: usize = 20;
 
