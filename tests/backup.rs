@@ -18,25 +18,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, Node, ServerKind};
+use common::{etcdctl, etcdctl_ok, Cluster, Node, ServerKind};
 use etcd_client::{Client, GetOptions, PermissionType, PutOptions};
 
 /// TTL of the test lease: far longer than the test, so it never expires mid-comparison.
 const LEASE_TTL_SECONDS: i64 = 3600;
-
-/// Runs `etcdctl --endpoints=<endpoints> <arguments>`.
-async fn etcdctl(endpoints: &str, arguments: &[&str]) -> CommandOutput {
-    let mut all = vec![format!("--endpoints={endpoints}"), "--dial-timeout=5s".into(), "--command-timeout=20s".into()];
-    all.extend(arguments.iter().map(|argument| argument.to_string()));
-    run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await
-}
-
-/// As [`etcdctl`], failing the test unless it succeeds; returns stdout.
-async fn etcdctl_ok(endpoints: &str, arguments: &[&str]) -> String {
-    let output = etcdctl(endpoints, arguments).await;
-    assert_eq!(output.code, 0, "etcdctl {arguments:?} failed: {}{}", output.stdout, output.stderr);
-    output.stdout
-}
 
 /// Runs `raftkv <arguments>` to completion.
 fn raftkv(arguments: &[&str]) -> std::process::Output {

@@ -8,21 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_program, run_bounded, Cluster, CommandOutput, WAIT_MAX};
+use common::{etcdctl, etcdctl_ok, Cluster, WAIT_MAX};
 
 const KEYS: usize = 20;
-
-async fn etcdctl(endpoints: &str, arguments: &[&str]) -> CommandOutput {
-    let mut all = vec![format!("--endpoints={endpoints}"), "--dial-timeout=3s".into(), "--command-timeout=10s".into()];
-    all.extend(arguments.iter().map(|argument| argument.to_string()));
-    run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await
-}
-
-async fn etcdctl_ok(endpoints: &str, arguments: &[&str]) -> String {
-    let output = etcdctl(endpoints, arguments).await;
-    assert_eq!(output.code, 0, "etcdctl {arguments:?} failed: {}{}", output.stdout, output.stderr);
-    output.stdout
-}
 
 /// Polls `etcdctl <arguments>` on `endpoint` (bounded) until it succeeds with output that
 /// `accept` takes; returns that output.

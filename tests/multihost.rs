@@ -19,7 +19,7 @@
 //! (a write through the cut host is not acknowledged), and restored; a member is replaced
 //! by a new empty host (`member remove`, `member add`, start with
 //! `ETCD_INITIAL_CLUSTER_STATE=existing`); the members are restarted one at a time (SIGTERM,
-//! as `systemctl restart` or a rolling update does, and started again on their data) while
+//! as a service manager's restart or a rolling update does, and started again on their data) while
 //! writes go on; every acknowledged write is read back from every member's own state
 //! (`--consistency=s`). This is what docs/deploy.md's systemd, membership and rolling
 //! upgrade sections tell an operator to do.
@@ -202,7 +202,7 @@ impl Lab {
         self.processes.insert(name.to_string(), child);
     }
 
-    /// Stops member `name` with SIGTERM (as `systemctl stop` and the kubelet do), waits for
+    /// Stops member `name` with SIGTERM (as systemd and the kubelet stop a service), waits for
     /// it to exit, and starts it again with the same command on the same data directory.
     async fn restart(&mut self, name: &str) {
         let mut child = self.processes.remove(name).unwrap_or_else(|| panic!("{name} is not running"));

@@ -489,6 +489,21 @@ pub fn etcdctl_program() -> String {
     }
 }
 
+/// Runs `etcdctl --endpoints=<endpoints> <arguments>` (API v3, 5 s dial and 20 s command
+/// timeouts), bounded by [`run_bounded`].
+pub async fn etcdctl(endpoints: &str, arguments: &[&str]) -> CommandOutput {
+    let mut all = vec![format!("--endpoints={endpoints}"), "--dial-timeout=5s".into(), "--command-timeout=20s".into()];
+    all.extend(arguments.iter().map(|argument| argument.to_string()));
+    run_bounded(&etcdctl_program(), &all, &[("ETCDCTL_API", "3")], "").await
+}
+
+/// As [`etcdctl`], failing the test unless it succeeds; returns stdout.
+pub async fn etcdctl_ok(endpoints: &str, arguments: &[&str]) -> String {
+    let output = etcdctl(endpoints, arguments).await;
+    assert_eq!(output.code, 0, "etcdctl {arguments:?} failed: {}{}", output.stdout, output.stderr);
+    output.stdout
+}
+
 /// Runs a program with `stdin` as input, killing it if it runs longer than [`WAIT_MAX`].
 pub async fn run_bounded(
     program: &str,
