@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{etcdctl, etcdctl_ok, Cluster, Node, ServerKind};
+use common::{etcdctl, etcdctl_ok, etcdctl_program, Cluster, Node, ServerKind};
 use etcd_client::{Client, GetOptions, PermissionType, PutOptions};
 
 /// TTL of the test lease: far longer than the test, so it never expires mid-comparison.
