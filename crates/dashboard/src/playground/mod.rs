@@ -9,6 +9,7 @@
 //! - `POST /api/playground/rewind` with `{"step": k}`: back to the state after `k` steps
 //! - `POST /api/playground/reset` with a [`SessionStart`], e.g. `{"preset":"figure7"}`
 
+pub mod cluster;
 pub mod presets;
 pub mod session;
 pub mod simulation;

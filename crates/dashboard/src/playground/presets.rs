@@ -2,10 +2,10 @@
 //! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)), each a list of
 //! steps with a narration in English and Chinese.
 
-use raft::testkit::NetworkOptions;
 use raft::NodeId;
 use serde::Serialize;
 
+use super::cluster::ClusterOptions;
 use super::simulation::Action;
 
 /// A text in English and Chinese.
@@ -38,7 +38,7 @@ pub struct Preset {
     /// Cluster size.
     pub node_count: usize,
     /// Node configuration.
-    pub options: NetworkOptions,
+    pub options: ClusterOptions,
     /// Labels of nodes 1.. (may be shorter than the cluster).
     pub labels: Vec<String>,
     /// The steps, in order.
@@ -182,7 +182,7 @@ fn walkthrough() -> Preset {
         name: "walkthrough",
         title: Narration { en: "Log replication, figures 1–7", zh: "日志复制：图 1–7" },
         node_count: 5,
-        options: NetworkOptions::default(),
+        options: ClusterOptions::default(),
         labels: Vec::new(),
         steps,
     }
@@ -220,7 +220,7 @@ fn figure7() -> Preset {
             zh: "日志不一致场景 (a)–(f)：任期 8 的领导者逐一修复",
         },
         node_count: 7,
-        options: NetworkOptions { seed: 7, ..NetworkOptions::default() },
+        options: ClusterOptions { seed: 7, ..ClusterOptions::default() },
         // S1 has no label: its role badge says follower at step 0 and leader once elected.
         labels: ["", "(a)", "(b)", "(c)", "(d)", "(e)", "(f)"].iter().map(|label| label.to_string()).collect(),
         steps,

@@ -3,9 +3,9 @@
 //! Rewinding to step `k` rebuilds the cluster from the seed and replays the first `k`
 //! steps; the simulation is deterministic, so the result is the state the user saw then.
 
-use raft::testkit::NetworkOptions;
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterOptions;
 use super::presets::{preset, Narration, Preset, PRESET_NAMES};
 use super::simulation::{Action, MessageView, NodeView, Simulation};
 
@@ -229,8 +229,8 @@ fn fresh_simulation(start: &SessionStart, preset: Option<&Preset>) -> Result<Sim
 }
 
 /// Free play: a heartbeat every 2 ticks so that the drawing is not flooded with heartbeats.
-fn free_play_options(seed: u64) -> NetworkOptions {
-    NetworkOptions { heartbeat_ticks: 2, election_ticks: 10, seed, ..NetworkOptions::default() }
+fn free_play_options(seed: u64) -> ClusterOptions {
+    ClusterOptions { heartbeat_ticks: 2, election_ticks: 10, seed, ..ClusterOptions::default() }
 }
 
 /// A short label for the history list.
@@ -252,6 +252,16 @@ pub fn describe_action(action: &Action) -> String {
         Action::Settle => "deliver until quiet".to_string(),
         Action::InstallLog { node, .. } => format!("install a log on S{node}"),
         Action::SetTerm { node, term } => format!("S{node} term := {term}"),
+        Action::Compact { node, index } => format!("S{node} compacts up to {index}"),
+        Action::Read { node, key, linearizable: true } => format!("linearizable read of {key} on S{node}"),
+        Action::Read { node, key, linearizable: false } => format!("local read of {key} on S{node}"),
+        Action::AddNode { node } => format!("start S{node} (empty)"),
+        Action::ChangeMembership { node, .. } => format!("membership change on S{node}"),
+        Action::NaiveBacktracking { enabled } => {
+            format!("one-entry backtracking {}", if *enabled { "on" } else { "off" })
+        }
+        Action::ResetCounters => "clear the round-trip counters".to_string(),
+        Action::Note { text } => text.clone(),
     }
 }
 

@@ -1,17 +1,19 @@
 //! A simulated cluster the playground drives one action at a time.
 //!
-//! It wraps [`raft::testkit::Network`] and keeps its own queue of messages in flight, each
-//! with a number, so that the user can deliver or drop one particular message. After every
-//! call into the network the messages it queued are moved into that numbered queue; a
-//! message is delivered with [`Network::inject`] after the same checks the network makes
-//! (the recipient is running and on the same side of any partition).
+//! It wraps the playground's [`Cluster`] of real Raft cores and keeps its own queue of
+//! messages in flight, each with a number, so that the user can deliver or drop one
+//! particular message. After every call into the cluster the messages it sent are moved
+//! into that numbered queue; a message is delivered with [`Cluster::step`] once the
+//! recipient is known to run and to be on the same side of any partition.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
-use raft::testkit::{MessageFilter, Network, NetworkOptions};
-use raft::{EntryKind, Message, MessageBody, NodeId, Role, Term};
+use raft::{
+    ConfChange, ConfChangeKind, ConfChangeSingle, EntryKind, Message, MessageBody, NodeId, ProposeError, Role, Term,
+};
 use serde::{Deserialize, Serialize};
+
+use super::cluster::{Cluster, ClusterOptions};
 
 /// Most messages the playground keeps in flight; further ones are lost (counted as dropped).
 pub const MESSAGES_IN_FLIGHT_MAX: usize = 512;
@@ -122,6 +124,55 @@ pub enum Action {
         /// The new term.
         term: Term,
     },
+    /// Compacts a node's log up to `index` (applied entries only) into a snapshot.
+    Compact {
+        /// The node.
+        node: NodeId,
+        /// Last index the snapshot covers.
+        index: u64,
+    },
+    /// A client reads `key` on `node`: at once from the applied state, or (linearizable)
+    /// after a ReadIndex round confirms the leader and the node has applied that far.
+    Read {
+        /// Where the client reads.
+        node: NodeId,
+        /// The key.
+        key: String,
+        /// Wait for a ReadIndex (true) or answer from the local applied state (false).
+        #[serde(default)]
+        linearizable: bool,
+    },
+    /// Starts a new server with an empty log and no configuration (it joins later).
+    AddNode {
+        /// The new node's id.
+        node: NodeId,
+    },
+    /// Proposes a membership change on `node` (one change: single-server; several: joint).
+    ChangeMembership {
+        /// Where it is proposed (the leader).
+        node: NodeId,
+        /// Nodes to add as learners (non-voting, they copy the log).
+        #[serde(default)]
+        add_learners: Vec<NodeId>,
+        /// Nodes to add (or promote) as voters.
+        #[serde(default)]
+        add_voters: Vec<NodeId>,
+        /// Nodes to remove.
+        #[serde(default)]
+        remove: Vec<NodeId>,
+    },
+    /// Emulates a leader without the conflict hint: every reject makes it back up one entry.
+    NaiveBacktracking {
+        /// On or off.
+        enabled: bool,
+    },
+    /// Clears the AppendEntries round-trip counters.
+    ResetCounters,
+    /// Records a line in the event list (what a client was told, say).
+    Note {
+        /// The line.
+        text: String,
+    },
 }
 
 /// A message in flight with its playground number.
@@ -194,6 +245,29 @@ pub struct NodeView {
     pub group: usize,
     /// Commands applied in this incarnation.
     pub applied_commands: Vec<String>,
+    /// The state machine after those commands, as `key=value` pairs.
+    pub state: Vec<String>,
+    /// Read answers this node gave, oldest first.
+    pub reads: Vec<String>,
+    /// Reads waiting on this node.
+    pub reads_waiting: Vec<String>,
+    /// Voters of this node's latest configuration.
+    pub voters: Vec<NodeId>,
+    /// Outgoing voters while the configuration is joint (empty otherwise).
+    pub voters_outgoing: Vec<NodeId>,
+    /// Learners of this node's latest configuration.
+    pub learners: Vec<NodeId>,
+}
+
+/// AppendEntries messages delivered on one link since the counters were last cleared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoundTripView {
+    /// Sender (the leader).
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// AppendEntries delivered.
+    pub appends: u64,
 }
 
 /// A message in flight as the playground draws it.
@@ -215,19 +289,28 @@ pub struct MessageView {
 
 /// A simulated cluster with numbered messages in flight.
 pub struct Simulation {
-    network: Network,
+    network: Cluster,
     in_flight: VecDeque<NumberedMessage>,
     next_number: u64,
     events: VecDeque<String>,
     step: u64,
+    naive_backtracking: bool,
+    appends: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 impl Simulation {
     /// A cluster of `node_count` nodes with empty logs.
-    pub fn new(node_count: usize, options: NetworkOptions) -> Result<Simulation, String> {
-        let network = Network::new(node_count, options)?;
-        let mut simulation =
-            Simulation { network, in_flight: VecDeque::new(), next_number: 1, events: VecDeque::new(), step: 0 };
+    pub fn new(node_count: usize, options: ClusterOptions) -> Result<Simulation, String> {
+        let network = Cluster::new(node_count, options)?;
+        let mut simulation = Simulation {
+            network,
+            in_flight: VecDeque::new(),
+            next_number: 1,
+            events: VecDeque::new(),
+            step: 0,
+            naive_backtracking: false,
+            appends: BTreeMap::new(),
+        };
         simulation.collect_messages();
         Ok(simulation)
     }
@@ -256,8 +339,7 @@ impl Simulation {
 
     /// Moves the messages the network queued into the numbered queue.
     fn collect_messages(&mut self) {
-        let queued: Vec<Message> = self.network.in_flight().cloned().collect();
-        self.network.drop_messages(&MessageFilter::all());
+        let queued: Vec<Message> = self.network.take_messages();
         for message in queued {
             if self.in_flight.len() >= MESSAGES_IN_FLIGHT_MAX {
                 self.note(format!("network full: lost {} {}->{}", message.body.name(), message.from, message.to));
@@ -296,7 +378,7 @@ impl Simulation {
                     return Err(format!("at most {TICKS_PER_ACTION_MAX} ticks at once"));
                 }
                 for _ in 0..*count {
-                    self.network.tick(*node, 1)?;
+                    self.network.tick(*node)?;
                     self.collect_messages();
                 }
                 Ok(())
@@ -333,13 +415,80 @@ impl Simulation {
                 self.in_flight.retain(|numbered| numbered.message.to != *node && numbered.message.from != *node);
                 self.network.set_term(*node, *term)
             }
+            Action::Compact { node, index } => {
+                self.network.compact(*node, *index)?;
+                self.note(format!("S{node} compacted its log up to index {index} into a snapshot"));
+                Ok(())
+            }
+            Action::Read { node, key, linearizable } => self.read(*node, key, *linearizable),
+            Action::AddNode { node } => {
+                self.network.add_node(*node)?;
+                self.note(format!("S{node} started with an empty log"));
+                Ok(())
+            }
+            Action::ChangeMembership { node, add_learners, add_voters, remove } => {
+                self.change_membership(*node, add_learners, add_voters, remove)
+            }
+            Action::NaiveBacktracking { enabled } => {
+                self.naive_backtracking = *enabled;
+                Ok(())
+            }
+            Action::ResetCounters => {
+                self.appends.clear();
+                Ok(())
+            }
+            Action::Note { text } => {
+                if text.len() > COMMAND_BYTES_MAX * 4 {
+                    return Err("a note has at most 256 bytes".to_string());
+                }
+                self.note(text.clone());
+                Ok(())
+            }
         }
+    }
+
+    fn read(&mut self, node: NodeId, key: &str, linearizable: bool) -> Result<(), String> {
+        self.check_node(node)?;
+        if key.is_empty() || key.len() > COMMAND_BYTES_MAX {
+            return Err(format!("a key has 1 to {COMMAND_BYTES_MAX} bytes"));
+        }
+        if linearizable {
+            self.network.read_index(node, key)?;
+            self.note(format!("client asked S{node} for a linearizable read of {key}"));
+        } else {
+            let answer = self.network.read_local(node, key)?;
+            self.note(format!("S{node} answered: {answer}"));
+        }
+        Ok(())
+    }
+
+    fn change_membership(
+        &mut self,
+        node: NodeId,
+        add_learners: &[NodeId],
+        add_voters: &[NodeId],
+        remove: &[NodeId],
+    ) -> Result<(), String> {
+        let single = |kind: ConfChangeKind, node_id: NodeId| ConfChangeSingle { kind, node_id };
+        let mut changes: Vec<ConfChangeSingle> = Vec::new();
+        changes.extend(add_learners.iter().map(|id| single(ConfChangeKind::AddLearner, *id)));
+        changes.extend(add_voters.iter().map(|id| single(ConfChangeKind::AddVoter, *id)));
+        changes.extend(remove.iter().map(|id| single(ConfChangeKind::RemoveNode, *id)));
+        if changes.is_empty() || changes.len() > raft::CONF_CHANGES_MAX {
+            return Err(format!("a membership change has 1 to {} parts", raft::CONF_CHANGES_MAX));
+        }
+        let joint = changes.len() > 1;
+        let change = ConfChange { changes, context: bytes::Bytes::new() };
+        self.network.conf_change(node, change)?.map_err(|error| format!("S{node} refused the change: {error}"))?;
+        let how = if joint { "joint consensus C_old,new" } else { "a single-server change" };
+        self.note(format!("S{node} appended a configuration entry ({how})"));
+        Ok(())
     }
 
     fn advance(&mut self) -> Result<(), String> {
         for id in self.network.ids() {
             if self.network.is_alive(id) {
-                self.network.tick(id, 1)?;
+                self.network.tick(id)?;
             }
         }
         self.collect_messages();
@@ -362,9 +511,17 @@ impl Simulation {
         if !self.network.is_alive(target) {
             return Err(format!("S{target} is down"));
         }
-        self.network.propose(target, vec![Bytes::from(command.to_string())])?;
-        self.note(format!("client sent `{command}` to S{target}"));
-        Ok(())
+        match self.network.propose(target, command)? {
+            Ok(()) => {
+                self.note(format!("client sent `{command}` to S{target}"));
+                Ok(())
+            }
+            Err(ProposeError::NotLeader { leader_hint }) if leader_hint != 0 => {
+                self.note(format!("S{target} answered `{command}`: not the leader, send it to S{leader_hint}"));
+                Ok(())
+            }
+            Err(error) => Err(format!("S{target} refused `{command}`: {error}")),
+        }
     }
 
     fn crash(&mut self, node: NodeId) -> Result<(), String> {
@@ -392,6 +549,15 @@ impl Simulation {
         }
         self.in_flight.retain(|numbered| numbered.message.to != node && numbered.message.from != node);
         self.network.install_log(node, terms)
+    }
+
+    /// A leader without the conflict hint: a reject's hint is rewritten to "one entry lower"
+    /// (with the leader's own term there), so it backs up one entry per round trip.
+    fn rewrite_hint_for_naive_leader(&self, message: &mut Message) {
+        let MessageBody::AppendResponse { reject: true, index, .. } = message.body else { return };
+        let lower = index.saturating_sub(1);
+        let term = self.network.node(message.to).and_then(|node| node.term_at(lower)).unwrap_or(0);
+        message.body = MessageBody::AppendResponse { reject: true, index, hint_index: lower, hint_term: term };
     }
 
     fn deliver_where(&mut self, from: Option<NodeId>, to: Option<NodeId>, kind: Option<&str>) -> Result<(), String> {
@@ -429,7 +595,10 @@ impl Simulation {
     }
 
     fn deliver_number(&mut self, number: u64) -> Result<(), String> {
-        let message = self.take_number(number)?;
+        let mut message = self.take_number(number)?;
+        if self.naive_backtracking {
+            self.rewrite_hint_for_naive_leader(&mut message);
+        }
         let (from, to, name) = (message.from, message.to, message.body.name());
         if !self.network.is_alive(to) {
             self.note(format!("#{number} {name} S{from}->S{to} lost: S{to} is down"));
@@ -440,10 +609,18 @@ impl Simulation {
             return Ok(());
         }
         let before = self.network.node(to).map(|node| (node.role(), node.term()));
-        if let Err(error) = self.network.inject(message)? {
+        if matches!(message.body, MessageBody::Append { .. }) {
+            *self.appends.entry((from, to)).or_insert(0) += 1;
+        }
+        let reads_before = self.network.reads(to).0.len();
+        if let Err(error) = self.network.step(message) {
             self.note(format!("#{number} {name} S{from}->S{to} refused: {error}"));
         }
         self.collect_messages();
+        let (reads, _) = self.network.reads(to);
+        for answer in reads.iter().skip(reads_before).cloned().collect::<Vec<_>>() {
+            self.note(format!("S{to} answered: {answer}"));
+        }
         let after = self.network.node(to).map(|node| (node.role(), node.term()));
         if let (Some(before), Some((role, term))) = (before, after) {
             if before != (role, term) {
@@ -493,7 +670,18 @@ impl Simulation {
             progress: Vec::new(),
             group,
             applied_commands: self.network.applied(id),
+            state: Vec::new(),
+            reads: Vec::new(),
+            reads_waiting: Vec::new(),
+            voters: Vec::new(),
+            voters_outgoing: Vec::new(),
+            learners: Vec::new(),
         };
+        view.state = self.network.state_machine(id).into_iter().map(|(key, value)| format!("{key}={value}")).collect();
+        (view.reads, view.reads_waiting) = self.network.reads(id);
+        let membership = self.network.membership(id);
+        (view.voters, view.voters_outgoing, view.learners) =
+            (membership.voters, membership.voters_outgoing, membership.learners);
         match self.network.node(id) {
             Some(node) => {
                 view.alive = true;
@@ -531,6 +719,19 @@ impl Simulation {
                 })
             })
             .collect()
+    }
+
+    /// AppendEntries delivered per link since the counters were cleared.
+    pub fn round_trips(&self) -> Vec<RoundTripView> {
+        self.appends
+            .iter()
+            .map(|((from, to), appends)| RoundTripView { from: *from, to: *to, appends: *appends })
+            .collect()
+    }
+
+    /// True while the leader backs up one entry per rejected AppendEntries.
+    pub fn naive_backtracking(&self) -> bool {
+        self.naive_backtracking
     }
 
     /// The messages in flight, oldest first.
@@ -600,6 +801,16 @@ pub fn describe_body(body: &MessageBody) -> String {
         }
         MessageBody::Heartbeat { commit, .. } => format!("commit {commit}"),
         MessageBody::HeartbeatResponse { last_index, .. } => format!("last index {last_index}"),
+        MessageBody::ReadIndexResponse { index, .. } => format!("read index {index}"),
+        MessageBody::InstallSnapshot { meta, data, done, .. } => {
+            format!(
+                "snapshot up to ({},{}), {} bytes{}",
+                meta.term,
+                meta.index,
+                data.len(),
+                if *done { "" } else { ", more" }
+            )
+        }
         // Snapshots, forwarded proposals and reads: the kind's name says enough.
         other => other.name().to_string(),
     }
