@@ -2,10 +2,10 @@
 //! applying it answers. Encoded as `raftkvpb.InternalRequest` / `InternalResponse`.
 
 use proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
-    LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    MemberUpdateRequest, MemberUpdateResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
-    TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, MemberUpdateRequest, MemberUpdateResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse,
 };
 use proto::prost::Message;
 use proto::raftkvpb::{self, internal_request, internal_response, InternalRequest, InternalResponse};
@@ -46,6 +46,8 @@ pub enum Operation {
     /// Change the auth store: users, roles, permissions, the enabled flag, tokens
     /// (see [`crate::AuthStore`]).
     Auth(raftkvpb::AuthRequest),
+    /// Raise, clear or list alarms (etcd's `Maintenance.Alarm`, see `alarm.rs`).
+    Alarm(AlarmRequest),
 }
 
 /// Who sent a client request: its permissions are checked again when the command is
@@ -113,6 +115,7 @@ impl Command {
             Operation::LeaseCheckpoint(request) => Wire::LeaseCheckpoint(request.clone()),
             Operation::MemberUpdate(request) => Wire::MemberUpdate(request.clone()),
             Operation::Auth(request) => Wire::Auth(request.clone()),
+            Operation::Alarm(request) => Wire::Alarm(*request),
         };
         InternalRequest {
             request_id: self
@@ -137,6 +140,7 @@ impl Command {
             Wire::LeaseCheckpoint(request) => Operation::LeaseCheckpoint(request),
             Wire::MemberUpdate(request) => Operation::MemberUpdate(request),
             Wire::Auth(request) => Operation::Auth(request),
+            Wire::Alarm(request) => Operation::Alarm(request),
         };
         let request_id = message.request_id.map(|id| RequestId { client_id: id.client_id, sequence: id.sequence });
         let auth = message.auth_context.map(|context| AuthContext { user: context.user });
@@ -207,6 +211,8 @@ pub enum Response {
     MemberUpdate(MemberUpdateResponse),
     /// Answer to [`Operation::Auth`].
     Auth(raftkvpb::AuthResponse),
+    /// Answer to [`Operation::Alarm`].
+    Alarm(AlarmResponse),
 }
 
 /// Converts an apply result to its recorded protobuf form.
@@ -223,6 +229,7 @@ pub fn result_to_message(result: &Result<Response, Error>) -> InternalResponse {
         Ok(Response::LeaseCheckpoint(response)) => Wire::LeaseCheckpoint(*response),
         Ok(Response::MemberUpdate(response)) => Wire::MemberUpdate(response.clone()),
         Ok(Response::Auth(response)) => Wire::Auth(response.clone()),
+        Ok(Response::Alarm(response)) => Wire::Alarm(response.clone()),
         Err(error) => Wire::Error(raftkvpb::RequestError {
             kind: error.kind(),
             grpc_code: error.grpc_code(),
@@ -246,6 +253,7 @@ pub fn result_from_message(message: &InternalResponse) -> Option<Result<Response
         Wire::LeaseCheckpoint(response) => Ok(Response::LeaseCheckpoint(*response)),
         Wire::MemberUpdate(response) => Ok(Response::MemberUpdate(response.clone())),
         Wire::Auth(response) => Ok(Response::Auth(response.clone())),
+        Wire::Alarm(response) => Ok(Response::Alarm(response.clone())),
         Wire::Error(error) => Err(Error::from_kind(error.kind)?),
     };
     Some(result)

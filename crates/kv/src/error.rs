@@ -16,6 +16,10 @@ pub mod grpc_code {
     pub const PERMISSION_DENIED: u32 = 7;
     /// `UNAUTHENTICATED`.
     pub const UNAUTHENTICATED: u32 = 16;
+    /// `RESOURCE_EXHAUSTED`.
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
+    /// `DATA_LOSS`.
+    pub const DATA_LOSS: u32 = 15;
 }
 
 /// A request the state machine refuses. Deterministic: every replica refuses the
@@ -76,11 +80,15 @@ pub enum Error {
     InvalidAuthToken,
     /// Auth: a change that would lock everybody out (e.g. deleting root while enabled).
     InvalidAuthManagement,
+    /// The NOSPACE alarm is raised: writes that grow the store are refused.
+    NoSpace,
+    /// The CORRUPT alarm is raised: writes are refused.
+    Corrupt,
 }
 
 impl Error {
     /// Every error kind, in [`Error::kind`] order.
-    pub const ALL: [Error; 27] = [
+    pub const ALL: [Error; 29] = [
         Error::EmptyKey,
         Error::KeyNotFound,
         Error::ValueProvided,
@@ -108,6 +116,8 @@ impl Error {
         Error::PermissionNotGranted,
         Error::InvalidAuthToken,
         Error::InvalidAuthManagement,
+        Error::NoSpace,
+        Error::Corrupt,
     ];
 
     /// The message etcd sends for this error (clients match on it).
@@ -140,6 +150,8 @@ impl Error {
             Error::PermissionNotGranted => "etcdserver: permission is not granted to the role",
             Error::InvalidAuthToken => "etcdserver: invalid auth token",
             Error::InvalidAuthManagement => "etcdserver: invalid auth management",
+            Error::NoSpace => "etcdserver: mvcc: database space exceeded",
+            Error::Corrupt => "etcdserver: corrupt cluster",
         }
     }
 
@@ -160,6 +172,8 @@ impl Error {
             | Error::PermissionNotGranted => grpc_code::FAILED_PRECONDITION,
             Error::PermissionDenied => grpc_code::PERMISSION_DENIED,
             Error::InvalidAuthToken => grpc_code::UNAUTHENTICATED,
+            Error::NoSpace => grpc_code::RESOURCE_EXHAUSTED,
+            Error::Corrupt => grpc_code::DATA_LOSS,
             _ => grpc_code::INVALID_ARGUMENT,
         }
     }

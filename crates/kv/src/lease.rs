@@ -98,6 +98,11 @@ impl Leases {
         candidate
     }
 
+    /// Number of leases.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// All leases in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.by_id.values()

@@ -68,6 +68,7 @@
 
 #![deny(missing_docs)]
 
+mod alarm;
 mod auth;
 mod command;
 mod error;
@@ -84,6 +85,7 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
+pub use alarm::{txn_puts, ALARMS_MAX};
 pub use auth::{Access, AuthStore, ROOT_ROLE, ROOT_USER, SIMPLE_TOKENS_MAX};
 pub use command::{
     result_from_message, result_to_message, AuthContext, Command, DecodeError, Operation, RequestId, Response,
@@ -95,5 +97,5 @@ pub use members::{MemberAction, MemberChange};
 pub use mvcc::Revision;
 pub use session::DEFAULT_MAXIMUM_SESSIONS;
 pub use snapshot::{RestoreError, SNAPSHOT_FORMAT_VERSION};
-pub use store::{Applied, Config, History, Store};
+pub use store::{Applied, Config, History, Store, LEASE_BYTES};
 pub use txn::compare_key_value;

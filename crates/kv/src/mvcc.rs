@@ -39,6 +39,8 @@ pub(crate) const INLINE_KEY_BYTES: usize = 24;
 pub(crate) struct Mvcc {
     records: BTreeMap<Revision, Record>,
     key_index: BTreeMap<IndexKey, Vec<Revision>>,
+    /// Sum of the snapshot encoding sizes of all records (see [`Mvcc::stored_bytes`]).
+    stored_bytes: u64,
 }
 
 impl Mvcc {
@@ -75,7 +77,9 @@ impl Mvcc {
                 self.key_index.insert(IndexKey::from_slice(&kv.key), vec![revision]);
             }
         }
-        let previous = self.records.insert(revision, Record { kv, tombstone });
+        let record = Record { kv, tombstone };
+        self.stored_bytes += crate::snapshot::record_field_bytes(&revision, &record);
+        let previous = self.records.insert(revision, record);
         assert!(previous.is_none(), "a revision is written once");
     }
 
@@ -83,6 +87,7 @@ impl Mvcc {
     /// `revision`; deletion markers at or below `revision` are dropped too.
     pub fn compact(&mut self, revision: i64) {
         let records = &mut self.records;
+        let stored_bytes = &mut self.stored_bytes;
         self.key_index.retain(|_, revisions| {
             let count = revisions.partition_point(|stored| stored.main <= revision);
             let Some(newest_index) = count.checked_sub(1) else {
@@ -91,7 +96,9 @@ impl Mvcc {
             let newest_is_tombstone = records[&revisions[newest_index]].tombstone;
             let drop_count = if newest_is_tombstone { count } else { newest_index };
             for dropped in revisions.drain(..drop_count) {
-                records.remove(&dropped);
+                let record = records.remove(&dropped).expect("key index points at records");
+                let record_bytes = crate::snapshot::record_field_bytes(&dropped, &record);
+                *stored_bytes = stored_bytes.checked_sub(record_bytes).expect("removed bytes were counted");
             }
             !revisions.is_empty()
         });
@@ -127,6 +134,12 @@ impl Mvcc {
     /// All records in revision order.
     pub fn records(&self) -> impl Iterator<Item = (&Revision, &Record)> {
         self.records.iter()
+    }
+
+    /// Bytes all kept records take in a snapshot (the `records` field of
+    /// `StoreSnapshot`), maintained on insert and compaction.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
     }
 
     /// Number of stored records (all versions of all keys).

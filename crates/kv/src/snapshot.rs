@@ -18,7 +18,7 @@ const SNAPSHOT_RECORDS_FIELD: u32 = 5;
 
 /// Encoded bytes of one `StoreSnapshot.records` field (tag, length, `SnapshotRecord`), as
 /// prost writes it: fields at their default value are left out; `kv` is always present.
-fn record_field_bytes(revision: &Revision, record: &crate::mvcc::Record) -> u64 {
+pub(crate) fn record_field_bytes(revision: &Revision, record: &crate::mvcc::Record) -> u64 {
     use proto::prost::encoding::{encoded_len_varint, key_len};
     let kv_bytes = record.kv.encoded_len();
     let mut record_bytes = key_len(4) + encoded_len_varint(kv_bytes as u64) + kv_bytes;
@@ -143,6 +143,7 @@ impl Store {
             auth_revision: self.auth.revision,
             auth_users: self.auth.users.values().cloned().collect(),
             auth_roles: self.auth.roles.values().cloned().collect(),
+            alarms: self.alarms(),
             ..StoreSnapshot::default()
         }
     }
@@ -189,7 +190,9 @@ impl Store {
             snapshot.auth_roles,
         )
         .map_err(RestoreError::Inconsistent)?;
+        let alarms = crate::alarm::Alarms::restore(&snapshot.alarms).map_err(RestoreError::Inconsistent)?;
         Ok(Store {
+            alarms,
             auth,
             members,
             config,

@@ -14,6 +14,9 @@ use crate::mvcc::{Mvcc, Revision};
 use crate::session::{Lookup, Sessions, DEFAULT_MAXIMUM_SESSIONS};
 use crate::txn::{check_duplicate_keys, check_put, check_txn_request};
 
+/// Bytes a lease counts for in [`Store::size_bytes`] (etcd's quota counts 64 per grant).
+pub const LEASE_BYTES: u64 = 64;
+
 /// Reads "the newest version", including changes of the write in progress.
 pub(crate) const NEWEST: i64 = i64::MAX;
 
@@ -107,6 +110,7 @@ pub struct Store {
     pub(crate) applied_index: u64,
     pub(crate) members: crate::members::Members,
     pub(crate) auth: crate::auth::AuthStore,
+    pub(crate) alarms: crate::alarm::Alarms,
 }
 
 impl Default for Store {
@@ -134,6 +138,7 @@ impl Store {
             applied_index: 0,
             members: crate::members::Members::default(),
             auth: crate::auth::AuthStore::default(),
+            alarms: crate::alarm::Alarms::default(),
         }
     }
 
@@ -160,6 +165,14 @@ impl Store {
     /// Number of stored key versions (all kept history), e.g. for metrics.
     pub fn record_count(&self) -> usize {
         self.mvcc.record_count()
+    }
+
+    /// The bytes the store holds, as the space quota measures them: every kept revision
+    /// of every key as it is encoded in a snapshot (key, value, revisions, lease) plus
+    /// [`LEASE_BYTES`] per lease. Kept up to date on every change (no scan); compaction
+    /// lowers it.
+    pub fn size_bytes(&self) -> u64 {
+        self.mvcc.stored_bytes() + self.leases.len() as u64 * LEASE_BYTES
     }
 
     /// Number of client sessions remembered for deduplication.
@@ -199,7 +212,10 @@ impl Store {
         let mut write = Write { main: self.current_revision + 1, next_sub: 0, events: Vec::new() };
         let user = command.auth.as_ref().map(|context| context.user.as_str());
         let authorized = if command.auth.is_some() { self.authorize(user, &command.operation) } else { Ok(()) };
-        let mut result = authorized
+        let mut result = self
+            .alarms
+            .refusal(&command.operation)
+            .and(authorized)
             .and_then(|()| validate_operation(&command.operation, &self.config))
             .and_then(|()| self.execute(index, &command.operation, &mut write));
         if write.changed() {
@@ -241,6 +257,7 @@ impl Store {
             Operation::LeaseCheckpoint(request) => Ok(Response::LeaseCheckpoint(self.lease_checkpoint(request))),
             Operation::MemberUpdate(request) => Ok(Response::MemberUpdate(self.member_update(request))),
             Operation::Auth(request) => self.auth.apply(index, request).map(Response::Auth),
+            Operation::Alarm(request) => Ok(Response::Alarm(self.apply_alarm(request))),
         }
     }
 
@@ -427,6 +444,7 @@ fn set_header_revision(response: &mut Response, revision: i64) {
             crate::auth::set_header_revision(response, revision);
             return;
         }
+        Response::Alarm(_) => return, // etcd's alarm answers carry no header
     };
     *slot = header(revision);
 }

@@ -59,6 +59,7 @@ pub fn summarize(entry: &raft::Entry) -> String {
         kv::Operation::LeaseCheckpoint(checkpoint) => format!("lease checkpoint ({})", checkpoint.checkpoints.len()),
         kv::Operation::MemberUpdate(update) => format!("member update {:x}", update.id),
         kv::Operation::Auth(_) => "auth change".into(),
+        kv::Operation::Alarm(alarm) => format!("alarm action {} type {}", alarm.action, alarm.alarm),
     }
 }
 
