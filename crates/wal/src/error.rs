@@ -68,6 +68,17 @@ pub enum WalError {
     /// backwards, compacting past the last entry). Nothing was written.
     #[error("invalid write: {0}")]
     InvalidWrite(String),
+    /// The file system is full (`ENOSPC`, or a disk quota reached: `EDQUOT`) while writing
+    /// `path`. Unlike [`WalError::Io`] this does not poison the WAL: nothing that was
+    /// durable changed, a partial record was cut off again, and what the failed call
+    /// asked for is not in the log. Retry the same call once space is freed.
+    #[error("no space left on device writing {path} ({source}); nothing was written, retry once space is freed")]
+    NoSpace {
+        /// The file (or directory) being written.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
     /// An earlier write or sync failed, so what is on disk is unknown; the WAL refuses
     /// every further write. Reopen it (recovery decides what is durable).
     #[error("the WAL is unusable after an earlier write failure; reopen it")]
@@ -80,10 +91,24 @@ impl WalError {
         WalError::Io { path: path.into(), source }
     }
 
+    /// True for [`WalError::NoSpace`]: a full disk, retryable once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, WalError::NoSpace { .. })
+    }
+
     /// A [`WalError::Corrupt`] at `offset` of `path`.
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         WalError::Corrupt { path: path.into(), offset, reason: reason.into() }
     }
+}
+
+/// True if `error` says the file system is full (`ENOSPC`) or a disk quota is reached
+/// (`EDQUOT`).
+pub fn is_no_space_error(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 impl From<WalError> for raft::StorageError {

@@ -49,6 +49,6 @@ mod recovery;
 mod state;
 mod wal;
 
-pub use error::WalError;
+pub use error::{is_no_space_error, WalError};
 pub use file_system::{BufferedUntilSyncFileSystem, FileSystem, StdFileSystem, WalFile};
 pub use wal::{DetachedSync, Wal, WalOptions, WriteBatch, PREALLOCATION_STEP_BYTES, SEGMENT_SIZE_BYTES_MAX_DEFAULT};

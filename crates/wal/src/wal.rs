@@ -9,7 +9,7 @@ use bytes::Bytes;
 use raft::{ConfState, Entry, HardState, Index, Snapshot, SnapshotMeta, Storage, StorageError, Term};
 
 use crate::codec::{self, FileIdentity, RecordParts, SnapshotMarker};
-use crate::error::WalError;
+use crate::error::{is_no_space_error, WalError};
 use crate::file_system::{FileSystem, StdFileSystem, WalFile};
 use crate::names;
 use crate::state::LogState;
@@ -121,6 +121,12 @@ struct WritePlan<'a> {
 ///
 /// Any I/O failure while writing poisons the WAL: every later write returns
 /// [`WalError::Poisoned`], and the caller must reopen it (recovery decides what is durable).
+/// Except a full disk: a write, preallocation, file creation or rename that fails with
+/// `ENOSPC` returns [`WalError::NoSpace`], cuts off whatever part of a record reached the
+/// file and removes half-written new files, and leaves the WAL usable: the log holds
+/// exactly what it held before the call (for a batch split into several records, a
+/// prefix of them), so the caller retries the same batch later. A failing `fdatasync`
+/// still poisons, whatever the error: after one, the kernel may have dropped the data.
 #[derive(Debug)]
 pub struct Wal {
     pub(crate) directory: PathBuf,
@@ -306,7 +312,11 @@ impl Wal {
         let marker = SnapshotMarker { index, term, conf: conf.clone(), keep_suffix: true };
         let meta = SnapshotMeta { index, term, conf };
         self.store_snapshot_file(&meta, data_length_bytes, write_data)?;
-        self.execute(WritePlan { marker: Some(marker), ..WritePlan::default() })?;
+        let marked = self.execute(WritePlan { marker: Some(marker), ..WritePlan::default() });
+        if matches!(&marked, Err(error) if error.is_no_space()) {
+            self.remove_unreferenced_snapshot(&meta);
+        }
+        marked?;
         self.snapshot_file_replaced();
         assert_eq!(self.state.snapshot_meta.index, index, "the marker moved the snapshot");
         self.sync()
@@ -382,6 +392,19 @@ impl Wal {
         })
     }
 
+    /// Passes `result` through. A full disk becomes [`WalError::NoSpace`] and leaves the WAL
+    /// usable (the caller undoes what the failed call started); any other error poisons it.
+    pub(crate) fn check_space<T>(
+        &mut self,
+        result: std::io::Result<T>,
+        path: impl Into<PathBuf>,
+    ) -> Result<T, WalError> {
+        match result {
+            Err(source) if is_no_space_error(&source) => Err(WalError::NoSpace { path: path.into(), source }),
+            other => self.check_io(other, path),
+        }
+    }
+
     /// Validates `batch` against the log and decides what to write. No side effects.
     fn plan_batch<'a>(&self, batch: &'a WriteBatch) -> Result<WritePlan<'a>, WalError> {
         let mut plan = WritePlan::default();
@@ -428,6 +451,21 @@ impl Wal {
             + plan.conf_state.as_ref().map_or(0, conf_size_bytes);
         let entry_budget_bytes = codec::RECORD_SIZE_BYTES_MAX - fixed_size_bytes.min(codec::RECORD_SIZE_BYTES_MAX / 2);
         let chunks = split_entries(plan.entries, entry_budget_bytes)?;
+        let written = self.write_chunks(&plan, chunks);
+        if let (Err(error), Some(snapshot)) = (&written, &plan.snapshot) {
+            if error.is_no_space() && self.state.snapshot_meta.index < snapshot.meta.index {
+                self.remove_unreferenced_snapshot(&snapshot.meta);
+            }
+        }
+        written?;
+        if plan.snapshot.is_some() {
+            self.snapshot_file_replaced();
+        }
+        Ok(())
+    }
+
+    /// Writes the records of `plan`, one per chunk of its entries.
+    fn write_chunks(&mut self, plan: &WritePlan<'_>, chunks: Vec<&[Entry]>) -> Result<(), WalError> {
         let chunk_count = chunks.len();
         for (position, chunk) in chunks.into_iter().enumerate() {
             let (first_chunk, last_chunk) = (position == 0, position + 1 == chunk_count);
@@ -440,10 +478,17 @@ impl Wal {
             };
             self.write_record(&parts)?;
         }
-        if plan.snapshot.is_some() {
-            self.snapshot_file_replaced();
-        }
         Ok(())
+    }
+
+    /// Removes the file of a snapshot whose marker could not be written for lack of space
+    /// (nothing refers to it; it would only hold space). Best effort: a file left behind
+    /// is removed by the next cleanup after a newer snapshot, or replaced on retry.
+    fn remove_unreferenced_snapshot(&mut self, meta: &SnapshotMeta) {
+        let path = self.directory.join(names::snapshot_file_name(meta.index, meta.term));
+        if let Err(error) = self.options.file_system.remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "WAL: could not remove an unreferenced snapshot file");
+        }
     }
 
     /// A new snapshot file is current: older files go at the next sync, and the data is
@@ -468,9 +513,12 @@ impl Wal {
             let sequence = self.segments.back().expect("a WAL always has a segment").sequence + 1;
             self.start_segment(sequence)?;
         }
-        self.preallocate_for(frame_length)?;
-        let result = self.current_file.write_all(&self.encode_buffer);
-        self.check_io(result, self.current_segment_path())?;
+        if let Err(error) = self.append_frame(frame_length) {
+            if error.is_no_space() {
+                self.cut_partial_record()?;
+            }
+            return Err(error);
+        }
         self.current_size_bytes += frame_length;
         assert!(self.preallocated_bytes == 0 || self.preallocated_bytes >= self.current_size_bytes);
         self.current_has_records = true;
@@ -481,6 +529,27 @@ impl Wal {
             segment.max_index_written = segment.max_index_written.max(last.index);
         }
         debug_assert_eq!(self.state.entries_first_index, self.state.snapshot_meta.index + 1);
+        Ok(())
+    }
+
+    /// Writes the encoded frame of `frame_length` bytes after the current segment's last
+    /// record (preallocating first).
+    fn append_frame(&mut self, frame_length: u64) -> Result<(), WalError> {
+        self.preallocate_for(frame_length)?;
+        let result = self.current_file.write_all(&self.encode_buffer);
+        self.check_space(result, self.current_segment_path())
+    }
+
+    /// After a write the disk had no room for: cuts the current segment back to its last
+    /// whole record, so no partial record (or zeros of a partial preallocation) stays in
+    /// the file, and their space is freed. Failing to cut poisons the WAL.
+    fn cut_partial_record(&mut self) -> Result<(), WalError> {
+        let result = self.current_file.truncate(self.current_size_bytes);
+        self.check_io(result, self.current_segment_path())?;
+        if self.preallocated_bytes != 0 {
+            self.preallocated_bytes = self.current_size_bytes;
+        }
+        tracing::debug!(bytes = self.current_size_bytes, "WAL: cut a partial record after a full disk");
         Ok(())
     }
 
@@ -495,7 +564,7 @@ impl Wal {
         let target_bytes = needed_bytes.div_ceil(step) * step;
         let target_bytes = target_bytes.min(self.options.segment_size_bytes_max).max(needed_bytes);
         let result = self.current_file.preallocate(target_bytes);
-        self.preallocated_bytes = self.check_io(result, self.current_segment_path())?;
+        self.preallocated_bytes = self.check_space(result, self.current_segment_path())?;
         Ok(())
     }
 
@@ -535,7 +604,8 @@ impl Wal {
     }
 
     /// Writes a temporary file with `write`, syncs it, renames it to `final_path` and
-    /// syncs the directory. Returns the open file (positioned at its end).
+    /// syncs the directory. Returns the open file (positioned at its end). If the disk is
+    /// full before the rename, the temporary file is removed and nothing changed.
     fn write_file_atomically(
         &mut self,
         final_path: &Path,
@@ -543,16 +613,38 @@ impl Wal {
     ) -> Result<Box<dyn WalFile>, WalError> {
         let file_system = self.options.file_system.clone();
         let temporary_path = names::temporary_path(final_path);
-        let created = file_system.create_file(&temporary_path);
-        let mut file = self.check_io(created, &temporary_path)?;
-        let written = write(&mut *file);
-        self.check_io(written, &temporary_path)?;
-        let synced = file.sync_data();
-        self.check_io(synced, &temporary_path)?;
-        let renamed = file_system.rename(&temporary_path, final_path);
-        self.check_io(renamed, final_path)?;
+        let placed = self.write_and_rename(&temporary_path, final_path, write);
+        if matches!(&placed, Err(error) if error.is_no_space()) {
+            if let Err(error) = file_system.remove_file(&temporary_path) {
+                let path = temporary_path.display();
+                tracing::warn!(path = %path, %error, "WAL: could not remove a temporary file after a full disk");
+            }
+        }
+        let file = placed?;
         let directory_synced = file_system.sync_directory(&self.directory);
         self.check_io(directory_synced, self.directory.clone())?;
+        Ok(file)
+    }
+
+    /// The part of [`Wal::write_file_atomically`] a full disk can stop without harm:
+    /// create, write and sync `temporary_path`, rename it to `final_path`.
+    fn write_and_rename(
+        &mut self,
+        temporary_path: &Path,
+        final_path: &Path,
+        write: &mut dyn FnMut(&mut dyn WalFile) -> std::io::Result<()>,
+    ) -> Result<Box<dyn WalFile>, WalError> {
+        let file_system = self.options.file_system.clone();
+        let created = file_system.create_file(temporary_path);
+        let mut file = self.check_space(created, temporary_path)?;
+        let written = write(&mut *file);
+        self.check_space(written, temporary_path)?;
+        // A failed sync of a file nothing refers to yet loses nothing, but only a full
+        // disk is retried; any other error poisons (the disk may be failing).
+        let synced = file.sync_data();
+        self.check_space(synced, temporary_path)?;
+        let renamed = file_system.rename(temporary_path, final_path);
+        self.check_space(renamed, final_path)?;
         Ok(file)
     }
 
