@@ -1,14 +1,15 @@
 //! `--force-new-cluster` (etcd's disaster recovery after a permanent loss of quorum): the
 //! survivor of a 3-member cluster whose two other members are gone for good restarts as
 //! a one-member cluster with every acknowledged write, stays one after a plain restart,
-//! (regrowing with `etcdctl member add` is not tested yet: the add times out). On an empty data dir the flag
-//! is refused and nothing is written.
+//! and regrows to three with `etcdctl member add` (the first new member catches up as a
+//! learner and is promoted by the leader, thesis §4.2.1). On an empty data dir the flag is
+//! refused and nothing is written.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{etcdctl, etcdctl_ok, Cluster, WAIT_MAX};
+use common::{etcdctl, etcdctl_ok, parse_member_add, Cluster, WAIT_MAX};
 
 const KEYS: usize = 20;
 
@@ -75,7 +76,37 @@ async fn survivor_restarts_alone_and_regrows_to_three() {
     wait_for(&cluster, &survivor, &["put", "k-restarted", "y"], |_| true).await;
     assert_eq!(member_lines(&etcdctl_ok(&survivor, &["member", "list"]).await), 1, "still one member");
 
+    for (grown, name) in [(2, "regrown-1"), (3, "regrown-2")] {
+        regrow(&mut cluster, &survivor, name, grown).await;
+    }
+    // Three voters again: the cluster commits with one of them stopped.
+    let newest = cluster.nodes.len() - 1;
+    cluster.kill(newest);
+    etcdctl_ok(&survivor, &["put", "k-regrown", "z"]).await;
+    let second = cluster.nodes[newest - 1].client_url.clone();
+    let keys = keys_on(&cluster, &second, KEYS + 3).await;
+    assert!(keys.contains("k-regrown") && keys.contains("k00"), "{keys}");
+    cluster.restart(newest);
+    let third = cluster.nodes[newest].client_url.clone();
+    keys_on(&cluster, &third, KEYS + 3).await;
     cluster.assert_running();
+}
+
+/// `etcdctl member add` of a new, empty member through `survivor`, started as `member add`
+/// says; waits until the member list holds `members` voters and the new member serves
+/// every key.
+async fn regrow(cluster: &mut Cluster, survivor: &str, name: &str, members: usize) {
+    let index = cluster.add_node(name);
+    let peer_url = cluster.nodes[index].peer_url.clone();
+    let added = etcdctl_ok(survivor, &["member", "add", name, &format!("--peer-urls={peer_url}")]).await;
+    let (_, initial_cluster) = parse_member_add(&added);
+    cluster.start_joining(index, &initial_cluster);
+    let voters = |out: &str| out.lines().filter(|line| line.trim_end().ends_with("false")).count() == members;
+    let listed =
+        wait_for(cluster, survivor, &["member", "list"], |out| member_lines(out) == members && voters(out)).await;
+    assert!(listed.contains(name), "{listed}");
+    let endpoint = cluster.nodes[index].client_url.clone();
+    keys_on(cluster, &endpoint, KEYS + 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

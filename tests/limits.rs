@@ -2,8 +2,8 @@
 //! real client (etcd-client, etcdctl 3.4) against a real `raftkv serve` process:
 //!
 //! - `--max-request-bytes`: a write over it gets etcd's "request is too large"; a
-//!   message over it plus gRPC's overhead is refused by the gRPC decoder (`OutOfRange`,
-//!   "decoded message length too large") on every service, unary or streaming (a watch
+//!   message over it plus gRPC's overhead is refused by the gRPC decoder with grpc-go's
+//!   (etcd's) answer (`ResourceExhausted`, "received message larger than max") on every service, unary or streaming (a watch
 //!   stream here);
 //! - `--max-txn-ops`: etcd's "too many operations in txn request";
 //! - `--max-client-connections`: one connection more gets "too many client connections";
@@ -36,10 +36,12 @@ fn grpc_status(error: &etcd_client::Error) -> Option<&tonic::Status> {
     }
 }
 
-/// The gRPC decoder's refusal of a message over its limit (tonic answers `OutOfRange`).
+/// The gRPC decoder's refusal of a message over its limit, as etcd (grpc-go) answers it:
+/// `ResourceExhausted`, "grpc: received message larger than max (N vs. M)".
 fn decoder_refused(error: &etcd_client::Error) -> bool {
     grpc_status(error).is_some_and(|status| {
-        status.code() == tonic::Code::OutOfRange && status.message().contains("decoded message length too large")
+        status.code() == tonic::Code::ResourceExhausted
+            && status.message().starts_with("grpc: received message larger than max (")
     })
 }
 

@@ -354,6 +354,11 @@ impl Driver {
         }
         self.expire_leases();
         self.membership.on_tick(self.ticks, self.node.leader());
+        if self.membership.has_learners_to_promote() {
+            let store = self.store.clone();
+            let store = store.blocking_read();
+            self.membership.promote_caught_up_learners(&mut self.node, &store);
+        }
         for (peer, length) in self.transport.queue_lengths() {
             self.metrics.peer_queue_length.with_label_values(&[&format!("{peer:x}")]).set(length as i64);
         }

@@ -9,7 +9,11 @@
 //! same revision. Keep-alives refresh a deadline on the leader.
 //!
 //! The starting TTL is the granted TTL (a leader change extends remaining TTLs, etcd's
-//! behaviour by default) unless a checkpoint recorded a remaining TTL. With
+//! behaviour by default) unless a checkpoint recorded a remaining TTL. As etcd's
+//! `Promote(extend)` does, a member that just became leader adds its election timeout
+//! ([`Lessor::with_leader_extension`]) to the starting TTL of every lease it takes over, so
+//! that clients whose keep-alives went to the old leader have time to find the new one;
+//! leases granted while it leads start from their TTL alone. With
 //! `--experimental-enable-lease-checkpoint` ([`Lessor::with_checkpoints`]) the leader
 //! does what etcd 3.4's lessor does: every lease whose remaining TTL is longer than the
 //! checkpoint interval (etcd: 5 minutes) is scheduled for a checkpoint one interval
@@ -74,6 +78,9 @@ pub struct Lessor {
     state: Mutex<LessorState>,
     /// `Some` with `--experimental-enable-lease-checkpoint`.
     checkpoint_interval: Option<Duration>,
+    /// Added to the starting TTL of the leases a new leader takes over (etcd: the election
+    /// timeout); zero by default.
+    leader_extension: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +105,13 @@ impl Lessor {
         Lessor { checkpoint_interval: Some(interval), ..Lessor::default() }
     }
 
+    /// The same lessor, extending the leases it takes over as a new leader by `extension`
+    /// (etcd passes the election timeout).
+    pub fn with_leader_extension(self, extension: Duration) -> Lessor {
+        assert!(extension <= Duration::from_secs(3600), "an election timeout, not a lease TTL");
+        Lessor { leader_extension: extension, ..self }
+    }
+
     /// True if remaining TTLs are checkpointed (`--experimental-enable-lease-checkpoint`).
     pub fn checkpoints_enabled(&self) -> bool {
         self.checkpoint_interval.is_some()
@@ -115,6 +129,7 @@ impl Lessor {
             *state = LessorState::default();
             return Refreshed::default();
         }
+        let extension = if state.leading { Duration::ZERO } else { self.leader_extension };
         state.leading = true;
         let mut current: HashMap<i64, Instant> = HashMap::with_capacity(leases.len());
         let mut refreshed = Refreshed::default();
@@ -122,7 +137,7 @@ impl Lessor {
             let deadline = match state.deadlines.get(&lease.id) {
                 Some(deadline) => *deadline,
                 None => {
-                    let deadline = now + ttl_duration(lease.starting_ttl_seconds);
+                    let deadline = now + ttl_duration(lease.starting_ttl_seconds) + extension;
                     self.schedule_checkpoint(&mut state, lease.id, deadline, now);
                     deadline
                 }
@@ -262,6 +277,22 @@ mod tests {
         assert!(lessor.refresh(true, &leases[1..], later).expired.is_empty());
         assert!(lessor.refresh(true, &leases[1..], later + Duration::from_secs(9)).expired.is_empty());
         assert!(lessor.refresh(true, &leases[1..], later + Duration::from_secs(20)).checkpoints.is_empty(), "off");
+    }
+
+    #[test]
+    fn a_new_leader_extends_the_leases_it_takes_over_by_the_election_timeout() {
+        let lessor = Lessor::new().with_leader_extension(Duration::from_secs(2));
+        let start = Instant::now();
+        let taken_over = [times(1, 5, 5)];
+        assert!(lessor.refresh(true, &taken_over, start).expired.is_empty());
+        assert_eq!(lessor.remaining_seconds(1), Some(7), "TTL plus the election timeout");
+        assert!(lessor.refresh(true, &taken_over, start + Duration::from_millis(6500)).expired.is_empty());
+        assert_eq!(lessor.refresh(true, &taken_over, start + Duration::from_secs(7)).expired, vec![1]);
+        // A lease granted while leading (lease 1 is revoked meanwhile) starts from its TTL alone.
+        let with_new = [times(2, 5, 5)];
+        let granted_at = start + Duration::from_secs(7);
+        lessor.refresh(true, &with_new, granted_at);
+        assert_eq!(lessor.refresh(true, &with_new, granted_at + Duration::from_secs(5)).expired, vec![2]);
     }
 
     #[test]

@@ -184,3 +184,101 @@ pub fn refuse_over_limit(request: tonic::Request<()>) -> Result<tonic::Request<(
         _ => Ok(request),
     }
 }
+
+/// tonic's decoder refuses a message over `--max-request-bytes` plus gRPC's overhead with
+/// `OutOfRange` "Error, decoded message length too large: found N bytes, the limit is: M
+/// bytes"; etcd (grpc-go) answers `ResourceExhausted` "grpc: received message larger than
+/// max (N vs. M)", and clients retry or report on that code. This rewrites the first into
+/// the second, in a trailers-only answer (a unary call's refusal) and in the trailers of a
+/// stream (a streaming call's); other answers pass unchanged.
+pub fn decoder_refusal_as_grpc_go<B>(mut response: http::Response<B>) -> http::Response<RewrittenBody<B>>
+where
+    B: http_body::Body,
+{
+    rewrite_decoder_refusal(response.headers_mut());
+    let rewrite: fn(http_body::Frame<B::Data>) -> http_body::Frame<B::Data> = rewrite_trailers_frame::<B::Data>;
+    response.map(|body| http_body_util::BodyExt::map_frame(body, rewrite))
+}
+
+/// A response body whose trailers went through [`rewrite_decoder_refusal`].
+pub type RewrittenBody<B> = http_body_util::combinators::MapFrame<
+    B,
+    fn(http_body::Frame<<B as http_body::Body>::Data>) -> http_body::Frame<<B as http_body::Body>::Data>,
+>;
+
+fn rewrite_trailers_frame<D>(frame: http_body::Frame<D>) -> http_body::Frame<D> {
+    match frame.into_trailers() {
+        Ok(mut trailers) => {
+            rewrite_decoder_refusal(&mut trailers);
+            http_body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    }
+}
+
+/// Rewrites tonic's decoding refusal in `headers` (answer headers or trailers) as grpc-go's.
+fn rewrite_decoder_refusal(headers: &mut http::HeaderMap) {
+    if headers.get("grpc-status").map(|value| value.as_bytes()) != Some(b"11".as_slice()) {
+        return;
+    }
+    let Some(message) = headers.get("grpc-message") else { return };
+    // tonic percent-encodes the message (spaces too).
+    let message = percent_encoding::percent_decode(message.as_bytes()).decode_utf8_lossy();
+    let Some((found, limit)) = decoder_refusal_sizes(&message) else { return };
+    let message = format!("grpc: received message larger than max ({found} vs. {limit})");
+    let message = http::HeaderValue::from_str(&message).expect("ASCII digits and text");
+    headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    headers.insert("grpc-message", message);
+}
+
+/// (found, limit) from tonic's decoding refusal message, `None` for any other message.
+fn decoder_refusal_sizes(message: &str) -> Option<(u64, u64)> {
+    let rest = message.strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some((found.parse().ok()?, limit.parse().ok()?))
+}
+
+#[cfg(test)]
+mod decoder_refusal_tests {
+    use super::*;
+
+    fn answer(status: &'static str, message: &'static str) -> http::Response<http_body_util::Empty<bytes::Bytes>> {
+        let mut response = http::Response::new(http_body_util::Empty::new());
+        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(status));
+        response.headers_mut().insert("grpc-message", http::HeaderValue::from_static(message));
+        response
+    }
+
+    #[test]
+    fn a_stream_refusal_in_trailers_is_rewritten_too() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("11"));
+        let message =
+            "Error,%20decoded%20message%20length%20too%20large:%20found%2010%20bytes,%20the%20limit%20is:%209%20bytes";
+        trailers.insert("grpc-message", http::HeaderValue::from_static(message));
+        let frame = rewrite_trailers_frame::<bytes::Bytes>(http_body::Frame::trailers(trailers));
+        let trailers = frame.into_trailers().expect("still trailers");
+        assert_eq!(trailers["grpc-status"], "8");
+        assert_eq!(trailers["grpc-message"], "grpc: received message larger than max (10 vs. 9)");
+        let data = rewrite_trailers_frame(http_body::Frame::data(bytes::Bytes::from_static(b"x")));
+        assert_eq!(data.into_data().expect("data passes"), bytes::Bytes::from_static(b"x"));
+    }
+
+    #[test]
+    fn tonic_decoding_refusal_reads_as_grpc_go_resource_exhausted() {
+        let refused =
+            answer("11", "Error, decoded message length too large: found 2097200 bytes, the limit is: 2097152 bytes");
+        let rewritten = decoder_refusal_as_grpc_go(refused);
+        assert_eq!(rewritten.headers()["grpc-status"], "8");
+        assert_eq!(rewritten.headers()["grpc-message"], "grpc: received message larger than max (2097200 vs. 2097152)");
+        let compacted = answer("11", "etcdserver: mvcc: required revision has been compacted");
+        let unchanged = decoder_refusal_as_grpc_go(compacted);
+        assert_eq!(unchanged.headers()["grpc-status"], "11", "other OutOfRange answers are left alone");
+        let ok = decoder_refusal_as_grpc_go(answer(
+            "0",
+            "Error, decoded message length too large: found 1 bytes, the limit is: 0 bytes",
+        ));
+        assert_eq!(ok.headers()["grpc-status"], "0");
+    }
+}

@@ -324,6 +324,11 @@ pub struct Membership {
     /// Set once this member applied its own removal: the tick at which the loop stops.
     stop_at_tick: Option<u64>,
     removed_self: bool,
+    /// Learners this leader adds as voters once they caught up: members added as voters to
+    /// a one-voter cluster, which join as learners first (see `catches_up_first`). At most
+    /// [`LEARNERS_MAX`]; kept by the leader that added them only (after a leader change,
+    /// `etcdctl member promote` finishes the job).
+    promote_when_caught_up: BTreeSet<u64>,
     /// `--strict-reconfig-check` (etcd's default true): refuse changes that would leave too few
     /// started members for a quorum; false skips those checks.
     pub strict_reconfig_check: bool,
@@ -339,6 +344,7 @@ impl Membership {
             waiting: Vec::new(),
             stop_at_tick: None,
             removed_self: false,
+            promote_when_caught_up: BTreeSet::new(),
             strict_reconfig_check: true,
         }
     }
@@ -364,7 +370,12 @@ impl Membership {
                 .and_then(|(change, member)| propose(node, change).map(|()| (member.id, Some(member)))),
         };
         match outcome {
-            Ok((member_id, _)) => {
+            Ok((member_id, member)) => {
+                let wants_voter = matches!(request, MembershipRequest::Add { is_learner: false, .. });
+                if wants_voter && member.is_some_and(|member| member.is_learner) {
+                    self.promote_when_caught_up.insert(member_id);
+                    assert!(self.promote_when_caught_up.len() <= LEARNERS_MAX, "one learner at a time");
+                }
                 let transfer = matches!(request, MembershipRequest::MoveLeader { .. });
                 self.waiting.push(Waiting { member_id, transfer, respond, deadline_tick });
             }
@@ -429,6 +440,9 @@ impl Membership {
             }
             kv::MemberAction::Promote => tracing::info!(member = %format!("{id:x}"), "promoted learner to voter"),
         }
+        if change.action != kv::MemberAction::Add {
+            self.promote_when_caught_up.remove(&id);
+        }
         let member = store.member(id).cloned();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
@@ -443,6 +457,36 @@ impl Membership {
             self.removed_self = true;
         }
         Applied { removed_self }
+    }
+
+    /// True if a learner waits to be promoted once caught up (the loop then calls
+    /// [`Membership::promote_caught_up_learners`] on its ticks).
+    pub fn has_learners_to_promote(&self) -> bool {
+        !self.promote_when_caught_up.is_empty()
+    }
+
+    /// Leader: proposes the promotion of every learner in `promote_when_caught_up` whose
+    /// log caught up (the checks of `etcdctl member promote`); one still behind, or a change
+    /// in progress, is tried again on a later tick. A member no longer a learner (promoted
+    /// or removed by hand) or a lost leadership drops the plan.
+    pub fn promote_caught_up_learners<S: Storage>(&mut self, node: &mut RawNode<S>, store: &kv::Store) {
+        if node.role() != Role::Leader {
+            self.promote_when_caught_up.clear();
+            return;
+        }
+        let learners = store.members().filter(|member| member.is_learner).map(|member| member.id).collect();
+        let learners: BTreeSet<u64> = learners;
+        self.promote_when_caught_up.retain(|id| learners.contains(id));
+        let started = self.started_members(node.id());
+        for id in self.promote_when_caught_up.clone() {
+            let request = MembershipRequest::Promote { id };
+            let planned = plan_change(node, store, &request, &started, self.strict_reconfig_check, &self.cluster_token);
+            let Ok((change, _)) = planned else { continue };
+            match propose(node, change) {
+                Ok(()) => tracing::info!(member = %format!("{id:x}"), "learner caught up; promoting it to voter"),
+                Err(error) => tracing::debug!(member = %format!("{id:x}"), ?error, "promotion deferred"),
+            }
+        }
     }
 
     /// Brings the member table, the transport's peers and this member's own removal in line
@@ -647,19 +691,32 @@ fn check_add(
     if is_learner && view.store.members().filter(|member| member.is_learner).count() >= LEARNERS_MAX {
         return Err(MembershipError::TooManyLearners);
     }
-    if !is_learner && view.strict {
+    // A one-voter cluster (regrowing after --force-new-cluster or a restore) may grow, as in
+    // etcd; the new member first catches up as a learner (see `catches_up_first`).
+    let regrowing = !is_learner && view.conf.voters.len() == 1;
+    if !is_learner && view.strict && !regrowing {
         let voters = view.conf.voters.len() + 1;
         let started = view.conf.voters.iter().filter(|id| view.started.contains(id)).count();
-        // As etcd: a one-member cluster may grow (regrowing after --force-new-cluster or a restore).
-        let regrowing = started == 1 && voters == 2;
-        if started < quorum(voters) && !regrowing {
+        if started < quorum(voters) {
             return Err(MembershipError::NotEnoughStartedMembers);
         }
     }
+    let as_learner = is_learner || catches_up_first(view, regrowing);
     let id = new_member_id(&sorted, cluster_token);
-    let member = Member { id, name: String::new(), peer_ur_ls: sorted, client_ur_ls: Vec::new(), is_learner };
-    let kind = if is_learner { ConfChangeKind::AddLearner } else { ConfChangeKind::AddVoter };
+    let member =
+        Member { id, name: String::new(), peer_ur_ls: sorted, client_ur_ls: Vec::new(), is_learner: as_learner };
+    let kind = if as_learner { ConfChangeKind::AddLearner } else { ConfChangeKind::AddVoter };
     Ok((conf_change(kind, &member, kv::MemberAction::Add), member))
+}
+
+/// Thesis §4.2.1 ("catching up new servers"): a voter added to a one-voter cluster would
+/// make the new configuration's quorum need the new member before it has even started (the
+/// add itself could not commit, and the cluster would be unavailable until it caught up).
+/// It joins as a learner instead and the leader promotes it once it has caught up (see
+/// [`Membership::promote_caught_up_learners`]). Not when the cluster already holds its
+/// [`LEARNERS_MAX`] learners: then it is added as a voter directly, as etcd does.
+fn catches_up_first(view: &ClusterView<'_>, regrowing: bool) -> bool {
+    regrowing && view.store.members().filter(|member| member.is_learner).count() < LEARNERS_MAX
 }
 
 fn check_remove(view: &ClusterView<'_>, id: u64) -> Result<(ConfChange, Member), MembershipError> {
@@ -958,10 +1015,14 @@ mod tests {
         assert!(add(&["http://127.0.0.1:9000"], true, &only_leader).is_ok(), "a learner needs no quorum");
         let alone = store_with(&[member(1, false)]);
         let request = MembershipRequest::Add { peer_urls: vec!["http://127.0.0.1:9000".into()], is_learner: false };
-        assert!(
-            check_request(&view(&alone, &only_leader, &[]), &request, "t").is_ok(),
-            "a one-member cluster may add a voter (etcd: regrowing a restored or forced cluster)"
-        );
+        let (change, added) = check_request(&view(&alone, &only_leader, &[]), &request, "t")
+            .expect("a one-member cluster may add a voter (etcd: regrowing a restored or forced cluster)");
+        assert_eq!(change.changes[0].kind, ConfChangeKind::AddLearner, "it catches up as a learner first");
+        assert!(added.is_learner);
+        let alone_with_learner = store_with(&[member(1, false), member(4, true)]);
+        let (change, added) = check_request(&view(&alone_with_learner, &only_leader, &[4]), &request, "t").unwrap();
+        assert_eq!(change.changes[0].kind, ConfChangeKind::AddVoter, "one learner at most: added as a voter");
+        assert!(!added.is_learner);
         let lax = ClusterView { strict: false, ..view(&store, &only_leader, &[]) };
         let request = MembershipRequest::Add { peer_urls: vec!["http://127.0.0.1:9000".into()], is_learner: false };
         assert!(check_request(&lax, &request, "t").is_ok(), "--strict-reconfig-check=false skips the started check");

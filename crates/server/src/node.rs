@@ -200,7 +200,9 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         warning_apply_duration: args.experimental_warning_apply_duration,
     };
     let watch_hub = WatchHub::new();
-    let lessor = Arc::new(new_lessor(args.experimental_enable_lease_checkpoint));
+    let lessor = new_lessor(args.experimental_enable_lease_checkpoint)
+        .with_leader_extension(Duration::from_millis(args.election_timeout));
+    let lessor = Arc::new(lessor);
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
@@ -281,7 +283,8 @@ fn wal_directory(data_dir: &std::path::Path, wal_dir: Option<&std::path::Path>) 
 }
 
 /// The member's lessor: with `--experimental-enable-lease-checkpoint` it checkpoints
-/// remaining TTLs every [`crate::lessor::checkpoint_interval`] while leading.
+/// remaining TTLs every [`crate::lessor::checkpoint_interval`] while leading (the caller
+/// adds the leader extension).
 fn new_lessor(lease_checkpoints: bool) -> Lessor {
     if !lease_checkpoints {
         return Lessor::new();

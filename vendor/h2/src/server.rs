@@ -120,6 +120,12 @@ use crate::frame::{self, Pseudo, PushPromiseHeaderError, Reason, Settings, Strea
 use crate::proto::{self, Config, Error, Prioritized};
 use crate::{FlowControl, PingPong, RecvStream, SendStream};
 
+/// raftkv patch: grpc-go's keepalive enforcement for every server connection created
+/// from now on: a client pinging more often than `min_interval` (or at all within two
+/// hours while it has no stream open) three times gets GOAWAY ENHANCE_YOUR_CALM with
+/// debug data `too_many_pings`. `None` (the default) turns it off.
+pub use crate::proto::set_server_ping_min_interval;
+
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Method, Request, Response};
 use std::future::Future;

@@ -122,9 +122,9 @@ pub struct GrpcOptions {
     pub connections_max: usize,
     /// TLS for this member's calls to another member's `https://` client URL.
     pub forward_tls: Option<tonic::transport::ClientTlsConfig>,
-    /// etcd's `--grpc-keepalive-min-time`: how often clients may ping at most. Accepted
-    /// and kept for etcd compatibility; the HTTP/2 server (hyper) answers every ping, so
-    /// it is not enforced.
+    /// etcd's `--grpc-keepalive-min-time`: how often clients may ping at most (zero: no
+    /// limit). Enforced as grpc-go does: a client that pings sooner three times (or at
+    /// all while it has no stream open) gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
     pub keepalive_min_time: Duration,
     /// etcd's `--grpc-keepalive-interval`: how long a connection may stay silent before
     /// the server pings it (zero: never).
@@ -139,6 +139,8 @@ pub struct GrpcOptions {
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// `--enable-pprof`: serve raftkv's profiling pages at `/debug/pprof/` on the client URLs.
     pub profiling_enabled: bool,
+    /// `--quota-backend-bytes`: the space quota puts, transactions and lease grants must fit in.
+    pub quota: crate::quota::Quota,
 }
 
 impl std::fmt::Debug for GrpcOptions {
@@ -173,6 +175,7 @@ impl GrpcOptions {
             http_rules: crate::gateway::HttpRules::default(),
             profiling_enabled: false,
             metrics: None,
+            quota: crate::quota::Quota::default(),
         }
     }
 
@@ -199,7 +202,9 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
         .max_decoding_message_size(message_size_bytes_max)
         .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     let kv = KvServer::new(
-        KvService::new(handle.clone(), options.request_size_bytes_max).with_authorizer(authorizer.clone()),
+        KvService::new(handle.clone(), options.request_size_bytes_max)
+            .with_authorizer(authorizer.clone())
+            .with_quota(options.quota),
     )
     .max_decoding_message_size(message_size_bytes_max)
     .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
@@ -214,6 +219,7 @@ pub fn client_router(handle: NodeHandle, options: GrpcOptions) -> tonic::service
     .max_encoding_message_size(RESPONSE_SIZE_BYTES_MAX);
     let lease_service = LeaseService::new(handle.clone())
         .with_authorizer(authorizer.clone())
+        .with_quota(options.quota)
         .with_forward_tls(options.forward_tls.clone());
     let lease = LeaseServer::new(lease_service)
         .max_decoding_message_size(message_size_bytes_max)
@@ -251,6 +257,7 @@ pub fn grpc_service(handle: NodeHandle, options: GrpcOptions) -> crate::gateway:
         .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
         // gRPC middleware, outermost first.
         .layer(crate::grpc_metrics::GrpcMetricsLayer)
+        .map_response(crate::limits::decoder_refusal_as_grpc_go)
         .layer(tonic::service::InterceptorLayer::new(crate::limits::refuse_over_limit))
         .service(routes);
     tower::util::BoxCloneSyncService::new(service)
@@ -297,6 +304,11 @@ pub async fn serve_with_tls(
             }
         }
     });
+    // etcd's --grpc-keepalive-min-time: clients pinging more often are sent away (the
+    // patched h2 enforces grpc-go's policy; process-wide, every client listener shares it).
+    h2::server::set_server_ping_min_interval(
+        (!options.keepalive_min_time.is_zero()).then_some(options.keepalive_min_time),
+    );
     let keepalive_interval = (!options.keepalive_interval.is_zero()).then_some(options.keepalive_interval);
     let keepalive_timeout = (!options.keepalive_timeout.is_zero()).then_some(options.keepalive_timeout);
     tonic::transport::Server::builder()

@@ -206,8 +206,9 @@ async fn oversized_requests_get_etcds_error() {
     assert_eq!((refused.code(), refused.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
     let far_over = "x".repeat(limit + super::GRPC_OVERHEAD_BYTES + 1);
     let refused = kv.put(put("k", &far_over)).await.expect_err("over the message limit");
-    // tonic refuses it while decoding (grpc-go would say ResourceExhausted, tonic says OutOfRange).
-    assert!(refused.message().contains("too large"), "{refused:?}");
+    // Refused while decoding, with grpc-go's (etcd's) code and message.
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().starts_with("grpc: received message larger than max ("), "{refused:?}");
     assert_eq!(server.node.writes.load(Ordering::SeqCst), 1, "refused before proposing");
 }
 

@@ -23,6 +23,9 @@ use std::io;
 #[derive(Debug)]
 pub struct Codec<T, B> {
     inner: FramedRead<FramedWrite<T, B>>,
+    // raftkv patch: set when a DATA or HEADERS frame is buffered (ping enforcement,
+    // see `proto::ping_pong::PingPolicy`).
+    sent_data_or_headers: bool,
 }
 
 impl<T, B> Codec<T, B>
@@ -54,7 +57,10 @@ where
         // Use FramedRead's method since it checks the value is within range.
         inner.set_max_frame_size(max_frame_size);
 
-        Codec { inner }
+        Codec {
+            inner,
+            sent_data_or_headers: false,
+        }
     }
 }
 
@@ -149,7 +155,15 @@ where
     ///
     /// TODO: Rename this to avoid conflicts with Sink::buffer
     pub fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
+        if matches!(item, Frame::Data(_) | Frame::Headers(_)) {
+            self.sent_data_or_headers = true; // raftkv patch
+        }
         self.framed_write().buffer(item)
+    }
+
+    /// raftkv patch: whether a DATA or HEADERS frame was buffered since the last call.
+    pub fn take_sent_data_or_headers(&mut self) -> bool {
+        std::mem::take(&mut self.sent_data_or_headers)
     }
 
     /// Flush buffered data to the wire

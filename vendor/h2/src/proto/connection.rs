@@ -164,7 +164,8 @@ where
                 error: None,
                 go_away: GoAway::new(),
                 pending_refusal: None,
-                ping_pong: PingPong::new(),
+                // raftkv patch: servers enforce the process-wide ping policy.
+                ping_pong: PingPong::new().with_policy(P::r#dyn().is_server()),
                 settings: Settings::new(config.settings),
                 streams,
                 span,
@@ -384,11 +385,11 @@ where
             }
             ready!(self.poll_ready(cx))?;
 
-            match self
-                .inner
-                .as_dyn()
-                .recv_frame(ready!(Pin::new(&mut self.codec).poll_next(cx)?))?
-            {
+            let frame = ready!(Pin::new(&mut self.codec).poll_next(cx)?);
+            if self.codec.take_sent_data_or_headers() {
+                self.inner.ping_pong.sent_data_or_headers(); // raftkv patch
+            }
+            match self.inner.as_dyn().recv_frame(frame)? {
                 ReceivedFrame::Settings(frame) => {
                     self.inner.settings.recv_settings(
                         frame,
@@ -597,6 +598,17 @@ where
             }
             Some(Ping(frame)) => {
                 tracing::trace!(?frame, "recv PING");
+                // raftkv patch: a client pinging more often than the policy allows
+                // gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as grpc-go does.
+                let has_streams = self.streams.has_streams();
+                if !frame.is_ack() && self.ping_pong.too_many_pings(has_streams) {
+                    tracing::debug!("client sent too many pings; GOAWAY ENHANCE_YOUR_CALM");
+                    self.go_away_now_data(
+                        Reason::ENHANCE_YOUR_CALM,
+                        Bytes::from_static(b"too_many_pings"),
+                    );
+                    return Ok(ReceivedFrame::Continue);
+                }
                 let status = self.ping_pong.recv_ping(frame);
                 if status.is_shutdown() {
                     assert!(

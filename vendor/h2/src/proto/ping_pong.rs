@@ -16,6 +16,37 @@ pub(crate) struct PingPong {
     pending_ping: Option<PendingPing>,
     pending_pong: Option<PingPayload>,
     user_pings: Option<UserPingsRx>,
+    // raftkv patch: ping enforcement (servers only; `None` when off).
+    policy: Option<PingStrikes>,
+}
+
+/// raftkv patch: grpc-go's server keepalive enforcement (`EnforcementPolicy` with
+/// `PermitWithoutStream: false`, as etcd sets it). A ping sooner than the minimum
+/// interval after the previous one (or, with no active stream, within two hours) is a
+/// strike; more than [`PING_STRIKES_MAX`] strikes end the connection. Sending DATA or
+/// HEADERS resets the strikes, and the next ping is not counted.
+#[derive(Debug)]
+struct PingStrikes {
+    min_interval: std::time::Duration,
+    last_ping_at: Option<std::time::Instant>,
+    strikes: u8,
+    reset_pending: bool,
+}
+
+/// raftkv patch: grpc-go's `maxPingStrikes`.
+const PING_STRIKES_MAX: u8 = 2;
+/// raftkv patch: grpc-go's interval for pings without active streams.
+const PING_INTERVAL_WITHOUT_STREAMS: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
+
+/// raftkv patch: the process-wide minimum interval between a client's pings, in
+/// nanoseconds; 0 turns enforcement off (the default, as in upstream h2).
+static PING_MIN_INTERVAL_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// raftkv patch: sets the minimum interval between a client's pings that server
+/// connections created from now on enforce (`None`: no enforcement).
+pub fn set_server_ping_min_interval(min_interval: Option<std::time::Duration>) {
+    let nanos = min_interval.map_or(0, |interval| interval.as_nanos().clamp(1, u64::MAX as u128) as u64);
+    PING_MIN_INTERVAL_NANOS.store(nanos, Ordering::Relaxed);
 }
 
 #[derive(Debug)]
@@ -66,7 +97,48 @@ impl PingPong {
             pending_ping: None,
             pending_pong: None,
             user_pings: None,
+            policy: None,
         }
+    }
+
+    /// raftkv patch: enforce the process-wide ping policy when `is_server` and one is set.
+    pub(crate) fn with_policy(mut self, is_server: bool) -> Self {
+        let nanos = PING_MIN_INTERVAL_NANOS.load(Ordering::Relaxed);
+        if is_server && nanos > 0 {
+            self.policy = Some(PingStrikes {
+                min_interval: std::time::Duration::from_nanos(nanos),
+                last_ping_at: None,
+                strikes: 0,
+                reset_pending: false,
+            });
+        }
+        self
+    }
+
+    /// raftkv patch: this side sent DATA or HEADERS: the strikes reset at the next ping.
+    pub(crate) fn sent_data_or_headers(&mut self) {
+        if let Some(policy) = &mut self.policy {
+            policy.reset_pending = true;
+        }
+    }
+
+    /// raftkv patch: counts a ping received from the client against the policy; true
+    /// once it has struck out (the connection must go away).
+    pub(crate) fn too_many_pings(&mut self, has_streams: bool) -> bool {
+        let Some(policy) = &mut self.policy else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let previous = policy.last_ping_at.replace(now);
+        if std::mem::take(&mut policy.reset_pending) {
+            policy.strikes = 0;
+            return false;
+        }
+        let allowed = if has_streams { policy.min_interval } else { PING_INTERVAL_WITHOUT_STREAMS };
+        if previous.is_some_and(|previous| now.duration_since(previous) < allowed) {
+            policy.strikes = policy.strikes.saturating_add(1);
+        }
+        policy.strikes > PING_STRIKES_MAX
     }
 
     /// Can only be called once. If called a second time, returns `None`.

@@ -380,6 +380,12 @@ where
 }
 
 impl<B> DynStreams<'_, B> {
+    /// raftkv patch: whether any stream is open (ping enforcement).
+    pub fn has_streams(&self) -> bool {
+        let me = self.inner.lock().unwrap();
+        me.counts.has_streams()
+    }
+
     pub fn is_buffer_empty(&self) -> bool {
         self.send_buffer.is_empty()
     }
