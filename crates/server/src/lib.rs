@@ -12,6 +12,7 @@ pub mod backup;
 pub mod codec;
 pub mod compactor;
 pub mod config;
+pub mod corrupt_check;
 pub mod driver;
 pub mod etcd_metrics;
 pub mod force_new_cluster;

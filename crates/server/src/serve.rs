@@ -32,6 +32,14 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
         auto_compaction,
         stop_receiver.clone(),
     );
+    // etcd checks for corruption before serving clients (see corrupt_check.rs).
+    let corrupt_check = match crate::corrupt_check::start(&args, &running.handle, stop_receiver.clone()).await {
+        Ok(task) => task,
+        Err(error) => {
+            let _ = running.stop();
+            return Err(anyhow::anyhow!(error));
+        }
+    };
     let mut options = GrpcOptions::with_request_size_bytes_max(args.max_request_bytes);
     options.connections_max = args.max_client_connections.max(1);
     options.concurrent_streams_max = args.max_concurrent_streams.max(1);
@@ -76,6 +84,9 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     };
     let _ = stop_sender.send(true);
     let _ = compactor.await;
+    if let Some(task) = corrupt_check {
+        let _ = task.await;
+    }
     for server in servers {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     }
