@@ -7,8 +7,16 @@
 //! is durable through `on_persisted`. The core holds back every message that must wait
 //! for durability (votes, append acknowledgements) and applies only locally durable
 //! entries, so nothing is acknowledged before it is on disk.
+//!
+//! A full disk (`ENOSPC` on a WAL append or a snapshot write) does not stop the node
+//! (see [`DiskFull`]): the batch the disk had no room for, and every later one, wait in
+//! order and are written again with a bounded exponential backoff; the core is told
+//! nothing is durable until they are, so it keeps holding back votes and append
+//! acknowledgements. Meanwhile this member refuses client writes, drops incoming entries
+//! (the leader sends them again later), and a leader hands leadership to a follower.
+//! Once a retry succeeds everything continues with exactly the entries it had.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -122,6 +130,83 @@ struct Reads {
     next_context: u64,
 }
 
+/// First wait before writing again after the disk was full; doubles up to
+/// [`DISK_FULL_RETRY_MAX`].
+const DISK_FULL_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two write attempts on a full disk.
+const DISK_FULL_RETRY_MAX: Duration = Duration::from_secs(2);
+/// First wait before the next snapshot attempt after one did not fit; doubles up to
+/// [`SNAPSHOT_RETRY_MAX`].
+const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two snapshot attempts that do not fit on the disk.
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The error a client write gets from a member whose disk is full: etcd's out-of-space
+/// error (gRPC `RESOURCE_EXHAUSTED`, "etcdserver: mvcc: database space exceeded"), which
+/// etcd clients do not retry; the log names the full file system.
+fn disk_full_error() -> ServerError {
+    ServerError::Kv(kv::Error::NoSpace)
+}
+
+/// A bounded exponential backoff: waits double from `first` up to `max`.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Backoff {
+        assert!(first > Duration::ZERO && first <= max, "a backoff waits, boundedly");
+        Backoff { first, max, next: first }
+    }
+
+    /// The wait before the next attempt; the one after is twice as long, at most `max`.
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// The WAL could not write for lack of space: what waits to be written again.
+///
+/// Invariants: `batches` holds, oldest first, every persist batch handed out by the core
+/// since (and including) the one that failed, with strictly increasing sequences, none
+/// reported durable; while this exists, no batch is written or handed to the sync
+/// worker except by [`Driver::retry_disk_full`], in order.
+struct DiskFull {
+    batches: VecDeque<(WriteBatch, u64)>,
+    retry_at: Instant,
+    backoff: Backoff,
+    since: Instant,
+    attempts: u64,
+}
+
+impl DiskFull {
+    /// Queues the batch of persist sequence `sequence`. A batch of only a hard state is
+    /// merged into the last one (it replaces that one's hard state and takes its
+    /// sequence: writing it covers both), so elections and commit updates while the
+    /// disk is full do not grow the queue.
+    fn push(&mut self, batch: WriteBatch, sequence: u64) {
+        let last = self.batches.back_mut().expect("a full disk has a batch waiting");
+        assert!(last.1 < sequence, "persist sequences increase");
+        if batch.snapshot.is_none() && batch.entries.is_empty() {
+            if batch.hard_state.is_some() {
+                last.0.hard_state = batch.hard_state;
+            }
+            last.1 = sequence;
+            return;
+        }
+        self.batches.push_back((batch, sequence));
+    }
+}
+
 /// Least time between two introspection updates.
 const INTROSPECTION_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -189,6 +274,10 @@ pub struct Driver {
     /// Inputs handled this loop turn: more than one means load, so the fsync goes to the
     /// sync worker and overlaps the next turns.
     inputs_this_turn: usize,
+    /// Set while the disk is full (see [`DiskFull`]).
+    disk_full: Option<DiskFull>,
+    /// When a snapshot that did not fit on the disk is tried again, and the backoff.
+    snapshot_retry: (Option<Instant>, Backoff),
 }
 
 impl Driver {
@@ -230,6 +319,8 @@ impl Driver {
             reported_durable_sequence: 0,
             requested_sequence: 0,
             inputs_this_turn: 0,
+            disk_full: None,
+            snapshot_retry: (None, Backoff::new(SNAPSHOT_RETRY_FIRST, SNAPSHOT_RETRY_MAX)),
         }
     }
 
@@ -260,6 +351,7 @@ impl Driver {
             }
             self.issue_reads();
             self.collect_durable()?;
+            self.retry_disk_full()?;
             self.process_ready()?;
             if self.membership.should_stop(self.ticks) {
                 return Ok(()); // "this member has been removed from the cluster" (logged on apply)
@@ -272,6 +364,11 @@ impl Driver {
             self.inputs_this_turn += 1;
         }
         match input {
+            Input::Peer(message) if self.disk_full.is_some() && would_store_entries(&message) => {
+                // As if lost: the leader sends entries again once this member can write; a
+                // follower's forwarded proposal times out (this leader hands over anyway).
+                tracing::trace!(from = %format!("{:x}", message.from), "disk full: dropped entries");
+            }
             Input::Peer(message) => {
                 if let Err(error) = self.node.step(message) {
                     tracing::warn!(%error, "refused peer message");
@@ -295,6 +392,12 @@ impl Driver {
 
     fn propose(&mut self, mut data: BytesMut, respond: oneshot::Sender<Result<kv::Response, ServerError>>) {
         assert!(data.len() > TOKEN_BYTES, "a proposal carries a token and a command");
+        if self.disk_full.is_some() {
+            self.metrics.proposals_failed.inc();
+            self.metrics.etcd.proposals_failed.inc();
+            let _ = respond.send(Err(disk_full_error()));
+            return;
+        }
         if self.proposals.len() >= WAITING_PROPOSALS_MAX {
             let _ = respond.send(Err(ServerError::TooManyRequests));
             return;
@@ -449,12 +552,8 @@ impl Driver {
             self.transport.send(message);
         }
         if must_persist {
-            let batch =
-                WriteBatch { snapshot: ready.snapshot.clone(), entries: ready.entries, hard_state: ready.hard_state };
-            self.persist(&batch, ready.persist_sequence)?;
-        }
-        if let Some(snapshot) = ready.snapshot {
-            self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;
+            let batch = WriteBatch { snapshot: ready.snapshot, entries: ready.entries, hard_state: ready.hard_state };
+            self.persist(batch, ready.persist_sequence)?;
         }
         self.apply(ready.committed_entries);
         self.on_read_states(ready.read_states);
@@ -467,23 +566,124 @@ impl Driver {
     /// thread hand-offs would only add latency to a lone request). A batch with a
     /// snapshot is always synced here (the WAL removes obsolete files once it is durable).
     /// An inline sync covers every earlier append, so reporting `sequence` at once is right.
-    fn persist(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
+    /// A snapshot from the leader is restored into the store once it is durable.
+    ///
+    /// If the disk has no room, the batch waits in [`DiskFull`] (as does every later
+    /// one, in order) and nothing is reported durable; any other WAL error stops the node.
+    fn persist(&mut self, batch: WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
         assert!(sequence > self.reported_durable_sequence, "each Ready is persisted once, in order");
+        if let Some(disk_full) = &mut self.disk_full {
+            disk_full.push(batch, sequence);
+            return Ok(());
+        }
+        match self.write_batch(&batch, sequence) {
+            Err(error) if error.is_no_space() => {
+                self.enter_disk_full(&error, batch, sequence);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes `batch` (see [`Driver::persist`]); on `Ok` it is durable or handed to the
+    /// sync worker. On a [`wal::WalError::NoSpace`] nothing of it is durable.
+    fn write_batch(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
         let worker_idle = self.sync_worker.durable_sequence() >= self.requested_sequence;
         if batch.snapshot.is_some() || (self.inputs_this_turn <= 1 && worker_idle) {
-            let started = Instant::now();
-            self.node.storage_mut().write(batch)?;
-            let write_seconds = started.elapsed().as_secs_f64();
-            self.metrics.fsync_duration_seconds.observe(write_seconds);
-            self.metrics.etcd.wal_fsync_duration_seconds.observe(write_seconds);
-            self.reported_durable_sequence = sequence;
-            self.node.on_persisted(sequence);
-            return Ok(());
+            return self.write_durably(batch, sequence);
         }
         self.node.storage_mut().append_batch(batch)?;
         let handle = self.node.storage_mut().detached_sync()?;
         self.sync_worker.request(sequence, handle);
         self.requested_sequence = sequence;
+        Ok(())
+    }
+
+    /// Writes `batch` and syncs here, then reports `sequence` durable (and restores the
+    /// snapshot it carries).
+    fn write_durably(&mut self, batch: &WriteBatch, sequence: u64) -> Result<(), wal::WalError> {
+        let started = Instant::now();
+        self.node.storage_mut().write(batch)?;
+        let write_seconds = started.elapsed().as_secs_f64();
+        self.metrics.fsync_duration_seconds.observe(write_seconds);
+        self.metrics.etcd.wal_fsync_duration_seconds.observe(write_seconds);
+        if let Some(snapshot) = &batch.snapshot {
+            self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;
+        }
+        self.reported_durable_sequence = sequence;
+        self.node.on_persisted(sequence);
+        Ok(())
+    }
+
+    /// The disk had no room for the batch of `sequence`: keep it (and every later batch)
+    /// to write again, refuse client writes, and hand leadership away.
+    fn enter_disk_full(&mut self, error: &wal::WalError, batch: WriteBatch, sequence: u64) {
+        tracing::error!(
+            %error,
+            "write-ahead log: no space left on device; this member stops accepting writes and retries \
+             until space is freed (nothing acknowledged is lost)"
+        );
+        let now = Instant::now();
+        let mut backoff = Backoff::new(DISK_FULL_RETRY_FIRST, DISK_FULL_RETRY_MAX);
+        let retry_at = now + backoff.next_wait();
+        let batches = VecDeque::from([(batch, sequence)]);
+        self.disk_full = Some(DiskFull { batches, retry_at, backoff, since: now, attempts: 1 });
+        self.hand_leadership_away();
+    }
+
+    /// On a full disk the leader cannot store new entries: it transfers leadership to the
+    /// voter most up to date, so the others go on taking writes. Repeated at every retry
+    /// (a transfer is abandoned after an election timeout).
+    fn hand_leadership_away(&mut self) {
+        if self.node.role() != Role::Leader || self.node.transfer_target().is_some() {
+            return;
+        }
+        let own_id = self.node.id();
+        let voters = self.node.latest_conf_state().voters.clone();
+        let target = voters
+            .into_iter()
+            .filter(|voter| *voter != own_id)
+            .filter_map(|voter| self.node.progress(voter).map(|progress| (progress.match_index, voter)))
+            .max();
+        let Some((_, target)) = target else { return };
+        match self.node.transfer_leader(target) {
+            Ok(()) => tracing::warn!(target = %format!("{target:x}"), "disk full: transferring leadership"),
+            Err(error) => tracing::warn!(%error, "disk full: could not transfer leadership"),
+        }
+    }
+
+    /// On a full disk, when the backoff is over: writes the waiting batches again, in
+    /// order, each made durable before it is reported. Stops at the first that still
+    /// does not fit (waiting longer next time); once all are written, the member takes
+    /// writes again. Any other WAL error stops the node.
+    fn retry_disk_full(&mut self) -> Result<(), wal::WalError> {
+        let Some(disk_full) = &mut self.disk_full else { return Ok(()) };
+        let now = Instant::now();
+        if now < disk_full.retry_at {
+            return Ok(());
+        }
+        disk_full.attempts += 1;
+        while let Some((batch, sequence)) = self.disk_full.as_mut().and_then(|disk_full| disk_full.batches.pop_front())
+        {
+            if let Err(error) = self.write_durably(&batch, sequence) {
+                if !error.is_no_space() {
+                    return Err(error);
+                }
+                let disk_full = self.disk_full.as_mut().expect("still full");
+                disk_full.batches.push_front((batch, sequence));
+                disk_full.retry_at = now + disk_full.backoff.next_wait();
+                tracing::debug!(%error, attempts = disk_full.attempts, "disk still full");
+                self.hand_leadership_away();
+                return Ok(());
+            }
+        }
+        let disk_full = self.disk_full.take().expect("was full");
+        let full_ms = disk_full.since.elapsed().as_millis() as u64;
+        tracing::warn!(
+            full_ms,
+            attempts = disk_full.attempts,
+            "write-ahead log: space available again; writes resumed, this member accepts writes again"
+        );
         Ok(())
     }
 
@@ -607,6 +807,9 @@ impl Driver {
 
     fn maybe_snapshot(&mut self) {
         use raft::Snapshottable;
+        if self.disk_full.is_some() || self.snapshot_retry.0.is_some_and(|retry_at| Instant::now() < retry_at) {
+            return;
+        }
         let applied = self.node.applied_index();
         if !self.options.compaction.should_compact(applied, self.last_snapshot_index, self.applied_bytes_since_snapshot)
         {
@@ -623,12 +826,20 @@ impl Driver {
         drop(store);
         match compacted {
             Ok(()) => {
+                self.snapshot_retry.0 = None;
+                self.snapshot_retry.1.reset();
                 self.last_snapshot_index = applied;
                 self.applied_bytes_since_snapshot = 0;
                 self.metrics.snapshots_taken.inc();
                 self.metrics.etcd.backend_snapshot_duration_seconds.observe(started.elapsed().as_secs_f64());
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(index = applied, elapsed_ms, "snapshot taken, log compacted");
+            }
+            Err(error) if error.is_no_space() => {
+                let wait = self.snapshot_retry.1.next_wait();
+                self.snapshot_retry.0 = Some(Instant::now() + wait);
+                let retry_ms = wait.as_millis() as u64;
+                tracing::error!(%error, retry_ms, "snapshot does not fit on the disk; the old one is kept, will retry");
             }
             Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
         }
@@ -656,6 +867,16 @@ impl Driver {
         self.metrics.commit_index.set(hard_state.commit as i64);
         self.metrics.applied_index.set(self.node.applied_index() as i64);
         self.metrics.apply_lag_entries.set(hard_state.commit.saturating_sub(self.node.applied_index()) as i64);
+    }
+}
+
+/// True for a peer message that would make this node store entries or a snapshot:
+/// entries from the leader, a snapshot chunk, proposals forwarded to this leader.
+fn would_store_entries(message: &Message) -> bool {
+    match &message.body {
+        raft::MessageBody::Append { entries, .. } => !entries.is_empty(),
+        raft::MessageBody::InstallSnapshot { .. } | raft::MessageBody::Propose { .. } => true,
+        _ => false,
     }
 }
 
