@@ -65,6 +65,12 @@
     } else {
       button("restart", "restart from the durable log and term", { type: "restart", node: id }).dataset.action = "restart";
     }
+    if (node.state && node.state.length > 0) {
+      const state = RaftLog.element("div", "node-state", `state: ${node.state.join(" ")}`);
+      state.title = "the state machine after the applied commands";
+      state.dataset.state = node.state.join(" ");
+      cell.append(state);
+    }
     if (view.nodes.some((other) => other.group !== node.group)) {
       cell.append(RaftLog.element("div", "progress", `partition side ${node.group + 1}`));
     }

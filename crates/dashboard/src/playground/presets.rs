@@ -2,6 +2,8 @@
 //! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)), each a list of
 //! steps with a narration in English and Chinese.
 
+mod questions;
+
 use raft::NodeId;
 use serde::Serialize;
 
@@ -46,13 +48,18 @@ pub struct Preset {
 }
 
 /// Names of the presets.
-pub const PRESET_NAMES: [&str; 2] = ["walkthrough", "figure7"];
+pub const PRESET_NAMES: [&str; 6] =
+    ["walkthrough", "figure7", "crash_after_commit", "minority_entry", "figure8", "election_restriction"];
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Preset> {
     match name {
         "walkthrough" => Some(walkthrough()),
         "figure7" => Some(figure7()),
+        "crash_after_commit" => Some(questions::crash_after_commit()),
+        "minority_entry" => Some(questions::minority_entry()),
+        "figure8" => Some(questions::figure8()),
+        "election_restriction" => Some(questions::election_restriction()),
         _ => None,
     }
 }

@@ -337,6 +337,103 @@ mod tests {
         assert_eq!(answer.summary, "reject prev 10; hint (6,9)");
     }
 
+    fn rows_equal_and_committed(view: &SessionView, terms: &[u64], commit: u64) {
+        for node in &view.nodes {
+            assert_eq!(log_terms(node), terms, "node {}", node.name);
+            assert_eq!(node.commit, commit, "node {}", node.name);
+        }
+    }
+
+    fn node(view: &SessionView, id: u64) -> &NodeView {
+        view.nodes.iter().find(|node| node.id == id.to_string()).expect("node")
+    }
+
+    /// Takes the first `steps` steps of preset `name`.
+    fn preset_steps(name: &str, steps: usize) -> Session {
+        let mut session =
+            Session::new(SessionStart { preset: Some(name.to_string()), ..SessionStart::default() }).expect("session");
+        for position in 0..steps {
+            session.next_preset_step().unwrap_or_else(|error| panic!("{name} step {}: {error}", position + 1));
+        }
+        session
+    }
+
+    #[test]
+    fn crash_after_commit_keeps_the_applied_entry_and_commits_it_with_the_new_term() {
+        let view = preset_steps("crash_after_commit", 3).view();
+        assert_eq!(node(&view, 1).applied_commands, vec!["x=1".to_string()], "S1 applied x=1");
+        assert!(view.nodes.iter().skip(1).all(|node| node.commit == 1), "no follower knows index 2 is committed");
+        let view = preset_steps("crash_after_commit", 5).view();
+        assert_eq!(node(&view, 3).role, "candidate", "S3 without the entry cannot win");
+        let view = preset_steps("crash_after_commit", 6).view();
+        assert_eq!((node(&view, 2).role, node(&view, 2).commit), ("leader", 1), "no commit by counting old replicas");
+        let view = run_preset("crash_after_commit").view();
+        assert_eq!(view.leader, "2");
+        rows_equal_and_committed(&view, &[2, 2, 4], 3);
+        assert!(view.nodes.iter().all(|node| node.applied_commands == vec!["x=1".to_string()]));
+    }
+
+    #[test]
+    fn minority_entry_commits_a_failed_write_and_a_request_id_stops_the_duplicate() {
+        let view = preset_steps("minority_entry", 2).view();
+        assert!(view.nodes.iter().all(|node| node.commit == 1), "x+=1 on 2 of 5 is not committed");
+        let view = preset_steps("minority_entry", 5).view();
+        assert!(node(&view, 2).state.contains(&"x=2".to_string()), "the unprotected retry applies twice");
+        let view = run_preset("minority_entry").view();
+        assert_eq!(view.leader, "3");
+        rows_equal_and_committed(&view, &[2, 2, 3, 3, 3, 4, 4], 7);
+        for node in &view.nodes {
+            assert_eq!(node.state, vec!["x=2".to_string(), "y=1".to_string()], "node {}", node.name);
+        }
+    }
+
+    #[test]
+    fn figure8_does_not_commit_an_old_term_entry_on_a_majority_and_it_is_overwritten() {
+        let view = preset_steps("figure8", 3).view();
+        let holders =
+            view.nodes.iter().filter(|node| node.entries.iter().any(|entry| (entry.index, entry.term) == (2, 2)));
+        assert_eq!(holders.count(), 3, "(2,2) is on a majority");
+        assert_eq!((node(&view, 1).role, node(&view, 1).commit), ("leader", 0), "yet S1 does not commit it");
+        let view = run_preset("figure8").view();
+        assert_eq!(view.leader, "5");
+        rows_equal_and_committed(&view, &[1, 3, 5], 3);
+    }
+
+    #[test]
+    fn figure8_e_once_the_leaders_own_entry_is_on_a_majority_s5_cannot_win() {
+        let mut session = preset_steps("figure8", 3);
+        session.act(Action::Settle).expect("S1 replicates (4,3)");
+        assert_eq!(node(&session.view(), 1).commit, 3, "(4,3) on a majority commits (2,2) with it");
+        for action in [Action::Crash { node: 1 }, Action::Restart { node: 5 }] {
+            session.act(action).expect("action");
+        }
+        for _ in 0..3 {
+            session.act(Action::Campaign { node: 5 }).expect("campaign");
+            session.act(Action::Settle).expect("settle");
+            assert_ne!(node(&session.view(), 5).role, "leader", "S5's (3,2) is older than (4,3)");
+        }
+    }
+
+    #[test]
+    fn election_restriction_refuses_shorter_and_older_logs() {
+        let session = preset_steps("election_restriction", 3);
+        let view = session.view();
+        assert_eq!(node(&view, 3).role, "leader", "S3 wins with S4 and S5");
+        assert!(view.events.iter().any(|event| event.contains("S2 refused its vote to S3")), "{:?}", view.events);
+        assert!(view.events.iter().any(|event| event.contains("S4 granted its vote to S3")), "{:?}", view.events);
+        let view = preset_steps("election_restriction", 5).view();
+        assert!(view.nodes.iter().all(|node| node.role != "leader"), "nobody grants S2's older log");
+        assert_eq!((node(&view, 2).role, node(&view, 2).term), ("follower", 4), "refused by a majority, S2 gives up");
+        for voter in [3, 4, 5] {
+            let refusal = format!("S{voter} refused its vote to S2");
+            assert!(view.events.iter().any(|event| event.contains(&refusal)), "{refusal}: {:?}", view.events);
+        }
+        let view = run_preset("election_restriction").view();
+        assert_eq!(view.leader, "3");
+        rows_equal_and_committed(&view, &[2, 3, 5], 3);
+        assert!(view.nodes.iter().all(|node| node.applied_commands.is_empty()), "x=1 was never applied");
+    }
+
     #[test]
     fn rewind_replays_to_the_same_state() {
         let mut session = Session::new(SessionStart { seed: 42, nodes: 3, preset: None }).expect("session");

@@ -609,6 +609,10 @@ impl Simulation {
             return Ok(());
         }
         let before = self.network.node(to).map(|node| (node.role(), node.term()));
+        if let MessageBody::VoteResponse { reject } | MessageBody::PreVoteResponse { reject } = message.body {
+            let verdict = if reject { "refused" } else { "granted" };
+            self.note(format!("#{number} S{from} {verdict} its vote to S{to} (term {})", message.term));
+        }
         if matches!(message.body, MessageBody::Append { .. }) {
             *self.appends.entry((from, to)).or_insert(0) += 1;
         }

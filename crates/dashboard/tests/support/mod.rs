@@ -172,14 +172,15 @@ impl Browser {
     }
 }
 
-/// The rows the page draws, read from the DOM: per row its node id, role, commit index and
-/// entries as `[index, term, committed, summary]`.
+/// The rows the page draws, read from the DOM: per row its node id, role, commit index, state
+/// machine (`x=2 y=1`, empty before anything applied) and entries as `[index, term, committed, summary]`.
 pub const READ_ROWS_SCRIPT: &str = r#"
 return [...document.querySelectorAll('#cluster .node-row')].map((row) => ({
   node: row.dataset.node,
   name: row.dataset.name,
   role: row.dataset.role,
   commit: Number(row.dataset.commit),
+  state: (row.querySelector('.node-state') || { dataset: { state: '' } }).dataset.state,
   entries: [...row.querySelectorAll('.entry')].map((box) =>
     [Number(box.dataset.index), Number(box.dataset.term), box.dataset.committed === 'true', box.dataset.summary]),
 }));
