@@ -13,7 +13,8 @@
 //! - `etcd_disk_backend_snapshot_duration_seconds`: the time to write a snapshot of the
 //!   store to disk (raftkv's snapshot file), one observation per snapshot.
 //! - `etcd_mvcc_db_total_size_in_bytes`: bytes of the data directory (WAL and snapshots);
-//!   `..._in_use_in_bytes`: the encoded size of the store's current snapshot image.
+//!   `..._in_use_in_bytes`: the store's size as the space quota measures it
+//!   (`kv::Store::size_bytes`: every kept revision as a snapshot encodes it, plus leases).
 //! - `etcd_network_peer_round_trip_time_seconds`: a probe request on the peer port
 //!   (`GET /raft/probing`, etcd's probe path) answered by each peer, every few seconds.
 
@@ -428,7 +429,7 @@ pub fn count_keys(metrics: &EtcdMetrics, store: &kv::Store) {
 /// Sets the size and revision gauges: `directory_size_bytes` is the data directory's size.
 pub fn set_store_sizes(metrics: &EtcdMetrics, directory_size_bytes: u64, store: &kv::Store) {
     metrics.db_total_size_bytes.set(directory_size_bytes as i64);
-    metrics.db_total_size_in_use_bytes.set(store.snapshot_length_bytes() as i64);
+    metrics.db_total_size_in_use_bytes.set(store.size_bytes() as i64);
     metrics.current_revision.set(store.current_revision());
     metrics.compact_revision.set(store.compact_revision());
 }

@@ -27,6 +27,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod pprof;
+pub mod quota;
 pub mod serve;
 pub mod tls;
 pub mod tls_policy;

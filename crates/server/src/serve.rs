@@ -47,6 +47,7 @@ pub async fn run_async(args: ServeArgs, shutdown: impl Future<Output = ()> + Sen
     options.metrics = Some(running.metrics.clone());
     options.keepalive_min_time = args.grpc_keepalive_min_time;
     options.profiling_enabled = args.enable_pprof;
+    options.quota = crate::quota::Quota::from_quota_backend_bytes(args.quota_backend_bytes);
     options.keepalive_interval = args.grpc_keepalive_interval;
     options.keepalive_timeout = args.grpc_keepalive_timeout;
     options.http_rules.cors = crate::gateway::rules::split_list(&args.cors);

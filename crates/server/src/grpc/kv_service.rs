@@ -15,6 +15,7 @@ use super::read_txn;
 use super::request_id_from_metadata;
 use super::status::{status_from_kv_error, status_from_server_error};
 use crate::handle::{NodeHandle, ServerError};
+use crate::quota::Quota;
 
 /// etcd's `KV` service over a node. Writes are validated locally, then replicated;
 /// reads are served locally, after a ReadIndex barrier unless `serializable`.
@@ -23,6 +24,7 @@ pub struct KvService {
     handle: NodeHandle,
     request_size_bytes_max: usize,
     authorizer: Authorizer,
+    quota: Quota,
 }
 
 impl KvService {
@@ -32,7 +34,14 @@ impl KvService {
     pub fn new(handle: NodeHandle, request_size_bytes_max: usize) -> KvService {
         assert!(request_size_bytes_max > 0, "requests must be allowed some bytes");
         let authorizer = Authorizer::new(handle.clone());
-        KvService { handle, request_size_bytes_max, authorizer }
+        KvService { handle, request_size_bytes_max, authorizer, quota: Quota::default() }
+    }
+
+    /// Refuses puts and transactions with puts that do not fit in `quota` (etcd's
+    /// `--quota-backend-bytes`; etcd's 2 GiB default otherwise), see [`crate::quota`].
+    pub fn with_quota(mut self, quota: Quota) -> KvService {
+        self.quota = quota;
+        self
     }
 
     /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
@@ -53,6 +62,7 @@ impl KvService {
         }
         let request_id = request_id_from_metadata(metadata)?;
         let context = self.authorizer.authorize(metadata, &operation).await?;
+        self.quota.check(&self.handle, &operation).await?;
         let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;

@@ -32,6 +32,7 @@ use super::request_id_from_metadata;
 use super::status::{status_from_kv_error, status_from_server_error};
 use super::watch::{leader_lost, requires_leader, LeaderMonitor, NO_LEADER_MESSAGE};
 use crate::handle::NodeHandle;
+use crate::quota::Quota;
 
 /// Keep-alive answers queued per stream before the service waits for the client.
 pub const KEEP_ALIVE_RESPONSES_QUEUED_MAX: usize = 16;
@@ -59,13 +60,28 @@ pub struct LeaseService {
     forward_tls: Option<ClientTlsConfig>,
     /// Ends keep-alive streams opened with `hasleader: true` when the leader is lost.
     leader_monitor: Arc<LeaderMonitor>,
+    /// Refuses grants once the store is full (see [`crate::quota`]).
+    quota: Quota,
 }
 
 impl LeaseService {
     /// A service for `handle`.
     pub fn new(handle: NodeHandle) -> LeaseService {
         let authorizer = Authorizer::new(handle.clone());
-        LeaseService { handle, authorizer, forward_tls: None, leader_monitor: LeaderMonitor::new() }
+        LeaseService {
+            handle,
+            authorizer,
+            forward_tls: None,
+            leader_monitor: LeaderMonitor::new(),
+            quota: Quota::default(),
+        }
+    }
+
+    /// Refuses lease grants that do not fit in `quota` (etcd's `--quota-backend-bytes`;
+    /// etcd's 2 GiB default otherwise), see [`crate::quota`].
+    pub fn with_quota(mut self, quota: Quota) -> LeaseService {
+        self.quota = quota;
+        self
     }
 
     /// Checks permissions with `authorizer` (share one per member, for token lifetimes).
@@ -195,6 +211,7 @@ impl Lease for LeaseService {
         }
         let operation = Operation::LeaseGrant(grant);
         let context = self.authorizer.authorize(&metadata, &operation).await?;
+        self.quota.check(&self.handle, &operation).await?;
         let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
         self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;

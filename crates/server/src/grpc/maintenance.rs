@@ -2,13 +2,14 @@
 //! Snapshot is in `snapshot.rs`; Downgrade answers `Unimplemented`.
 
 use proto::etcdserverpb::{
-    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::auth::Authorizer;
-use super::status::status_from_kv_error;
+use super::status::{status_from_kv_error, status_from_server_error};
 use crate::handle::{NodeHandle, ServerError};
 
 /// The version `Maintenance.Status` reports: the etcd API version raftkv implements, with
@@ -31,7 +32,8 @@ impl MaintenanceService {
     }
 
     /// Checks permissions with `authorizer`: while auth is enabled Hash, HashKV,
-    /// Defragment and MoveLeader need root (as etcd); Status and Alarm need nothing.
+    /// Defragment and MoveLeader need root (as etcd), so do raising and clearing alarms;
+    /// Status and listing alarms need nothing.
     pub fn with_authorizer(mut self, authorizer: Authorizer) -> MaintenanceService {
         self.authorizer = authorizer;
         self
@@ -60,7 +62,8 @@ impl Maintenance for MaintenanceService {
             raft_term: status.term,
             raft_applied_index: status.applied_index,
             errors,
-            db_size_in_use: status.db_size_bytes,
+            // What the space quota measures (see `crate::quota`).
+            db_size_in_use: self.handle.store().read().await.size_bytes() as i64,
             is_learner: status.is_learner,
             ..StatusResponse::default()
         }))
@@ -99,10 +102,22 @@ impl Maintenance for MaintenanceService {
         super::snapshot::snapshot(&self.handle, &self.authorizer, request).await
     }
 
-    async fn alarm(&self, _request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // raftkv raises no alarms (no space quota, no corruption check yet). etcd 3.4's
-        // Alarm answer carries no response header (`etcdctl alarm list -w json`): neither does ours.
-        Ok(Response::new(AlarmResponse { header: None, alarms: Vec::new() }))
+    /// etcd's Alarm: GET, ACTIVATE and DEACTIVATE all go through the log, so every
+    /// member answers the same list (see `kv`'s `alarm.rs`). GET needs no permission (as
+    /// etcd); while auth is enabled, raising or clearing an alarm needs root (etcd 3.4
+    /// lets anyone do it; raftkv does not let a client without admin rights stop the
+    /// cluster's writes).
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let (metadata, _, alarm) = request.into_parts();
+        if AlarmAction::try_from(alarm.action) != Ok(AlarmAction::Get) {
+            self.authorizer.require_admin(&metadata).await?;
+        }
+        match self.handle.write(kv::Command::new(kv::Operation::Alarm(alarm))).await {
+            // etcd 3.4's Alarm answer carries no response header (`etcdctl alarm list -w json`).
+            Ok(kv::Response::Alarm(response)) => Ok(Response::new(response)),
+            Ok(other) => Err(Status::internal(format!("raftkv: unexpected state machine answer {other:?}"))),
+            Err(error) => Err(status_from_server_error(error)),
+        }
     }
 
     /// Hands leadership to a voter (etcd: only the leader accepts it; `etcdctl move-leader`
