@@ -47,6 +47,9 @@ pub fn proposal_data(command: &kv::Command) -> BytesMut {
     command.encode_after_prefix(TOKEN_BYTES)
 }
 
+/// Most ticks one [`Input::AdvanceTicks`] moves the election clock.
+const ADVANCE_TICKS_MAX: u32 = 1 << 16;
+
 /// Something for the Raft loop to do.
 pub enum Input {
     /// A message from a peer.
@@ -73,6 +76,12 @@ pub enum Input {
         request: MembershipRequest,
         /// Answered once the change applied on this node (or the transfer completed).
         respond: oneshot::Sender<MembershipAnswer>,
+    },
+    /// `--initial-election-tick-advance` once peers answered (etcd's `adjustTicks`): moves
+    /// the election clock `ticks` forward, if no leader has been heard of yet.
+    AdvanceTicks {
+        /// Ticks to advance (at most an election timeout).
+        ticks: u32,
     },
     /// Stop the loop.
     Stop,
@@ -386,6 +395,7 @@ impl Driver {
                 let store = store.blocking_read();
                 self.membership.handle(&mut self.node, &store, request, respond, deadline_tick);
             }
+            Input::AdvanceTicks { ticks } => self.advance_election_clock(ticks),
             Input::Stop => unreachable!("handled by the loop"),
         }
     }
@@ -425,6 +435,17 @@ impl Driver {
                 };
                 let _ = respond.send(Err(error));
             }
+        }
+    }
+
+    /// Ticks the core alone (no request deadlines, no lease work), as etcd's
+    /// `advanceTicks`; skipped once a leader is known (its heartbeats keep the clock).
+    fn advance_election_clock(&mut self, ticks: u32) {
+        if self.node.leader() != raft::NO_NODE {
+            return;
+        }
+        for _ in 0..ticks.min(ADVANCE_TICKS_MAX) {
+            self.node.tick();
         }
     }
 

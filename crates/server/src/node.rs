@@ -170,9 +170,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     raft_config.pre_vote = args.pre_vote;
     let election_ticks = raft_config.election_ticks;
     let mut node = raft::RawNode::new(raft_config, wal).map_err(|error| error.to_string())?;
-    if args.initial_election_tick_advance {
-        // etcd's fast-forward: the first election timeout is one tick away from firing
-        // (the randomized part still separates members).
+    let alone = plan.members.len() == 1;
+    if alone {
+        // etcd's adjustTicks: a one-member cluster's first election is one tick away
+        // (with or without --initial-election-tick-advance).
         for _ in 1..election_ticks {
             node.tick();
         }
@@ -220,6 +221,9 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         lessor: lessor.clone(),
     };
     let driver = Driver::new(node, store.clone(), outputs, options, rand::random());
+    if !alone && args.initial_election_tick_advance {
+        advance_ticks_once_peers_answer(directory.clone(), inputs.clone(), election_ticks.saturating_sub(2));
+    }
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || driver.run(receiver))
@@ -253,6 +257,31 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     };
     start_http(args, metrics.clone(), status, introspection).await?;
     Ok(RunningNode { handle, client_listeners, metrics, inputs, raft_thread: Some(raft_thread) })
+}
+
+/// How long a starting member waits for its peers before it gives up advancing its election
+/// clock (etcd: `rafthttp.ConnReadTimeout`), and how often it looks.
+const TICK_ADVANCE_WAIT: Duration = Duration::from_secs(5);
+const TICK_ADVANCE_POLL: Duration = Duration::from_millis(50);
+
+/// etcd's `adjustTicks` for a member of a multi-member cluster with
+/// `--initial-election-tick-advance`: once more than one peer has connected (within
+/// [`TICK_ADVANCE_WAIT`]), the election clock moves `ticks` (two less than the election
+/// timeout) forward, so the first election comes soon but a leader's heartbeat, already on
+/// its way, still arrives first. No peer in time: nothing is advanced (it would not help).
+fn advance_ticks_once_peers_answer(directory: Arc<PeerDirectory>, inputs: SyncSender<Input>, ticks: u32) {
+    tokio::spawn(async move {
+        let polls = TICK_ADVANCE_WAIT.as_millis() / TICK_ADVANCE_POLL.as_millis();
+        for _ in 0..polls {
+            tokio::time::sleep(TICK_ADVANCE_POLL).await;
+            let connected = directory.known.read().map(|known| known.len()).unwrap_or_default();
+            if connected > 1 {
+                let _ = inputs.try_send(Input::AdvanceTicks { ticks });
+                return;
+            }
+        }
+        tracing::debug!("no peers within {TICK_ADVANCE_WAIT:?}: election clock not advanced");
+    });
 }
 
 /// The WAL directory: `<data-dir>/wal`, or `--wal-dir`, which `<data-dir>/wal` then links to
