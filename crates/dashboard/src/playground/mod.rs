@@ -81,7 +81,9 @@ pub fn run_playground(args: PlaygroundArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let address = listener.local_addr()?;
         println!("playground: http://{address}/playground");
-        println!("guided scenarios: http://{address}/playground?preset=walkthrough  http://{address}/playground?preset=figure7");
+        let scenarios: Vec<String> =
+            presets::PRESET_NAMES.iter().map(|name| format!("http://{address}/playground?preset={name}")).collect();
+        println!("guided scenarios: {}", scenarios.join("  "));
         println!("Ctrl-C stops it.");
         tokio::select! {
             result = serve_playground(listener, start) => result,

@@ -1,5 +1,6 @@
-//! Guided scenarios: the seed article's walk-through (figures 1–7) and the
-//! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)), each a list of
+//! Guided scenarios: the seed article's walk-through (figures 1–7), the
+//! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)) and, in
+//! `presets/questions.rs`, the seed lecture's questions and Raft paper Figure 8; each a list of
 //! steps with a narration in English and Chinese.
 
 mod questions;
