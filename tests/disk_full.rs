@@ -155,7 +155,7 @@ async fn serializable_range(endpoint: &str, prefix: &str) -> BTreeMap<String, St
 /// the errors a member that cannot make a write durable answers.
 fn assert_refused(output: &common::CommandOutput) {
     assert_ne!(output.code, 0, "a write on a full member is not acknowledged: {}", output.stdout);
-    let refusals = ["etcdserver: mvcc: database space exceeded"];
+    let refusals = ["etcdserver: no space left on device"];
     assert!(refusals.iter().any(|refusal| output.stderr.contains(refusal)), "unexpected refusal: {}", output.stderr);
 }
 

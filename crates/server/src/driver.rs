@@ -150,11 +150,11 @@ const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between two snapshot attempts that do not fit on the disk.
 const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The error a client write gets from a member whose disk is full: etcd's out-of-space
-/// error (gRPC `RESOURCE_EXHAUSTED`, "etcdserver: mvcc: database space exceeded"), which
-/// etcd clients do not retry; the log names the full file system.
+/// The error a client write gets from a member whose disk is full (gRPC
+/// `RESOURCE_EXHAUSTED`, "etcdserver: no space left on device"; not the quota's error,
+/// which compaction cures); the log names the full file system.
 fn disk_full_error() -> ServerError {
-    ServerError::Kv(kv::Error::NoSpace)
+    ServerError::DiskFull
 }
 
 /// A bounded exponential backoff: waits double from `first` up to `max`.

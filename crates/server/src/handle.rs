@@ -26,6 +26,10 @@ pub enum ServerError {
     /// Too many requests in flight (etcd: ResourceExhausted "etcdserver: too many requests").
     #[error("etcdserver: too many requests")]
     TooManyRequests,
+    /// This member's disk is full: it cannot make writes durable until space is freed
+    /// (ResourceExhausted; etcd itself stops on a failed WAL write).
+    #[error("etcdserver: no space left on device")]
+    DiskFull,
     /// The request exceeds the size limit (etcd: InvalidArgument "etcdserver: request is too large").
     #[error("etcdserver: request is too large")]
     RequestTooLarge,

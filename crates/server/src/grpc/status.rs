@@ -18,7 +18,7 @@ pub fn status_from_server_error(error: ServerError) -> Status {
         ServerError::NoLeader | ServerError::LeaderChanged | ServerError::Timeout | ServerError::Stopped => {
             Status::unavailable(error.to_string())
         }
-        ServerError::TooManyRequests => Status::resource_exhausted(error.to_string()),
+        ServerError::TooManyRequests | ServerError::DiskFull => Status::resource_exhausted(error.to_string()),
         ServerError::RequestTooLarge => Status::invalid_argument(error.to_string()),
         ServerError::Kv(kv_error) => status_from_kv_error(kv_error),
     }
@@ -36,6 +36,7 @@ mod tests {
             (ServerError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
             (ServerError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
             (ServerError::TooManyRequests, Code::ResourceExhausted, "etcdserver: too many requests"),
+            (ServerError::DiskFull, Code::ResourceExhausted, "etcdserver: no space left on device"),
             (ServerError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
             (
                 ServerError::Kv(kv::Error::Compacted),
