@@ -136,6 +136,10 @@ async fn member_with_other_data_refuses_to_start_with_the_initial_check() {
     let mut cluster = cluster_with_one_different_member(directory.path()).await;
     let (good_ids, bad_id) =
         ([member_id(&cluster, 0).await, member_id(&cluster, 1).await], member_id(&cluster, BAD).await);
+    // With auth enabled: members compare hashes on the peer port, without client credentials.
+    let first = cluster.nodes[0].client_url.clone();
+    etcdctl_ok(&first, &["user", "add", "root:secret"]).await;
+    etcdctl_ok(&first, &["auth", "enable"]).await;
     cluster.kill(BAD);
     cluster.restart_with_arguments(BAD, &["--experimental-initial-corrupt-check"]);
     let code = cluster.wait_for_exit(BAD).await;
@@ -151,7 +155,7 @@ async fn member_with_other_data_refuses_to_start_with_the_initial_check() {
     // (A put may time out while they elect a new leader, if n2 led: polled.)
     let healthy = cluster.nodes[0].client_url.clone();
     wait_until(&cluster, "a write on the healthy members", || async {
-        etcdctl(&healthy, &["put", "still", "served"]).await.code == 0
+        etcdctl(&healthy, &["put", "still", "served", "--user=root:secret"]).await.code == 0
     })
     .await;
 }

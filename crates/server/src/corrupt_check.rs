@@ -15,19 +15,16 @@
 //!   alarm per pass (the first finding); every finding is logged with the member's id
 //!   and name.
 //!
-//! etcd asks peers on their peer URL (`/members/hashkv`); raftkv's peer port speaks its
-//! own protocol, so a member asks each peer's client URL (`Maintenance.HashKV` over gRPC),
-//! with the TLS settings it uses to reach other members' `https://` client URLs
-//! (`--trusted-ca-file`, `--cert-file`, `--key-file`; see [`crate::tls::forward_client_tls`]).
-//! A peer that cannot be asked (unreachable, no client URL known, `https://` without a
-//! trusted CA, auth enabled: `HashKV` needs root) is skipped with a warning, as etcd skips
-//! peers it cannot reach.
+//! As etcd, a member asks its peers on their peer URLs (`GET /members/hashkv?revision=N`,
+//! answered by the peer port itself, see `transport.rs`), with the peer TLS settings
+//! (`--peer-trusted-ca-file`, `--peer-cert-file`, `--peer-key-file`), so the checks need no
+//! client credentials and work with auth enabled. A peer that cannot be asked
+//! (unreachable, its store not loaded yet) is skipped with a warning, as etcd skips peers
+//! it cannot reach.
 
 use std::time::{Duration, Instant};
 
-use proto::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_client::MaintenanceClient, AlarmRequest, AlarmType, HashKvRequest,
-};
+use proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -142,7 +139,8 @@ enum PeerAnswer {
 /// How this member reaches the others' client URLs.
 #[derive(Clone)]
 struct Settings {
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Dials `https://` peer URLs (the peer TLS settings).
+    peer_tls: Option<tokio_rustls::TlsConnector>,
     /// Bound of each peer call, and of the wait for catching up (etcd's request timeout:
     /// `--request-timeout` plus two election timeouts).
     timeout: Duration,
@@ -162,7 +160,7 @@ pub async fn start(
         return Ok(None);
     }
     let settings = Settings {
-        tls: crate::tls::forward_client_tls(args)?,
+        peer_tls: crate::tls::PeerTls::from_args(args)?.connector,
         timeout: Duration::from_secs(args.request_timeout_seconds) + 2 * Duration::from_millis(args.election_timeout),
     };
     if args.experimental_initial_corrupt_check {
@@ -296,10 +294,10 @@ async fn peer_hashes(handle: &NodeHandle, settings: &Settings, revision: i64) ->
     futures::future::join_all(asks).await
 }
 
-/// Asks each of `member`'s client URLs in turn until one answers (as etcd tries each peer URL).
+/// Asks each of `member`'s peer URLs in turn until one answers (as etcd does).
 async fn ask_member(member: &Member, settings: &Settings, revision: i64) -> PeerAnswer {
-    let mut last = PeerAnswer::Failed("no client URL of this member is known yet".to_string());
-    for url in &member.client_urls {
+    let mut last = PeerAnswer::Failed("no peer URL of this member is known".to_string());
+    for url in &member.peer_urls {
         last = ask_url(url, settings, revision).await;
         if !matches!(last, PeerAnswer::Failed(_)) {
             break;
@@ -309,43 +307,49 @@ async fn ask_member(member: &Member, settings: &Settings, revision: i64) -> Peer
 }
 
 async fn ask_url(url: &str, settings: &Settings, revision: i64) -> PeerAnswer {
-    let timeout = settings.timeout;
-    let endpoint = match tonic::transport::Channel::from_shared(url.to_string()) {
-        Ok(endpoint) => endpoint.connect_timeout(timeout).timeout(timeout),
+    let address = match crate::config::parse_url(url) {
+        Ok(address) => address,
         Err(error) => return PeerAnswer::Failed(format!("{url}: {error}")),
     };
-    let endpoint = if crate::config::is_https(url) {
-        let Some(tls) = &settings.tls else {
-            return PeerAnswer::Failed(format!(
-                "{url} is https:// and this member has no --trusted-ca-file to check it with"
-            ));
-        };
-        match endpoint.tls_config(tls.clone()) {
-            Ok(endpoint) => endpoint,
-            Err(error) => return PeerAnswer::Failed(format!("{url}: {error}")),
-        }
-    } else {
-        endpoint
-    };
-    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => channel,
-        Ok(Err(error)) => return PeerAnswer::Failed(format!("{url}: {error}")),
-        Err(_) => return PeerAnswer::Failed(format!("{url}: connect timed out")),
-    };
-    let mut client = MaintenanceClient::new(channel);
-    match tokio::time::timeout(timeout, client.hash_kv(HashKvRequest { revision })).await {
-        Ok(Ok(response)) => {
-            let response = response.into_inner();
-            let header = response.header.unwrap_or_default();
-            let hash =
-                KvHash { hash: response.hash, revision: header.revision, compact_revision: response.compact_revision };
-            PeerAnswer::Hash(PeerHash { member_id: header.member_id, hash })
-        }
-        Ok(Err(status)) if status.message() == kv::Error::FutureRevision.message() => PeerAnswer::FutureRevision,
-        Ok(Err(status)) if status.message() == kv::Error::Compacted.message() => PeerAnswer::Compacted,
-        Ok(Err(status)) => PeerAnswer::Failed(format!("{url}: {}", status.message())),
-        Err(_) => PeerAnswer::Failed(format!("{url}: HashKV timed out")),
+    if crate::config::is_https(url) && settings.peer_tls.is_none() {
+        return PeerAnswer::Failed(format!("{url} is https:// and this member has no peer TLS settings"));
     }
+    let path = format!("{}?revision={revision}", crate::transport::HASH_KV_PATH);
+    let request = crate::membership::peer_http_get(&address, settings.peer_tls.as_ref(), &path);
+    match tokio::time::timeout(settings.timeout, request).await {
+        Ok(Ok(response)) => {
+            parse_hash_answer(&response).unwrap_or_else(|error| PeerAnswer::Failed(format!("{url}: {error}")))
+        }
+        Ok(Err(error)) => PeerAnswer::Failed(format!("{url}: {error}")),
+        Err(_) => PeerAnswer::Failed(format!("{url}: no hash within {:?}", settings.timeout)),
+    }
+}
+
+/// Reads the peer port's answer to `GET /members/hashkv`.
+fn parse_hash_answer(response: &[u8]) -> Result<PeerAnswer, String> {
+    let split = response.windows(4).position(|window| window == b"\r\n\r\n").ok_or("truncated HTTP answer")?;
+    let status_line = String::from_utf8_lossy(&response[..split]).lines().next().unwrap_or_default().to_string();
+    let body: serde_json::Value =
+        serde_json::from_slice(&response[split + 4..]).map_err(|error| format!("{status_line}: {error}"))?;
+    if !status_line.starts_with("HTTP/1.1 200") {
+        let message = body["message"].as_str().unwrap_or_default();
+        if message == kv::Error::FutureRevision.message() {
+            return Ok(PeerAnswer::FutureRevision);
+        }
+        if message == kv::Error::Compacted.message() {
+            return Ok(PeerAnswer::Compacted);
+        }
+        return Err(format!("{status_line}: {message}"));
+    }
+    let number = |value: &serde_json::Value| value.as_i64().ok_or_else(|| format!("not a hash answer: {body}"));
+    let hash = u32::try_from(number(&body["hash"])?).map_err(|error| error.to_string())?;
+    let member_id = body["header"]["member_id"].as_u64().ok_or_else(|| format!("no member id: {body}"))?;
+    let hash = KvHash {
+        hash,
+        revision: number(&body["header"]["revision"])?,
+        compact_revision: number(&body["compact_revision"])?,
+    };
+    Ok(PeerAnswer::Hash(PeerHash { member_id, hash }))
 }
 
 /// etcd's `monitorKVHash`: every `interval`, a check pass while this member leads.
@@ -439,6 +443,25 @@ fn hex(member_id: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_port_hash_answers_are_read_as_etcds() {
+        let answer =
+            |status: &str, body: &str| format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\r\n{body}");
+        let ok = answer(
+            "200 OK",
+            r#"{"header":{"cluster_id":1,"member_id":7,"revision":12},"hash":3108801744,"compact_revision":4,"hash_revision":12}"#,
+        );
+        let expected = PeerHash { member_id: 7, hash: KvHash { hash: 3108801744, revision: 12, compact_revision: 4 } };
+        assert!(matches!(parse_hash_answer(ok.as_bytes()), Ok(PeerAnswer::Hash(hash)) if hash == expected));
+        let future = answer("400 Bad Request", &format!(r#"{{"message":"{}"}}"#, kv::Error::FutureRevision.message()));
+        assert!(matches!(parse_hash_answer(future.as_bytes()), Ok(PeerAnswer::FutureRevision)));
+        let compacted = answer("400 Bad Request", &format!(r#"{{"message":"{}"}}"#, kv::Error::Compacted.message()));
+        assert!(matches!(parse_hash_answer(compacted.as_bytes()), Ok(PeerAnswer::Compacted)));
+        assert!(parse_hash_answer(answer("503 Service Unavailable", r#"{"message":"not loaded"}"#).as_bytes()).is_err());
+        assert!(parse_hash_answer(b"HTTP/1.1 200 OK").is_err(), "truncated");
+        assert!(parse_hash_answer(answer("200 OK", r#"{"hash":-1}"#).as_bytes()).is_err());
+    }
 
     const LEADER: u64 = 1;
 

@@ -240,16 +240,28 @@ pub async fn fetch_cluster(
 }
 
 async fn fetch_members_once(address: &str, tls: Option<&tokio_rustls::TlsConnector>) -> Result<ClusterInfo, String> {
+    parse_members_response(&peer_http_get(address, tls, "/members").await?)
+}
+
+/// `GET path` on a member's peer port (`address` is `host:port`; TLS with `tls`): the
+/// whole HTTP answer, at most 4 MiB. The peer port answers these few requests itself
+/// (see `transport.rs`), one per connection.
+pub async fn peer_http_get(
+    address: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    path: &str,
+) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const RESPONSE_BYTES_MAX: u64 = 4 << 20;
+    assert!(path.starts_with('/') && !path.contains(char::is_whitespace), "a request path");
     let stream = tokio::net::TcpStream::connect(address).await.map_err(|error| error.to_string())?;
     let mut stream =
         crate::tls::MaybeTlsStream::connect(stream, address, tls).await.map_err(|error| error.to_string())?;
-    let request = format!("GET /members HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(|error| error.to_string())?;
     let mut response = Vec::new();
     stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response).await.map_err(|error| error.to_string())?;
-    parse_members_response(&response)
+    Ok(response)
 }
 
 /// Parses the HTTP answer to `GET /members`.

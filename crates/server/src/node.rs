@@ -192,6 +192,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     }
     let status = Arc::new(SharedStatus { member_id: plan.local.id, cluster_id: plan.cluster_id, ..Default::default() });
     let store = Arc::new(RwLock::new(store));
+    directory.store.set(store.clone()).expect("the peer directory's store is set once");
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
     let options = DriverOptions {
@@ -435,6 +436,7 @@ fn peer_directory(plan: &NodePlan, store: &kv::Store) -> Result<PeerDirectory, S
             table
         },
         unreachable: Default::default(),
+        store: Default::default(),
     })
 }
 

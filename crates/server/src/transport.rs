@@ -64,6 +64,9 @@ pub struct PeerDirectory {
     /// Peers this node currently cannot connect to (shown as `reachable: false` in
     /// `/api/state`); a peer leaves the set when a connection to it succeeds again.
     pub unreachable: std::sync::RwLock<BTreeSet<u64>>,
+    /// The member's store, once it exists: `GET /members/hashkv` on the peer port hashes it
+    /// for the corruption checks of the other members (see [`crate::corrupt_check`]).
+    pub store: std::sync::OnceLock<Arc<tokio::sync::RwLock<kv::Store>>>,
 }
 
 impl PeerDirectory {
@@ -514,6 +517,8 @@ impl<I> PeerReader<I> {
         let path = buffer[4..].split(|byte| *byte == b' ').next().unwrap_or_default().to_vec();
         let (status, body) = if path == b"/members" {
             ("200 OK", crate::membership::members_json(&self.directory))
+        } else if let Some(query) = path.strip_prefix(HASH_KV_PATH.as_bytes()) {
+            self.hash_kv_answer(query).await
         } else if path == PROBE_PATH.as_bytes() {
             ("200 OK", "{\"health\":\"true\"}".to_string()) // a peer measuring its round trip
         } else {
@@ -528,6 +533,40 @@ impl<I> PeerReader<I> {
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await?;
         Ok(true)
+    }
+
+    /// `GET /members/hashkv?revision=N` (etcd's peer endpoint for the corruption checks,
+    /// which needs no client credentials): `Maintenance.HashKV`'s answer as JSON
+    /// (`header.revision`, `hash`, `compact_revision`), or etcd's error for a compacted or
+    /// future revision.
+    async fn hash_kv_answer(&self, query: &[u8]) -> (&'static str, String) {
+        let error = |message: &str| serde_json::json!({ "message": message }).to_string();
+        let query = String::from_utf8_lossy(query);
+        let revision = match query.strip_prefix("?revision=").map(str::parse::<i64>) {
+            None if query.is_empty() => 0,
+            Some(Ok(revision)) => revision,
+            _ => return ("400 Bad Request", error("bad revision: want ?revision=N")),
+        };
+        let Some(store) = self.directory.store.get() else {
+            return ("503 Service Unavailable", error("the store is not loaded yet"));
+        };
+        let store = store.read().await;
+        if revision > store.current_revision() {
+            return ("400 Bad Request", error(kv::Error::FutureRevision.message()));
+        }
+        if revision > 0 && revision < store.compact_revision() {
+            return ("400 Bad Request", error(kv::Error::Compacted.message()));
+        }
+        let (hash, compact_revision, hash_revision) = store.hash_kv(revision);
+        let header = serde_json::json!({
+            "cluster_id": self.directory.cluster_id,
+            "member_id": self.directory.local_id,
+            "revision": store.current_revision(),
+        });
+        let body = serde_json::json!({
+            "header": header, "hash": hash, "compact_revision": compact_revision, "hash_revision": hash_revision,
+        });
+        ("200 OK", body.to_string())
     }
 
     fn check_handshake(&self, handshake: wire::Handshake) -> Result<u64, ReaderError> {
@@ -626,6 +665,8 @@ async fn accept_peer_tls(directory: &PeerDirectory, stream: TcpStream) -> Result
 
 /// etcd's path for the probes peers send each other to measure their round trip.
 pub const PROBE_PATH: &str = "/raft/probing";
+/// Path of the peer port's hash endpoint (etcd's), for the corruption checks.
+pub const HASH_KV_PATH: &str = "/members/hashkv";
 /// How often each peer is probed for its round trip time.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
