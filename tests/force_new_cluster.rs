@@ -101,10 +101,11 @@ async fn regrow(cluster: &mut Cluster, survivor: &str, name: &str, members: usiz
     let added = etcdctl_ok(survivor, &["member", "add", name, &format!("--peer-urls={peer_url}")]).await;
     let (_, initial_cluster) = parse_member_add(&added);
     cluster.start_joining(index, &initial_cluster);
+    // Listed as a voter (isLearner false) and started (its name published).
     let voters = |out: &str| out.lines().filter(|line| line.trim_end().ends_with("false")).count() == members;
-    let listed =
-        wait_for(cluster, survivor, &["member", "list"], |out| member_lines(out) == members && voters(out)).await;
-    assert!(listed.contains(name), "{listed}");
+    let started = |out: &str| out.lines().any(|line| line.contains(&format!(", started, {name},")));
+    let listed = |out: &str| member_lines(out) == members && voters(out) && started(out);
+    wait_for(cluster, survivor, &["member", "list"], listed).await;
     let endpoint = cluster.nodes[index].client_url.clone();
     keys_on(cluster, &endpoint, KEYS + 2).await;
 }
