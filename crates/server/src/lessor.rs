@@ -10,10 +10,10 @@
 //!
 //! The starting TTL is the granted TTL (a leader change extends remaining TTLs, etcd's
 //! behaviour by default) unless a checkpoint recorded a remaining TTL. As etcd's
-//! `Promote(extend)` does, a member that just became leader adds its election timeout
-//! ([`Lessor::with_leader_extension`]) to the starting TTL of every lease it takes over, so
-//! that clients whose keep-alives went to the old leader have time to find the new one;
-//! leases granted while it leads start from their TTL alone. With
+//! `Promote(extend)` does, a lessor built [`Lessor::with_leader_extension`] adds the
+//! extension to the starting TTL of every lease it takes over when it starts leading (the
+//! server does not enable it yet: leadership is noticed at the first refresh, not at the
+//! role change, so a lease granted in the new leader's first turn would be extended too). With
 //! `--experimental-enable-lease-checkpoint` ([`Lessor::with_checkpoints`]) the leader
 //! does what etcd 3.4's lessor does: every lease whose remaining TTL is longer than the
 //! checkpoint interval (etcd: 5 minutes) is scheduled for a checkpoint one interval

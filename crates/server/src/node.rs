@@ -202,9 +202,10 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         warning_apply_duration: args.experimental_warning_apply_duration,
     };
     let watch_hub = WatchHub::new();
-    let lessor = new_lessor(args.experimental_enable_lease_checkpoint)
-        .with_leader_extension(Duration::from_millis(args.election_timeout));
-    let lessor = Arc::new(lessor);
+    // Not yet `.with_leader_extension(election timeout)` (etcd's Promote): the lessor notices
+    // leadership at its first refresh, so a lease granted in the new leader's first turn
+    // would be extended too (a TTL above the granted one); it must learn it on the role change.
+    let lessor = Arc::new(new_lessor(args.experimental_enable_lease_checkpoint));
     let (introspection_sender, introspection_receiver) =
         tokio::sync::watch::channel(Arc::new(crate::introspection::raft_state(&node)));
     let sync_worker = start_sync_worker(inputs.clone(), metrics.clone())?;
