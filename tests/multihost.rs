@@ -169,9 +169,11 @@ impl Lab {
             text.push_str(&format!("{}\t{}\n", host.address, host.names.join(" ")));
         }
         let etc_netns = Path::new("/etc/netns");
-        if !etc_netns.exists() {
-            std::fs::create_dir(etc_netns).expect("create /etc/netns");
-            self.created_etc_netns = true;
+        // The two tests run at once: either may create it (the other finds it there).
+        match std::fs::create_dir(etc_netns) {
+            Ok(()) => self.created_etc_netns = true,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => panic!("create /etc/netns: {error}"),
         }
         for host in &self.hosts {
             let directory = etc_netns.join(&host.namespace);
