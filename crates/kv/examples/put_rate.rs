@@ -38,7 +38,7 @@ fn measure(put_count: u64, view_every: Option<u64>) -> (f64, Store) {
         let index = offset as u64 + 1;
         let applied = store.apply(index, command);
         assert!(applied.result.is_ok(), "every put succeeds");
-        if view_every.is_some_and(|every| index % every == 0) {
+        if view_every.is_some_and(|every| index.is_multiple_of(every)) {
             view = Some(store.clone());
         }
     }
