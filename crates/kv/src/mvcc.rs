@@ -1,7 +1,7 @@
 //! The multi-version record store: every stored revision of every key, indexed by
 //! revision (for history and watch replay) and by key (for reads).
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use proto::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -37,8 +37,8 @@ pub(crate) const INLINE_KEY_BYTES: usize = 24;
 /// All kept revisions of all keys.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Mvcc {
-    records: BTreeMap<Revision, Record>,
-    key_index: BTreeMap<IndexKey, Vec<Revision>>,
+    records: OrdMap<Revision, Record>,
+    key_index: OrdMap<IndexKey, Vec<Revision>>,
     /// Sum of the snapshot encoding sizes of all records (see [`Mvcc::stored_bytes`]).
     stored_bytes: u64,
 }
@@ -60,7 +60,7 @@ impl Mvcc {
 
     /// Every key of `range` present at `revision`, in key order.
     pub fn range_at<'a>(&'a self, range: &'a KeyRange, revision: i64) -> impl Iterator<Item = &'a KeyValue> + 'a {
-        let entries = range.bounds().map(|bounds| self.key_index.range::<[u8], _>(bounds));
+        let entries = range.bounds().map(|bounds| self.key_index.range::<_, [u8]>(bounds));
         entries.into_iter().flatten().filter_map(move |(_, revisions)| self.visible(revisions, revision))
     }
 
@@ -86,22 +86,26 @@ impl Mvcc {
     /// Drops every version older than `revision` that is not the newest version at
     /// `revision`; deletion markers at or below `revision` are dropped too.
     pub fn compact(&mut self, revision: i64) {
-        let records = &mut self.records;
-        let stored_bytes = &mut self.stored_bytes;
-        self.key_index.retain(|_, revisions| {
+        // The persistent map has no `retain`: visit a copy of the key list (compaction
+        // is a full pass over the index either way).
+        let keys: Vec<IndexKey> = self.key_index.keys().cloned().collect();
+        for key in keys {
+            let revisions = self.key_index.get_mut(&key).expect("listed keys are indexed");
             let count = revisions.partition_point(|stored| stored.main <= revision);
             let Some(newest_index) = count.checked_sub(1) else {
-                return true;
+                continue;
             };
-            let newest_is_tombstone = records[&revisions[newest_index]].tombstone;
+            let newest_is_tombstone = self.records[&revisions[newest_index]].tombstone;
             let drop_count = if newest_is_tombstone { count } else { newest_index };
             for dropped in revisions.drain(..drop_count) {
-                let record = records.remove(&dropped).expect("key index points at records");
+                let record = self.records.remove(&dropped).expect("key index points at records");
                 let record_bytes = crate::snapshot::record_field_bytes(&dropped, &record);
-                *stored_bytes = stored_bytes.checked_sub(record_bytes).expect("removed bytes were counted");
+                self.stored_bytes = self.stored_bytes.checked_sub(record_bytes).expect("removed bytes were counted");
             }
-            !revisions.is_empty()
-        });
+            if revisions.is_empty() {
+                self.key_index.remove(&key);
+            }
+        }
         assert!(self.records.len() >= self.key_index.len(), "every indexed key has a record");
     }
 

@@ -534,3 +534,33 @@ fn lease_checkpoints_record_remaining_ttls_and_survive_snapshots() {
     assert_eq!(harness.store.lease(7).map(|lease| lease.starting_ttl_seconds()), Some(30));
     assert_eq!(harness.store.lease(8).map(|lease| lease.remaining_ttl_seconds), Some(0));
 }
+
+fn put_operation(key: &str, value: &str) -> Operation {
+    Operation::Put(PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        value: value.as_bytes().to_vec().into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_clone_is_a_read_view_later_applies_do_not_change() {
+    let mut store = Store::default();
+    for index in 1..=100_u64 {
+        store.apply(index, &Command::new(put_operation(&format!("key-{}", index % 10), &format!("value-{index}"))));
+    }
+    let view = store.clone();
+    let all = RangeRequest { key: b"\0".to_vec(), range_end: b"\0".to_vec(), ..Default::default() };
+    let (range, hash, hash_kv, revision) =
+        (view.range(&all).unwrap(), view.hash(), view.hash_kv(0), view.current_revision());
+    for index in 101..=200_u64 {
+        store.apply(index, &Command::new(put_operation(&format!("key-{}", index % 20), "later")));
+    }
+    let delete = DeleteRangeRequest { key: b"\0".to_vec(), range_end: b"\0".to_vec(), ..Default::default() };
+    store.apply(201, &Command::new(Operation::DeleteRange(delete)));
+    store.apply(202, &Command::new(Operation::Compaction(CompactionRequest { revision: 150, physical: false })));
+    assert_ne!(store.hash(), hash, "the store moved on");
+    assert_eq!(view.range(&all).unwrap(), range, "the view's range is unchanged");
+    assert_eq!((view.hash(), view.hash_kv(0), view.current_revision()), (hash, hash_kv, revision));
+    assert_eq!(view.range(&all).unwrap().kvs.len(), 10);
+}
