@@ -4,7 +4,7 @@
 //! replicates each lease's remaining TTL now and then (a `LeaseCheckpoint` command), and a
 //! new leader starts the lease from that instead of the full granted TTL.
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 /// Largest TTL etcd accepts, in seconds.
 pub const MAXIMUM_LEASE_TTL_SECONDS: i64 = 9_000_000_000;
@@ -20,7 +20,7 @@ pub struct Lease {
     /// checkpointed, or cleared by a keep-alive), as etcd's `remainingTTL`.
     pub remaining_ttl_seconds: i64,
     /// Keys currently attached, in key order.
-    pub keys: BTreeSet<Vec<u8>>,
+    pub keys: OrdSet<Vec<u8>>,
 }
 
 impl Lease {
@@ -38,7 +38,7 @@ impl Lease {
 /// All leases, by id.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Leases {
-    by_id: BTreeMap<i64, Lease>,
+    by_id: OrdMap<i64, Lease>,
 }
 
 impl Leases {
@@ -55,7 +55,7 @@ impl Leases {
     /// Adds a lease with no keys.
     pub fn grant(&mut self, id: i64, granted_ttl_seconds: i64) {
         assert!(id != 0, "lease id 0 means no lease");
-        let lease = Lease { id, granted_ttl_seconds, remaining_ttl_seconds: 0, keys: BTreeSet::new() };
+        let lease = Lease { id, granted_ttl_seconds, remaining_ttl_seconds: 0, keys: OrdSet::new() };
         let previous = self.by_id.insert(id, lease);
         assert!(previous.is_none(), "lease ids are unique");
     }

@@ -1,7 +1,7 @@
 //! Client sessions for exactly-once application of retried commands (R8).
 //! See the crate documentation for the protocol.
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 use proto::raftkvpb::InternalResponse;
 
@@ -34,15 +34,15 @@ pub(crate) enum Lookup<'a> {
 #[derive(Clone, Debug)]
 pub(crate) struct Sessions {
     maximum_sessions: usize,
-    by_client: BTreeMap<u64, Session>,
-    by_age: BTreeSet<(u64, u64)>,
+    by_client: OrdMap<u64, Session>,
+    by_age: OrdSet<(u64, u64)>,
 }
 
 impl Sessions {
     /// An empty table holding at most `maximum_sessions` clients.
     pub fn new(maximum_sessions: usize) -> Sessions {
         assert!(maximum_sessions > 0, "at least one session");
-        Sessions { maximum_sessions, by_client: BTreeMap::new(), by_age: BTreeSet::new() }
+        Sessions { maximum_sessions, by_client: OrdMap::new(), by_age: OrdSet::new() }
     }
 
     /// Classifies request `sequence` of `client_id`.
@@ -63,7 +63,7 @@ impl Sessions {
             self.by_age.remove(&(old.last_used_index, client_id));
         }
         while self.by_client.len() >= self.maximum_sessions {
-            let oldest = self.by_age.pop_first().expect("a full table has an oldest session");
+            let oldest = self.by_age.remove_min().expect("a full table has an oldest session");
             self.by_client.remove(&oldest.1);
         }
         self.by_age.insert((index, client_id));
