@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod node;
 pub mod pprof;
 pub mod quota;
+pub mod read_view;
 pub mod serve;
 pub mod tls;
 pub mod tls_policy;
