@@ -37,6 +37,11 @@ pub struct Metrics {
     pub peer_messages_dropped: IntCounterVec,
     /// Incoming peer messages dropped because the Raft loop was saturated.
     pub inbound_messages_dropped: IntCounter,
+    /// Heartbeats the Raft loop received from a leader.
+    pub heartbeats_received: IntCounter,
+    /// Largest gap, in microseconds, between two heartbeats the Raft loop received from the
+    /// same leader (a stalled loop or a flooded queue shows here first).
+    pub heartbeat_gap_max_microseconds: IntGauge,
     /// Bytes written to peers.
     pub peer_bytes_sent: IntCounter,
     /// Bytes read from peers.
@@ -101,6 +106,11 @@ impl Metrics {
             peer_queue_length,
             peer_messages_dropped,
             inbound_messages_dropped: counter("inbound_messages_dropped_total", "Peer messages dropped on arrival"),
+            heartbeats_received: counter("heartbeats_received_total", "Heartbeats received from a leader"),
+            heartbeat_gap_max_microseconds: gauge(
+                "heartbeat_gap_max_microseconds",
+                "Largest gap between two heartbeats received from the same leader",
+            ),
             peer_bytes_sent: counter("peer_sent_bytes_total", "Bytes written to peers"),
             peer_bytes_received: counter("peer_received_bytes_total", "Bytes read from peers"),
             snapshots_taken: counter("snapshots_total", "Snapshots taken"),

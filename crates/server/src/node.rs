@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +13,13 @@ use tokio::sync::{oneshot, RwLock};
 use crate::config::{self, InitialMember, ServeArgs};
 use crate::driver::{Driver, DriverOptions, DriverOutputs, Input, SharedStatus};
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
+use crate::inputs::{InputSender, SendRefused};
 use crate::introspection::IntrospectionSource;
 use crate::lessor::Lessor;
 use crate::metrics::Metrics;
 use crate::transport::{self, PeerDirectory, PeerInfo, Transport};
 use crate::wal_sync::SyncWorker;
 use crate::watch::{AppliedEvents, WatchHub};
-
-/// Inputs queued for the Raft loop at most (client requests beyond it are refused).
-const INPUT_QUEUE_MAX: usize = 16_384;
 
 /// Everything resolved from the flags before anything starts.
 #[derive(Clone, Debug)]
@@ -82,7 +79,7 @@ pub struct RunningNode {
     pub client_listeners: Vec<TcpListener>,
     /// Metrics of this node.
     pub metrics: Arc<Metrics>,
-    inputs: SyncSender<Input>,
+    inputs: InputSender,
     raft_thread: Option<std::thread::JoinHandle<Result<(), wal::WalError>>>,
 }
 
@@ -185,10 +182,16 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     }
     let directory = Arc::new(peer_directory(&plan, &store)?);
     let transport = Transport::start(directory.clone(), metrics.clone());
-    let (inputs, receiver) = sync_channel(INPUT_QUEUE_MAX);
+    let (inputs, receiver) = crate::inputs::input_queues();
     for url in config::split_urls(&args.listen_peer_urls) {
         let listener = bind(&url).await?;
-        tokio::spawn(transport::serve_peers(listener, directory.clone(), inputs.clone(), Input::Peer, metrics.clone()));
+        tokio::spawn(transport::serve_peers(
+            listener,
+            directory.clone(),
+            inputs.peer_queue(),
+            Input::Peer,
+            metrics.clone(),
+        ));
     }
     let status = Arc::new(SharedStatus { member_id: plan.local.id, cluster_id: plan.cluster_id, ..Default::default() });
     let store = Arc::new(RwLock::new(store));
@@ -271,7 +274,7 @@ const TICK_ADVANCE_POLL: Duration = Duration::from_millis(50);
 /// [`TICK_ADVANCE_WAIT`]), the election clock moves `ticks` (two less than the election
 /// timeout) forward, so the first election comes soon but a leader's heartbeat, already on
 /// its way, still arrives first. No peer in time: nothing is advanced (it would not help).
-fn advance_ticks_once_peers_answer(directory: Arc<PeerDirectory>, inputs: SyncSender<Input>, ticks: u32) {
+fn advance_ticks_once_peers_answer(directory: Arc<PeerDirectory>, inputs: InputSender, ticks: u32) {
     tokio::spawn(async move {
         let polls = TICK_ADVANCE_WAIT.as_millis() / TICK_ADVANCE_POLL.as_millis();
         for _ in 0..polls {
@@ -338,7 +341,7 @@ fn set_quota_metric(metrics: &Metrics, quota_backend_bytes: i64) {
 
 /// The WAL sync thread: after each sync it wakes the Raft loop (a full input queue
 /// means the loop is busy and will see the new durable sequence on its next turn).
-fn start_sync_worker(inputs: SyncSender<Input>, metrics: Arc<Metrics>) -> Result<SyncWorker, String> {
+fn start_sync_worker(inputs: InputSender, metrics: Arc<Metrics>) -> Result<SyncWorker, String> {
     SyncWorker::start(move |_sequence, sync_seconds| {
         if sync_seconds > 0.0 {
             metrics.fsync_duration_seconds.observe(sync_seconds);
@@ -443,7 +446,7 @@ fn peer_directory(plan: &NodePlan, store: &kv::Store) -> Result<PeerDirectory, S
 
 /// [`NodeApi`] over the Raft loop's input queue.
 struct LocalNode {
-    inputs: SyncSender<Input>,
+    inputs: InputSender,
     store: Arc<RwLock<kv::Store>>,
     status: Arc<SharedStatus>,
     directory: Arc<PeerDirectory>,
@@ -466,8 +469,8 @@ impl LocalNode {
     ) -> BoxFuture<'static, Result<T, ServerError>> {
         let sent = match self.inputs.try_send(input) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(ServerError::TooManyRequests),
-            Err(TrySendError::Disconnected(_)) => Err(ServerError::Stopped),
+            Err(SendRefused::Full) => Err(ServerError::TooManyRequests),
+            Err(SendRefused::Stopped) => Err(ServerError::Stopped),
         };
         let timeout = self.request_timeout;
         Box::pin(async move {
@@ -555,8 +558,8 @@ impl NodeApi for LocalNode {
         let (respond, receiver) = oneshot::channel();
         let sent = match self.inputs.try_send(Input::Membership { request, respond }) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(MembershipError::Server(ServerError::TooManyRequests)),
-            Err(TrySendError::Disconnected(_)) => Err(MembershipError::Server(ServerError::Stopped)),
+            Err(SendRefused::Full) => Err(MembershipError::Server(ServerError::TooManyRequests)),
+            Err(SendRefused::Stopped) => Err(MembershipError::Server(ServerError::Stopped)),
         };
         let timeout = self.request_timeout;
         Box::pin(async move {

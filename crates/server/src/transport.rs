@@ -2,8 +2,8 @@
 //! per write, bounded queues, reconnect with backoff, and a handshake that keeps out
 //! nodes of other clusters and unknown members.
 
+use crossbeam_channel::{Sender, TrySendError};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -366,7 +366,7 @@ fn encode_message(message: &Message, buffer: &mut BytesMut) {
 pub async fn serve_peers<I: Send + 'static>(
     listener: TcpListener,
     directory: Arc<PeerDirectory>,
-    inbound: SyncSender<I>,
+    inbound: Sender<I>,
     wrap: fn(Message) -> I,
     metrics: Arc<Metrics>,
 ) {
@@ -441,7 +441,7 @@ enum ReaderError {
 
 struct PeerReader<I> {
     directory: Arc<PeerDirectory>,
-    inbound: SyncSender<I>,
+    inbound: Sender<I>,
     wrap: fn(Message) -> I,
     metrics: Arc<Metrics>,
 }
