@@ -495,7 +495,12 @@ impl ServerCore {
     }
 
     fn apply_command(&mut self, store: &mut kv::Store, entry: &raft::Entry, membership: &mut dyn MembershipApply) {
-        let token = u64::from_le_bytes(entry.data[..TOKEN_BYTES].try_into().expect("8 bytes"));
+        let Some(token_bytes) = entry.data.get(..TOKEN_BYTES) else {
+            tracing::error!(index = entry.index, "log entry shorter than a proposal token; skipped");
+            store.advance_applied_index(entry.index);
+            return;
+        };
+        let token = u64::from_le_bytes(token_bytes.try_into().expect("TOKEN_BYTES bytes"));
         let command = match kv::Command::decode_shared(entry.data.slice(TOKEN_BYTES..)) {
             Ok(command) => command,
             Err(error) => {
