@@ -16,20 +16,19 @@
 //! (the leader sends them again later), and a leader hands leadership to a follower.
 //! Once a retry succeeds everything continues with exactly the entries it had.
 
-use crossbeam_channel::RecvTimeoutError;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-
-use crate::inputs::{InputReceiver, PEER_QUEUE_MAX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use crossbeam_channel::RecvTimeoutError;
 use raft::{Message, RawNode, Role};
 use tokio::sync::{oneshot, RwLock};
 use wal::{Wal, WriteBatch};
 
 use crate::handle::{NodeStatus, ServerError};
+use crate::inputs::{InputReceiver, PEER_QUEUE_MAX};
 use crate::lessor::Lessor;
 use crate::membership::{Membership, MembershipAnswer, MembershipRequest};
 use crate::metrics::Metrics;

@@ -79,9 +79,6 @@ impl InputSender {
 impl InputReceiver {
     /// Waits up to `timeout` for an input, taking a waiting peer input before a client one.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Input, RecvTimeoutError> {
-        if let Ok(input) = self.peers.try_recv() {
-            return Ok(input);
-        }
         crossbeam_channel::select_biased! {
             recv(self.peers) -> input => input.map_err(|_| RecvTimeoutError::Disconnected),
             recv(self.clients) -> input => input.map_err(|_| RecvTimeoutError::Disconnected),
