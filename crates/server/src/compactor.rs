@@ -278,7 +278,7 @@ fn leading(handle: &NodeHandle) -> bool {
 }
 
 async fn current_revision(handle: &NodeHandle) -> i64 {
-    handle.store().read().await.current_revision()
+    handle.read_view().current_revision()
 }
 
 /// Keeps `raftkv_mvcc_key_versions` (versions kept in the history) up to date.
@@ -318,7 +318,7 @@ pub fn spawn(
 
 async fn refresh_gauge(handle: &NodeHandle, gauge: Option<&prometheus::IntGauge>) {
     if let Some(gauge) = gauge {
-        gauge.set(handle.store().read().await.record_count() as i64);
+        gauge.set(handle.read_view().record_count() as i64);
     }
 }
 

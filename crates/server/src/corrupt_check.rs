@@ -277,8 +277,7 @@ async fn wait_until_caught_up(handle: &NodeHandle, timeout: Duration) -> bool {
 
 /// This member's `HashKV` at its current revision.
 async fn local_hash(handle: &NodeHandle) -> KvHash {
-    let store = handle.store();
-    let store = store.read().await;
+    let store = handle.read_view();
     let (hash, compact_revision, revision) = store.hash_kv(0);
     KvHash { hash, revision, compact_revision }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use crossbeam_channel::RecvTimeoutError;
 use raft::{Message, RawNode, Role};
-use tokio::sync::{oneshot, RwLock};
+use tokio::sync::oneshot;
 use wal::{Wal, WriteBatch};
 
 use crate::handle::{NodeStatus, ServerError};
@@ -266,10 +266,11 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A loop over `node` whose state machine is `store`.
+    /// A loop over `node` whose state machine is `store`; it publishes the store's read
+    /// views to `views`.
     pub fn new(
         node: RawNode<Wal>,
-        store: Arc<RwLock<kv::Store>>,
+        (store, views): (kv::Store, Arc<crate::read_view::StoreViews>),
         outputs: DriverOutputs,
         options: DriverOptions,
         token_seed: u64,
@@ -277,8 +278,14 @@ impl Driver {
         let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor, sync_worker, membership } =
             outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
-        let parts =
-            CoreParts { store, metrics: metrics.clone(), lessor, watch_hub, clock: crate::server_core::wall_clock() };
+        let parts = CoreParts {
+            store,
+            views,
+            metrics: metrics.clone(),
+            lessor,
+            watch_hub,
+            clock: crate::server_core::wall_clock(),
+        };
         let core_options = CoreOptions {
             request_timeout_ticks: options.request_timeout_ticks,
             compaction: options.compaction,
@@ -311,7 +318,7 @@ impl Driver {
     /// Runs until [`Input::Stop`] or until every sender is gone. Returns an error if the
     /// WAL fails (the node must stop: it can no longer promise durability).
     pub fn run(mut self, inputs: InputReceiver) -> Result<(), wal::WalError> {
-        crate::etcd_metrics::count_keys(&self.metrics.etcd, &self.core.store().blocking_read());
+        crate::etcd_metrics::count_keys(&self.metrics.etcd, self.core.store());
         let mut next_tick = Instant::now() + self.tick_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -403,9 +410,8 @@ impl Driver {
             Input::Synced => {} // read in `collect_durable`
             Input::Membership { request, respond } => {
                 let deadline_tick = self.core.ticks() + self.request_timeout_ticks;
-                let store = self.core.store().clone();
-                let store = store.blocking_read();
-                self.membership.handle(self.core.node_mut(), &store, request, respond, deadline_tick);
+                let (node, store) = self.core.node_mut_and_store();
+                self.membership.handle(node, store, request, respond, deadline_tick);
             }
             Input::AdvanceTicks { ticks } => self.core.advance_election_clock(ticks),
             Input::Stop => unreachable!("handled by the loop"),
@@ -442,9 +448,8 @@ impl Driver {
         let (ticks, leader) = (self.core.ticks(), self.core.node().leader());
         self.membership.on_tick(ticks, leader);
         if self.membership.has_learners_to_promote() {
-            let store = self.core.store().clone();
-            let store = store.blocking_read();
-            self.membership.promote_caught_up_learners(self.core.node_mut(), &store);
+            let (node, store) = self.core.node_mut_and_store();
+            self.membership.promote_caught_up_learners(node, store);
         }
         for (peer, length) in self.transport.queue_lengths() {
             self.metrics.peer_queue_length.with_label_values(&[&format!("{peer:x}")]).set(length as i64);
@@ -642,11 +647,9 @@ impl Driver {
         }
         let Some((applied, conf)) = self.core.snapshot_due() else { return };
         let started = std::time::Instant::now();
-        let store = self.core.store().clone();
-        let store = store.blocking_read();
-        // Streamed from the store into the snapshot file: no serialized copy in memory.
-        let compacted = self.core.wal_mut().compact_from(applied, conf, &*store);
-        drop(store);
+        // Streamed from a read view into the snapshot file: no serialized copy in memory.
+        let view = self.core.read_view();
+        let compacted = self.core.wal_mut().compact_from(applied, conf, &*view);
         match compacted {
             Ok(()) => {
                 self.snapshot_retry.0 = None;
@@ -676,9 +679,9 @@ impl Driver {
         self.status.applied_index.store(applied_index, Ordering::Relaxed);
         if self.core.ticks() >= self.next_size_tick {
             self.next_size_tick = self.core.ticks() + 50;
-            let size = crate::introspection::directory_size_bytes(node.storage().directory());
-            self.status.db_size_bytes.store(size as i64, Ordering::Relaxed);
-            crate::etcd_metrics::set_store_sizes(&self.metrics.etcd, size, &self.core.store().blocking_read());
+            // The data directory's size is sampled off this thread (see `sample_data_size`).
+            let size = self.status.db_size_bytes.load(Ordering::Relaxed).max(0) as u64;
+            crate::etcd_metrics::set_store_sizes(&self.metrics.etcd, size, self.core.store());
         }
         let is_leader = self.core.soft_state().role == Role::Leader;
         let etcd = &self.metrics.etcd;
@@ -716,4 +719,24 @@ impl MembershipApply for Membership {
     fn restored(&mut self, store: &kv::Store) {
         self.after_restore(store);
     }
+}
+
+/// Samples the size of the WAL directory into `status` every `interval`, on a blocking
+/// task: walking a directory is slow I/O that must not run on the Raft thread. Ends once
+/// the node's status is dropped (the node stopped).
+pub fn sample_data_size(directory: std::path::PathBuf, status: &Arc<SharedStatus>, interval: Duration) {
+    assert!(interval > Duration::ZERO, "a sampling interval takes time");
+    let status = Arc::downgrade(status);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(status) = status.upgrade() else { return };
+            let directory = directory.clone();
+            let measured = tokio::task::spawn_blocking(move || crate::introspection::directory_size_bytes(&directory));
+            let Ok(size_bytes) = measured.await else { return };
+            status.db_size_bytes.store(i64::try_from(size_bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
+        }
+    });
 }

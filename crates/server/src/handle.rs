@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, RwLock};
+use tokio::sync::broadcast;
 
 use crate::lessor::Lessor;
 use crate::watch::AppliedEvents;
@@ -93,8 +93,10 @@ pub trait NodeApi: Send + Sync + 'static {
     /// Returns once this node's store has applied everything committed before the call
     /// (ReadIndex, R7): reads made after it are linearizable.
     fn read_barrier(&self) -> futures::future::BoxFuture<'static, Result<(), ServerError>>;
-    /// The state machine, for reads (serializable as it is; linearizable after `read_barrier`).
-    fn store(&self) -> Arc<RwLock<kv::Store>>;
+    /// The newest read view of the store: a consistent state as of an apply batch, which
+    /// never waits for (nor delays) apply. Serializable as it is; linearizable when taken
+    /// after `read_barrier` returned (the loop publishes a view before it answers).
+    fn read_view(&self) -> Arc<kv::Store>;
     /// Current status.
     fn status(&self) -> NodeStatus;
     /// Current members.
@@ -149,9 +151,9 @@ impl NodeHandle {
         self.inner.read_barrier().await
     }
 
-    /// See [`NodeApi::store`].
-    pub fn store(&self) -> Arc<RwLock<kv::Store>> {
-        self.inner.store()
+    /// See [`NodeApi::read_view`].
+    pub fn read_view(&self) -> Arc<kv::Store> {
+        self.inner.read_view()
     }
 
     /// See [`NodeApi::status`].

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, RwLock};
+use tokio::sync::oneshot;
 
 use crate::config::{self, InitialMember, ServeArgs};
 use crate::driver::{Driver, DriverOptions, DriverOutputs, Input, SharedStatus};
@@ -194,8 +194,9 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         ));
     }
     let status = Arc::new(SharedStatus { member_id: plan.local.id, cluster_id: plan.cluster_id, ..Default::default() });
-    let store = Arc::new(RwLock::new(store));
-    directory.store.set(store.clone()).expect("the peer directory's store is set once");
+    crate::driver::sample_data_size(node.storage().directory().to_path_buf(), &status, tick_interval * 50);
+    let views = Arc::new(crate::read_view::StoreViews::new(&store));
+    directory.store.set(views.clone()).expect("the peer directory's store is set once");
     let request_timeout_ticks = (args.request_timeout_seconds * 1000 / args.heartbeat_interval).max(1);
     let compaction = raft::CompactionPolicy { entries_max: args.snapshot_count.max(1), bytes_max: args.snapshot_bytes };
     let options = DriverOptions {
@@ -225,7 +226,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
         watch_hub: watch_hub.clone(),
         lessor: lessor.clone(),
     };
-    let driver = Driver::new(node, store.clone(), outputs, options, rand::random());
+    let driver = Driver::new(node, (store, views.clone()), outputs, options, rand::random());
     if !alone && args.initial_election_tick_advance {
         advance_ticks_once_peers_answer(directory.clone(), inputs.clone(), election_ticks.saturating_sub(2));
     }
@@ -239,7 +240,7 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     }
     let api = LocalNode {
         inputs: inputs.clone(),
-        store,
+        views,
         status: status.clone(),
         directory: directory.clone(),
         unsafe_local_reads: args.unsafe_local_reads,
@@ -447,7 +448,8 @@ fn peer_directory(plan: &NodePlan, store: &kv::Store) -> Result<PeerDirectory, S
 /// [`NodeApi`] over the Raft loop's input queue.
 struct LocalNode {
     inputs: InputSender,
-    store: Arc<RwLock<kv::Store>>,
+    /// The store's read views, published by the Raft loop.
+    views: Arc<crate::read_view::StoreViews>,
     status: Arc<SharedStatus>,
     directory: Arc<PeerDirectory>,
     unsafe_local_reads: bool,
@@ -510,8 +512,8 @@ impl NodeApi for LocalNode {
         self.submit(Input::Read { respond }, receiver)
     }
 
-    fn store(&self) -> Arc<RwLock<kv::Store>> {
-        self.store.clone()
+    fn read_view(&self) -> Arc<kv::Store> {
+        self.views.latest()
     }
 
     fn status(&self) -> NodeStatus {

@@ -75,7 +75,7 @@ impl Quota {
         if cost_bytes == 0 || self.quota_bytes.is_none() {
             return Ok(());
         }
-        let size_bytes = handle.store().read().await.size_bytes();
+        let size_bytes = handle.read_view().size_bytes();
         if self.has_room(size_bytes, cost_bytes) {
             return Ok(());
         }

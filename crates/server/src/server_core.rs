@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use raft::{ConfState, EntryKind, Message, RawNode, ReadState, Role, SoftState};
-use tokio::sync::RwLock;
 use wal::{Wal, WriteBatch};
 
 use crate::handle::ServerError;
 use crate::lessor::{LeaseTimes, Lessor};
 use crate::metrics::Metrics;
+use crate::read_view::StoreViews;
 use crate::watch::WatchHub;
 
 /// Bytes of the proposal token that prefixes every command in the log.
@@ -98,8 +98,11 @@ pub trait MembershipApply {
 
 /// The shared parts the core reports to (all in memory, no I/O).
 pub struct CoreParts {
-    /// The state machine, shared with readers.
-    pub store: Arc<RwLock<kv::Store>>,
+    /// The state machine. Only the core changes it (the apply loop owns the store).
+    pub store: kv::Store,
+    /// Where the core publishes a read view of `store` after every apply batch and
+    /// restore, before it answers or tells watchers: readers never wait for apply.
+    pub views: Arc<StoreViews>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Lease deadlines; expired leases are revoked through the log.
@@ -178,8 +181,8 @@ impl ServerCore {
         assert!(options.request_timeout_ticks > 0, "a request may wait at least a tick");
         let last_snapshot_index = node.storage().snapshot_meta().index;
         let soft_state = node.soft_state();
-        // Not `blocking_read`: a server builds its core inside the async runtime.
-        let revision = parts.store.try_read().map_or(0, |store| store.current_revision());
+        let revision = parts.store.current_revision();
+        parts.views.publish(&parts.store);
         ServerCore {
             node,
             parts,
@@ -213,9 +216,21 @@ impl ServerCore {
         self.node.storage_mut()
     }
 
-    /// The state machine.
-    pub fn store(&self) -> &Arc<RwLock<kv::Store>> {
+    /// The state machine (the newest state; readers elsewhere use [`ServerCore::read_view`]).
+    pub fn store(&self) -> &kv::Store {
         &self.parts.store
+    }
+
+    /// The newest published read view (equal to [`ServerCore::store`] between turns).
+    pub fn read_view(&self) -> Arc<kv::Store> {
+        let view = self.parts.views.latest();
+        assert_eq!(view.applied_index(), self.parts.store.applied_index(), "the view is published after each change");
+        view
+    }
+
+    /// The Raft node and the store, for membership requests (they read the member table).
+    pub fn node_mut_and_store(&mut self) -> (&mut RawNode<Wal>, &kv::Store) {
+        (&mut self.node, &self.parts.store)
     }
 
     /// Ticks so far.
@@ -357,7 +372,7 @@ impl ServerCore {
     fn expire_leases(&mut self) {
         let leading = self.soft_state.role == Role::Leader;
         let leases: Vec<LeaseTimes> =
-            if leading { self.parts.store.blocking_read().leases().map(LeaseTimes::of).collect() } else { Vec::new() };
+            if leading { self.parts.store.leases().map(LeaseTimes::of).collect() } else { Vec::new() };
         let refreshed = self.parts.lessor.refresh(leading, &leases, (self.parts.clock)());
         for id in refreshed.expired {
             tracing::info!(lease = %format!("{id:x}"), "lease expired; revoking");
@@ -451,8 +466,7 @@ impl ServerCore {
         membership: &mut dyn MembershipApply,
     ) -> Result<(), String> {
         use raft::Snapshottable;
-        let store = self.parts.store.clone();
-        let mut store = store.blocking_write();
+        let store = &mut self.parts.store;
         store
             .restore(data)
             .map_err(|error| format!("snapshot from the leader at index {index} cannot be restored: {error}"))?;
@@ -461,9 +475,10 @@ impl ServerCore {
         }
         self.last_snapshot_index = index;
         self.revision = store.current_revision();
-        membership.restored(&store);
+        membership.restored(store);
+        self.parts.views.publish(store);
         self.parts.watch_hub.publish_restored(store.current_revision());
-        crate::etcd_metrics::count_keys(&self.parts.metrics.etcd, &store);
+        crate::etcd_metrics::count_keys(&self.parts.metrics.etcd, store);
         tracing::info!(index, "restored snapshot from leader");
         Ok(())
     }
@@ -474,31 +489,41 @@ impl ServerCore {
         }
         let started = (self.parts.clock)();
         self.applied_bytes_since_snapshot += entries.iter().map(|entry| entry.data.len() as u64).sum::<u64>();
-        let store = self.parts.store.clone();
-        let mut store = store.blocking_write();
+        let mut events = Vec::new();
         for entry in entries {
-            assert!(entry.index > store.applied_index(), "entries apply once, in order");
+            assert!(entry.index > self.parts.store.applied_index(), "entries apply once, in order");
             match entry.kind {
-                EntryKind::Config => membership.apply_config(&mut store, &entry),
+                EntryKind::Config => membership.apply_config(&mut self.parts.store, &entry),
                 EntryKind::Normal if entry.data.len() > TOKEN_BYTES => {
-                    self.apply_command(&mut store, &entry, membership)
+                    events.extend(self.apply_command(&entry, membership))
                 }
-                _ => store.advance_applied_index(entry.index),
+                _ => self.parts.store.advance_applied_index(entry.index),
             }
         }
-        let applied_index = store.applied_index();
-        self.revision = store.current_revision();
-        drop(store);
+        let applied_index = self.parts.store.applied_index();
+        self.revision = self.parts.store.current_revision();
+        // The view first: a watcher told of a revision, or a client answered, reads a view
+        // that holds it.
+        self.parts.views.publish(&self.parts.store);
+        for (revision, revision_events) in events {
+            self.parts.watch_hub.publish(revision, revision_events);
+        }
         let elapsed = (self.parts.clock)().saturating_duration_since(started);
         self.parts.metrics.etcd.backend_commit_duration_seconds.observe(elapsed.as_secs_f64());
         self.release_reads(applied_index);
     }
 
-    fn apply_command(&mut self, store: &mut kv::Store, entry: &raft::Entry, membership: &mut dyn MembershipApply) {
+    /// Applies one command entry; returns its revision and events for the watchers.
+    fn apply_command(
+        &mut self,
+        entry: &raft::Entry,
+        membership: &mut dyn MembershipApply,
+    ) -> Option<(i64, Vec<proto::mvccpb::Event>)> {
+        let store = &mut self.parts.store;
         let Some(token_bytes) = entry.data.get(..TOKEN_BYTES) else {
             tracing::error!(index = entry.index, "log entry shorter than a proposal token; skipped");
             store.advance_applied_index(entry.index);
-            return;
+            return None;
         };
         let token = u64::from_le_bytes(token_bytes.try_into().expect("TOKEN_BYTES bytes"));
         let command = match kv::Command::decode_shared(entry.data.slice(TOKEN_BYTES..)) {
@@ -506,7 +531,7 @@ impl ServerCore {
             Err(error) => {
                 tracing::error!(index = entry.index, %error, "undecodable command in the log; skipped");
                 store.advance_applied_index(entry.index);
-                return;
+                return None;
             }
         };
         let started = (self.parts.clock)();
@@ -516,10 +541,10 @@ impl ServerCore {
         if let kv::Operation::MemberUpdate(update) = &command.operation {
             membership.member_updated(store, update.id);
         }
-        self.parts.watch_hub.publish(applied.revision, applied.events);
         if let Some(waiting) = self.proposals.remove(&token) {
             self.answer_write(waiting.request, applied.result.map_err(ServerError::Kv));
         }
+        Some((applied.revision, applied.events))
     }
 
     fn on_read_states(&mut self, read_states: Vec<ReadState>) {
@@ -555,7 +580,7 @@ impl ServerCore {
         if !policy.should_compact(applied, self.last_snapshot_index, self.applied_bytes_since_snapshot) {
             return None;
         }
-        if Snapshottable::applied_index(&*self.parts.store.blocking_read()) != applied {
+        if Snapshottable::applied_index(&self.parts.store) != applied {
             return None; // the store lags the core only transiently; try next turn
         }
         Some((applied, self.node.conf_state()))

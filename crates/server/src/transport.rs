@@ -66,7 +66,7 @@ pub struct PeerDirectory {
     pub unreachable: std::sync::RwLock<BTreeSet<u64>>,
     /// The member's store, once it exists: `GET /members/hashkv` on the peer port hashes it
     /// for the corruption checks of the other members (see [`crate::corrupt_check`]).
-    pub store: std::sync::OnceLock<Arc<tokio::sync::RwLock<kv::Store>>>,
+    pub store: std::sync::OnceLock<Arc<crate::read_view::StoreViews>>,
 }
 
 impl PeerDirectory {
@@ -550,7 +550,7 @@ impl<I> PeerReader<I> {
         let Some(store) = self.directory.store.get() else {
             return ("503 Service Unavailable", error("the store is not loaded yet"));
         };
-        let store = store.read().await;
+        let store = store.latest();
         if revision > store.current_revision() {
             return ("400 Bad Request", error(kv::Error::FutureRevision.message()));
         }

@@ -140,15 +140,13 @@ impl Authorizer {
     /// looked up once more after a ReadIndex barrier before being refused.
     pub async fn user(&self, metadata: &MetadataMap) -> Result<Option<String>, Status> {
         let first = {
-            let store = self.handle.store();
-            let store = store.read().await;
+            let store = self.handle.read_view();
             self.user_in(&store, metadata)
         };
         match first {
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 self.handle.read_barrier().await.map_err(status_from_server_error)?;
-                let store = self.handle.store();
-                let store = store.read().await;
+                let store = self.handle.read_view();
                 self.user_in(&store, metadata)
             }
             other => other,
@@ -160,8 +158,7 @@ impl Authorizer {
     pub async fn authorize(&self, metadata: &MetadataMap, operation: &Operation) -> Result<AuthContext, Status> {
         {
             // The usual case in one look at the store: auth off, or a token it knows.
-            let store = self.handle.store();
-            let store = store.read().await;
+            let store = self.handle.read_view();
             match self.identity_in(&store, metadata) {
                 Ok(identity) => {
                     Authorizer::permit(&store, identity.as_ref(), operation)?;
@@ -172,8 +169,7 @@ impl Authorizer {
             }
         }
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         let identity = self.identity_in(&store, metadata)?;
         Authorizer::permit(&store, identity.as_ref(), operation)?;
         Ok(AuthContext { user: identity.map(|identity| identity.user).unwrap_or_default() })
@@ -182,8 +178,7 @@ impl Authorizer {
     /// Allows only root while auth is enabled (etcd's admin-only calls).
     pub async fn require_admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let user = self.user(metadata).await?;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         store.auth().check_admin(user.as_deref()).map_err(status_from_kv_error)
     }
 }
@@ -229,8 +224,7 @@ impl AuthService {
         read: impl FnOnce(&kv::AuthStore, Option<&str>) -> Result<T, kv::Error>,
     ) -> Result<(T, Option<ResponseHeader>), Status> {
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         let user = self.authorizer.user_in(&store, metadata)?;
         let value = read(store.auth(), user.as_deref()).map_err(status_from_kv_error)?;
         Ok((value, Some(self.handle.header(store.current_revision()))))
@@ -303,8 +297,7 @@ impl Auth for AuthService {
     ) -> Result<tonic::Response<AuthStatusResponse>, Status> {
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
         let _ = request;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         let header = Some(self.handle.header(store.current_revision()));
         let auth = store.auth();
         Ok(tonic::Response::new(AuthStatusResponse {
@@ -321,8 +314,7 @@ impl Auth for AuthService {
         let request = request.into_inner();
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
         let (password_hash, auth_revision) = {
-            let store = self.handle.store();
-            let store = store.read().await;
+            let store = self.handle.read_view();
             let auth = store.auth();
             if !auth.is_enabled() {
                 return Err(status_from_kv_error(kv::Error::AuthNotEnabled));
@@ -340,7 +332,7 @@ impl Auth for AuthService {
             // change makes the token old (refused for key-value requests).
             let token =
                 provider.assign(&request.name, auth_revision).map_err(|error| Status::unknown(error.to_string()))?;
-            let revision = self.handle.store().read().await.current_revision();
+            let revision = self.handle.read_view().current_revision();
             return Ok(tonic::Response::new(AuthenticateResponse {
                 header: Some(self.handle.header(revision)),
                 token,

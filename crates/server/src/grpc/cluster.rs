@@ -134,8 +134,7 @@ impl ClusterService {
         {
             return Err(status_from_membership_error(MembershipError::BadUrls));
         }
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         if store.member(request.id).is_none() {
             return Err(status_from_membership_error(MembershipError::MemberNotFound));
         }

@@ -65,7 +65,7 @@ impl KvService {
         self.quota.check(&self.handle, &operation).await?;
         let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
-        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        self.handle.read_view().validate(&command).map_err(status_from_kv_error)?;
         self.handle.write(command).await.map_err(status_from_server_error)
     }
 
@@ -84,8 +84,7 @@ impl KvService {
             self.handle.read_barrier().await.map_err(status_from_server_error)?;
         }
         self.authorizer.authorize(metadata, operation).await?;
-        let store = self.handle.store();
-        let guard = store.read().await;
+        let guard = self.handle.read_view();
         let answer = read(&guard).map_err(status_from_kv_error)?;
         if let Some(metrics) = self.handle.metrics() {
             crate::etcd_metrics::count_local_read(&metrics.etcd, operation);
@@ -100,7 +99,7 @@ impl KvService {
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<TxnResponse, Status> {
         let command = Command::new(Operation::Txn(txn));
-        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        self.handle.read_view().validate(&command).map_err(status_from_kv_error)?;
         let Operation::Txn(txn) = &command.operation else {
             return Err(Status::internal("raftkv: transaction changed kind"));
         };

@@ -141,8 +141,7 @@ impl LeaseService {
     async fn keep_alive_on_leader(handle: &NodeHandle, id: i64) -> Result<Option<LeaseKeepAliveResponse>, Status> {
         handle.read_barrier().await.map_err(status_from_server_error)?;
         let (lease, revision) = {
-            let store = handle.store();
-            let guard = store.read().await;
+            let guard = handle.read_view();
             (
                 guard.lease(id).map(|lease| (lease.granted_ttl_seconds, lease.remaining_ttl_seconds)),
                 guard.current_revision(),
@@ -214,7 +213,7 @@ impl Lease for LeaseService {
         self.quota.check(&self.handle, &operation).await?;
         let request_id = super::auth::scoped_request_id(request_id, &context);
         let command = Command { request_id, operation, auth: Some(context) };
-        self.handle.store().read().await.validate(&command).map_err(status_from_kv_error)?;
+        self.handle.read_view().validate(&command).map_err(status_from_kv_error)?;
         match self.handle.write(command).await.map_err(status_from_server_error)? {
             Response::LeaseGrant(mut response) => {
                 let revision = response.header.map_or(0, |header| header.revision);
@@ -291,8 +290,7 @@ impl Lease for LeaseService {
         let request = request.into_inner();
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
         let (lease, revision) = {
-            let store = self.handle.store();
-            let guard = store.read().await;
+            let guard = self.handle.read_view();
             (guard.lease(request.id).cloned(), guard.current_revision())
         };
         let header = Some(self.handle.header(revision));
@@ -325,8 +323,7 @@ impl Lease for LeaseService {
         _request: Request<LeaseLeasesRequest>,
     ) -> Result<tonic::Response<LeaseLeasesResponse>, Status> {
         self.handle.read_barrier().await.map_err(status_from_server_error)?;
-        let store = self.handle.store();
-        let guard = store.read().await;
+        let guard = self.handle.read_view();
         let leases = guard.leases().map(|lease| LeaseStatus { id: lease.id }).collect();
         let header = Some(self.handle.header(guard.current_revision()));
         Ok(tonic::Response::new(LeaseLeasesResponse { header, leases }))

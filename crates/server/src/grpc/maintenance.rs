@@ -63,7 +63,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: status.applied_index,
             errors,
             // What the space quota measures (see `crate::quota`).
-            db_size_in_use: self.handle.store().read().await.size_bytes() as i64,
+            db_size_in_use: self.handle.read_view().size_bytes() as i64,
             is_learner: status.is_learner,
             ..StatusResponse::default()
         }))
@@ -72,8 +72,7 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.authorizer.require_admin(request.metadata()).await?;
         let revision = request.into_inner().revision;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         if revision > store.current_revision() {
             return Err(status_from_kv_error(kv::Error::FutureRevision));
         }
@@ -87,8 +86,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.authorizer.require_admin(request.metadata()).await?;
-        let store = self.handle.store();
-        let store = store.read().await;
+        let store = self.handle.read_view();
         let full = store.hash();
         // Fold the 64-bit state hash into etcd's 32-bit field.
         let hash = (full ^ (full >> 32)) as u32;

@@ -34,8 +34,7 @@ pub async fn snapshot(
     request: Request<SnapshotRequest>,
 ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
     authorizer.require_admin(request.metadata()).await?;
-    let store = handle.store();
-    let view = store.read().await.clone();
+    let view = handle.read_view();
     let header = Some(handle.header(view.current_revision()));
     let started = std::time::Instant::now();
     let file = tokio::task::spawn_blocking(move || snapshot_file(&view))

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tokio::sync::RwLock;
+use std::sync::Mutex;
+
+use crate::read_view::StoreViews;
 
 use crate::handle::{Member, NodeApi, NodeHandle, NodeStatus, ServerError};
 use crate::watch::{AppliedEvents, WatchHub};
@@ -17,7 +19,8 @@ pub(crate) const TERM: u64 = 3;
 
 /// Applies writes in call order; `read_barrier` fails while `leaderless` is set.
 pub(crate) struct TestNode {
-    store: Arc<RwLock<kv::Store>>,
+    store: Arc<Mutex<kv::Store>>,
+    views: Arc<StoreViews>,
     next_client_sequence: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) barriers: AtomicU64,
@@ -29,7 +32,8 @@ pub(crate) struct TestNode {
 impl TestNode {
     pub(crate) fn start() -> (Arc<TestNode>, NodeHandle) {
         let node = Arc::new(TestNode {
-            store: Arc::new(RwLock::new(kv::Store::default())),
+            store: Arc::new(Mutex::new(kv::Store::default())),
+            views: Arc::new(StoreViews::default()),
             next_client_sequence: AtomicU64::new(1),
             writes: AtomicU64::new(0),
             barriers: AtomicU64::new(0),
@@ -53,16 +57,15 @@ impl NodeApi for TestNode {
             command.request_id = Some(kv::RequestId { client_id: u64::MAX, sequence });
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let store = self.store.clone();
-        let watch_hub = self.watch_hub.clone();
-        async move {
-            let mut store = store.write().await;
-            let index = store.applied_index() + 1;
-            let applied = store.apply(index, &command);
-            watch_hub.publish(applied.revision, applied.events);
-            applied.result.map_err(ServerError::Kv)
-        }
-        .boxed()
+        // As the real apply loop: apply, publish the view, then tell watchers and the client.
+        let mut store = self.store.lock().expect("a test store lock is never poisoned");
+        let index = store.applied_index() + 1;
+        let applied = store.apply(index, &command);
+        self.views.publish(&store);
+        drop(store);
+        self.watch_hub.publish(applied.revision, applied.events);
+        let result = applied.result.map_err(ServerError::Kv);
+        async move { result }.boxed()
     }
 
     fn read_barrier(&self) -> BoxFuture<'static, Result<(), ServerError>> {
@@ -71,13 +74,13 @@ impl NodeApi for TestNode {
         async move { result }.boxed()
     }
 
-    fn store(&self) -> Arc<RwLock<kv::Store>> {
-        self.store.clone()
+    fn read_view(&self) -> Arc<kv::Store> {
+        self.views.latest()
     }
 
     fn status(&self) -> NodeStatus {
-        let (revision, applied_index) =
-            self.store.try_read().map(|store| (store.current_revision(), store.applied_index())).unwrap_or((0, 0));
+        let view = self.views.latest();
+        let (revision, applied_index) = (view.current_revision(), view.applied_index());
         NodeStatus {
             member_id: MEMBER_ID,
             cluster_id: CLUSTER_ID,

@@ -316,7 +316,7 @@ impl StreamState {
     }
 
     async fn progress(&mut self) -> bool {
-        let current = self.handle.store().read().await.current_revision();
+        let current = self.handle.read_view().current_revision();
         let reached = self
             .watchers
             .values()
@@ -398,7 +398,7 @@ struct Watcher {
 
 impl Watcher {
     async fn run(mut self, mut published: broadcast::Receiver<Arc<AppliedEvents>>, progress_notify: bool) {
-        let current = self.handle.store().read().await.current_revision();
+        let current = self.handle.read_view().current_revision();
         let created = WatchResponse {
             header: Some(self.handle.header(current)),
             watch_id: self.watch_id,
@@ -476,8 +476,7 @@ impl Watcher {
     async fn catch_up(&mut self) -> Result<bool, Stop> {
         let mut sent = false;
         loop {
-            let store = self.handle.store();
-            let guard = store.read().await;
+            let guard = self.handle.read_view();
             let current = guard.current_revision();
             if self.next_revision > current {
                 return Ok(sent);
