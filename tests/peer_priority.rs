@@ -20,43 +20,6 @@ const _: () = assert!(CONNECTIONS * IN_FLIGHT_PER_CONNECTION >= 2 * server::inpu
 /// Puts each in-flight slot issues, one after the other.
 const PUTS_PER_SLOT: usize = 3;
 
-/// (term, leader) as each member's `Maintenance.Status` reports them.
-async fn terms_and_leaders(cluster: &Cluster) -> Vec<(u64, u64)> {
-    let mut seen = Vec::new();
-    for url in cluster.client_urls() {
-        let mut client = etcd_client::Client::connect([url.as_str()], None).await.expect("connect");
-        let status = client.status().await.expect("status");
-        seen.push((status.raft_term(), status.leader()));
-    }
-    seen
-}
-
-/// The value of the metric family `name` (a plain counter or gauge) on `metrics_url`.
-async fn metric(metrics_url: &str, name: &str) -> u64 {
-    let address = metrics_url.trim_start_matches("http://");
-    let body = get_metrics(address).await;
-    let line = body
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in /metrics of {metrics_url}"));
-    let value: f64 = line.split_whitespace().nth(1).and_then(|value| value.parse().ok()).expect("a number");
-    value as u64
-}
-
-/// `GET /metrics` over a plain TCP connection (HTTP/1.0, bounded).
-async fn get_metrics(address: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to /metrics");
-        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read");
-        String::from_utf8_lossy(&response).into_owned()
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("/metrics answers within 10 s")
-}
-
 /// Runs the flood against `urls`; returns (acknowledged puts, refused or failed puts).
 async fn flood(urls: &[String]) -> (usize, usize) {
     let mut tasks = Vec::new();
@@ -92,21 +55,22 @@ async fn a_client_flood_changes_no_term_and_heartbeats_keep_flowing() {
     let mut cluster = Cluster::start_raftkv(3).await;
     let leader = cluster.wait_for_leader().await;
     common::etcdctl_ok(&cluster.endpoints(), &["put", "before", "flood"]).await;
-    let before = terms_and_leaders(&cluster).await;
+    let before = common::terms_and_leaders(&cluster).await;
     let followers: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
     let mut heartbeats_before = Vec::new();
     for follower in &followers {
-        heartbeats_before.push(metric(&cluster.nodes[*follower].metrics_url, "raftkv_heartbeats_received_total").await);
+        heartbeats_before
+            .push(common::metric(&cluster.nodes[*follower].metrics_url, "raftkv_heartbeats_received_total").await);
     }
 
     let (acknowledged, refused) = flood(&cluster.client_urls()).await;
 
-    let after = terms_and_leaders(&cluster).await;
+    let after = common::terms_and_leaders(&cluster).await;
     let mut report = format!("flood: {acknowledged} puts acknowledged, {refused} refused or failed;");
     for (follower, heartbeats) in followers.iter().zip(&heartbeats_before) {
         let url = &cluster.nodes[*follower].metrics_url;
-        let heartbeats_after = metric(url, "raftkv_heartbeats_received_total").await;
-        let gap_microseconds = metric(url, "raftkv_heartbeat_gap_max_microseconds").await;
+        let heartbeats_after = common::metric(url, "raftkv_heartbeats_received_total").await;
+        let gap_microseconds = common::metric(url, "raftkv_heartbeat_gap_max_microseconds").await;
         report += &format!(
             " member {follower}: {} heartbeats during the flood, largest gap {} ms;",
             heartbeats_after - heartbeats,
@@ -118,7 +82,7 @@ async fn a_client_flood_changes_no_term_and_heartbeats_keep_flowing() {
     assert_eq!(before, after, "a term or leader changed during the flood: {report}{}", cluster.logs());
     assert!(acknowledged > 0, "the flood got nothing through: {report}");
     for node in &cluster.nodes {
-        let dropped = metric(&node.metrics_url, "raftkv_inbound_messages_dropped_total").await;
+        let dropped = common::metric(&node.metrics_url, "raftkv_inbound_messages_dropped_total").await;
         assert_eq!(dropped, 0, "{} dropped peer messages on arrival: {report}", node.name);
     }
     cluster.assert_running();

@@ -164,7 +164,7 @@ impl Cluster {
         assert!((1..=7).contains(&size), "clusters of 1 to 7 members");
         let scheme = if client_tls.is_some() { "https" } else { "http" };
         let binary = match kind {
-            ServerKind::Raftkv => PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
+            ServerKind::Raftkv => raftkv_binary(),
             ServerKind::Etcd => etcd_binary(),
         };
         let directory = tempfile::Builder::new().prefix("raftkv-cluster-").tempdir().expect("temporary directory");
@@ -549,4 +549,47 @@ pub fn parse_member_add(output: &str) -> (u64, String) {
         .map(|value| value.trim_matches('"').to_string())
         .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in: {output}"));
     (id, initial_cluster)
+}
+
+/// (term, leader) as each member's `Maintenance.Status` reports them.
+pub async fn terms_and_leaders(cluster: &Cluster) -> Vec<(u64, u64)> {
+    let mut seen = Vec::new();
+    for url in cluster.client_urls() {
+        let mut client = etcd_client::Client::connect([url.as_str()], None).await.expect("connect");
+        let status = client.status().await.expect("status");
+        seen.push((status.raft_term(), status.leader()));
+    }
+    seen
+}
+
+/// The value of the metric family `name` (a plain counter or gauge) on `metrics_url`.
+pub async fn metric(metrics_url: &str, name: &str) -> u64 {
+    let address = metrics_url.trim_start_matches("http://");
+    let body = get_metrics(address).await;
+    let line = body
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in /metrics of {metrics_url}"));
+    let value: f64 = line.split_whitespace().nth(1).and_then(|value| value.parse().ok()).expect("a number");
+    value as u64
+}
+
+/// `GET /metrics` over a plain TCP connection (HTTP/1.0, bounded).
+pub async fn get_metrics(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to /metrics");
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("/metrics answers within 10 s")
+}
+
+/// The raftkv binary cluster tests start: this build's, or the one `RAFTKV_TEST_BINARY`
+/// names (to measure an older build with the same test, e.g. before/after figures).
+pub fn raftkv_binary() -> PathBuf {
+    std::env::var_os("RAFTKV_TEST_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_raftkv")), PathBuf::from)
 }
