@@ -30,12 +30,16 @@ impl<S: Storage> RawNode<S> {
         self.uncommitted_bytes = 0;
         self.transfer_target = None;
         self.transfer_elapsed_ticks = 0;
+        let election_ticks = self.config.election_ticks;
+        let randomized = self.randomized_election_ticks;
+        assert!(randomized >= election_ticks && randomized < 2 * election_ticks, "election timeout out of range");
     }
 
     pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
         self.reset(term);
         self.leader = leader;
         self.role = if self.is_voter(self.config.id) { Role::Follower } else { Role::Learner };
+        assert!(self.term >= term && self.progress.is_empty(), "a follower of term {term} or later");
     }
 
     pub(super) fn become_pre_candidate(&mut self) {
@@ -56,6 +60,7 @@ impl<S: Storage> RawNode<S> {
         self.vote = self.config.id;
         self.role = Role::Candidate;
         self.request_votes(false);
+        assert_eq!(self.term, term, "a campaign stays in its term");
     }
 
     /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
@@ -67,6 +72,8 @@ impl<S: Storage> RawNode<S> {
     /// As `request_votes`; `transfer` sends `TransferVote`s (a leadership-transfer
     /// election, answered inside leader leases).
     pub(super) fn request_votes_with(&mut self, pre_vote: bool, transfer: bool) {
+        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
+        assert_eq!(self.role, expected_role, "votes requested outside a campaign");
         if pre_vote {
             self.votes.push((self.config.id, true));
             if self.tally() == VoteResult::Won {
@@ -117,6 +124,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn win_election(&mut self, pre_vote: bool) {
+        assert_eq!(self.tally(), VoteResult::Won, "an election won without a quorum");
         if pre_vote {
             self.become_candidate();
         } else {
@@ -140,6 +148,7 @@ impl<S: Storage> RawNode<S> {
         // A leader that finds its configuration joint (its predecessor crashed mid-change)
         // leaves it as soon as the joint entry is applied here (§4.3).
         self.maybe_leave_joint();
+        assert_eq!(self.log.last_term(), term, "a new leader's log ends in its own term");
     }
 
     pub(super) fn tick_election(&mut self) {
@@ -235,6 +244,7 @@ impl<S: Storage> RawNode<S> {
             self.election_elapsed_ticks = 0;
             self.vote = message.from;
         }
+        assert!(!grant || self.vote == message.from || pre_vote, "a granted vote is recorded");
         self.held.push(Message { from: self.config.id, to: message.from, term, body });
     }
 
@@ -249,6 +259,7 @@ impl<S: Storage> RawNode<S> {
             return;
         }
         self.votes.push((message.from, !reject));
+        debug_assert!(self.votes.iter().filter(|(voter, _)| *voter == message.from).count() == 1);
         match self.tally() {
             VoteResult::Won => self.win_election(pre_vote),
             VoteResult::Lost => {

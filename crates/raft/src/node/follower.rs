@@ -1,7 +1,7 @@
 //! Messages in: validation of untrusted input, and the follower's side of replication
 //! (AppendEntries receiver, §5.3, Figure 2; R3, R5).
 
-use super::{RawNode, StepError, INDEX_PLAUSIBLE_MAX};
+use super::{RawNode, StepError, INDEX_PLAUSIBLE_MAX, TERM_PLAUSIBLE_MAX};
 use crate::config::Sabotage;
 use crate::storage::Storage;
 use crate::types::*;
@@ -13,6 +13,9 @@ impl<S: Storage> RawNode<S> {
         }
         if message.from == self.config.id || message.from == NO_NODE {
             return Err(StepError::UnknownSender(message.from));
+        }
+        if message.term > TERM_PLAUSIBLE_MAX {
+            return Err(StepError::Malformed("term out of range"));
         }
         match &message.body {
             MessageBody::Append { prev_log_index, prev_log_term, entries, .. } => {
@@ -108,6 +111,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn heard_from_leader(&mut self, leader: NodeId) {
+        assert!(leader != self.config.id && leader != NO_NODE, "a leader is another node");
         self.election_elapsed_ticks = 0;
         self.leader = leader;
     }
@@ -143,6 +147,8 @@ impl<S: Storage> RawNode<S> {
             self.append_to_log(&entries[start..]);
         }
         let last_new_index = prev_log_index + entries.len() as u64;
+        let last_new_term = entries.last().map_or(prev_log_term, |entry| entry.term);
+        assert!(self.log.matches(last_new_index, last_new_term), "the log holds the accepted entries");
         self.log.commit_to(commit.min(last_new_index));
         let reply = self.append_response(leader, false, last_new_index, 0, 0);
         if self.config.is_sabotaged(Sabotage::FollowerAcknowledgesBeforeDurable) {
@@ -161,6 +167,7 @@ impl<S: Storage> RawNode<S> {
         hint_index: Index,
         hint_term: Term,
     ) -> Message {
+        assert!(to != self.config.id, "an answer to oneself");
         self.message(to, MessageBody::AppendResponse { reject, index, hint_index, hint_term })
     }
 }

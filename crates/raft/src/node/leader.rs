@@ -12,6 +12,7 @@ use crate::types::*;
 
 impl<S: Storage> RawNode<S> {
     pub(super) fn tick_leader(&mut self) {
+        assert_eq!(self.role, Role::Leader, "a leader's tick");
         self.heartbeat_elapsed_ticks += 1;
         self.election_elapsed_ticks += 1;
         if self.election_elapsed_ticks >= self.config.election_ticks {
@@ -46,6 +47,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn step_leader(&mut self, message: Message) -> Result<(), StepError> {
+        assert_eq!(self.role, Role::Leader, "a leader's message");
         if let Some(progress) = self.progress.get_mut(&message.from) {
             progress.recent_active = true;
         }
@@ -99,6 +101,7 @@ impl<S: Storage> RawNode<S> {
             return Err(ProposeError::Busy);
         }
         self.uncommitted_bytes += bytes;
+        assert!(self.uncommitted_bytes <= self.config.uncommitted_bytes_max, "uncommitted bytes over the bound");
         let first_index = self.log.last_index() + 1;
         let entries: Vec<Entry> = commands
             .into_iter()
@@ -111,6 +114,7 @@ impl<S: Storage> RawNode<S> {
             })
             .collect();
         self.append_to_log(&entries);
+        assert_eq!(self.log.last_term(), self.term, "a leader appends entries of its term");
         self.broadcast_pending = true;
         let single_voter = self.conf.voters == [self.config.id] && self.conf.voters_outgoing.is_empty();
         if single_voter || self.config.is_sabotaged(Sabotage::LeaderCountsUndurableEntries) {
@@ -147,6 +151,8 @@ impl<S: Storage> RawNode<S> {
                 && quorum_index <= self.log.last_index());
         if quorum_index > self.log.committed && counted_term_ok {
             self.log.commit_to(quorum_index);
+            let by_rule = !self.config.is_sabotaged(Sabotage::CommitPreviousTermByCounting);
+            assert!(!by_rule || self.log.term(quorum_index) == Some(self.term), "committed by counting an old term");
             return true;
         }
         false
@@ -170,6 +176,7 @@ impl<S: Storage> RawNode<S> {
         if !progress.maybe_update(index) {
             return;
         }
+        assert!(progress.match_index >= index, "an acknowledgement raises the match index");
         match progress.state {
             ProgressState::Probe => progress.become_replicate(),
             ProgressState::Snapshot if progress.match_index >= progress.pending_snapshot => progress.become_probe(),
@@ -253,6 +260,7 @@ impl<S: Storage> RawNode<S> {
             return false;
         }
         let next_index = progress.next_index;
+        assert!(next_index > 0 && next_index <= self.log.last_index() + 1, "next index outside the log");
         let prev_log_index = next_index - 1;
         let prev_log_term = self.log.term(prev_log_index);
         let entries = self.log.entries(next_index, self.log.last_index() + 1, self.config.append_size_bytes_max);
@@ -273,6 +281,7 @@ impl<S: Storage> RawNode<S> {
         if progress.state == ProgressState::Probe {
             progress.probe_sent = true;
         }
+        assert!(entries.first().is_none_or(|entry| entry.index == next_index), "entries start at next");
         let commit = self.log.committed;
         let last_sent_index = entries.last().map_or(prev_log_index, |entry| entry.index);
         progress.sent_commit = progress.sent_commit.max(commit.min(last_sent_index));

@@ -40,6 +40,11 @@ mod status;
 /// arithmetic from overflowing on hostile input).
 const INDEX_PLAUSIBLE_MAX: Index = u64::MAX >> 2;
 
+/// Highest term accepted from the network or the disk (keeps `term + 1` from wrapping: a
+/// candidate of term `u64::MAX` would otherwise campaign in that same term again; found by
+/// the assertions in `become_candidate` under tests/fuzz_step.rs).
+pub(super) const TERM_PLAUSIBLE_MAX: Term = u64::MAX >> 2;
+
 /// Most ReadIndex requests waiting on a leader (a bound on the read queue).
 const PENDING_READS_MAX: usize = 65_536;
 
@@ -246,6 +251,9 @@ impl<S: Storage> RawNode<S> {
         // campaign into a term already in our log (Log Matching, §5.3). No vote in that term
         // was ever sent: votes leave only after the hard state holding them is durable.
         let term = hard_state.term.max(log.last_term());
+        if term > TERM_PLAUSIBLE_MAX {
+            return Err(ConfigError(format!("storage: term {term} out of range")));
+        }
         let vote = if term > hard_state.term { NO_NODE } else { hard_state.vote };
         let soft_state = SoftState { role: Role::Follower, leader: NO_NODE, term };
         let mut node = RawNode {
@@ -294,20 +302,32 @@ impl<S: Storage> RawNode<S> {
         node.load_configuration()?;
         node.become_follower(term, NO_NODE);
         node.previous_soft_state = node.soft_state();
+        assert!(node.term >= hard_state.term, "recovered term below the durable one");
+        node.assert_invariants();
         Ok(node)
     }
 
     /// Advances logical time by one tick (elections, heartbeats, check-quorum).
     pub fn tick(&mut self) {
+        let (term_before, commit_before) = (self.term, self.log.committed);
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
         }
+        self.assert_progressed_from(term_before, commit_before);
     }
 
     /// Processes a message received from a peer. Bad input is refused with an error and
     /// changes nothing; this never panics on network input.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        let (term_before, commit_before) = (self.term, self.log.committed);
+        let result = self.step_message(message);
+        self.assert_progressed_from(term_before, commit_before);
+        result
+    }
+
+    /// `step` without the checks after it.
+    fn step_message(&mut self, message: Message) -> Result<(), StepError> {
         self.validate(&message)?;
         if !self.accepts_sender(&message) {
             // A member removed (or not yet known): its answers are stale news, ignored.
@@ -345,9 +365,12 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         if self.role == Role::Leader {
-            return self.append_commands(commands);
+            let result = self.append_commands(commands);
+            self.assert_invariants();
+            return result;
         }
         let leader = self.forwarding_target()?;
+        assert!(leader != self.config.id && leader != NO_NODE, "forwarding to no other node");
         let message = self.message(leader, MessageBody::Propose { commands });
         self.held.push(message);
         Ok(())
@@ -357,7 +380,9 @@ impl<S: Storage> RawNode<S> {
     /// `Ready` once the leader has confirmed it still leads.
     pub fn read_index(&mut self, context: Bytes) -> Result<(), ProposeError> {
         if self.role == Role::Leader {
-            return self.leader_read_index(self.config.id, context);
+            let result = self.leader_read_index(self.config.id, context);
+            self.assert_invariants();
+            return result;
         }
         let leader = self.forwarding_target()?;
         let message = self.message(leader, MessageBody::ReadIndex { context });
@@ -371,7 +396,9 @@ impl<S: Storage> RawNode<S> {
     /// entry is applied. The entry reaches `Ready::committed_entries` as an
     /// [`EntryKind::Config`] entry; the core adopts it when handing it out.
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<(), ProposeError> {
-        self.leader_propose_conf_change(change)
+        let result = self.leader_propose_conf_change(change);
+        self.assert_invariants();
+        result
     }
 
     /// Transfers leadership to `target` (thesis §3.10): the leader refuses proposals
@@ -379,13 +406,60 @@ impl<S: Storage> RawNode<S> {
     /// campaign at once. Abandoned after an election timeout. Leader only; `target` must be
     /// a voter ([`ProposeError::InvalidConfChange`] otherwise); `target` == self does nothing.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
-        self.start_leader_transfer(target)
+        let result = self.start_leader_transfer(target);
+        assert!(result.is_err() || self.role == Role::Leader, "only a leader transfers leadership");
+        self.assert_invariants();
+        result
     }
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.
     pub fn campaign(&mut self) {
         if self.may_campaign() && self.role != Role::Leader && !self.log.pending_snapshot() {
             self.become_candidate();
+        }
+        self.assert_invariants();
+    }
+
+    /// After an input: term and commit index never decrease, and the invariants hold.
+    fn assert_progressed_from(&self, term_before: Term, commit_before: Index) {
+        assert!(self.term >= term_before, "term went backwards: {term_before} to {}", self.term);
+        assert!(self.log.committed >= commit_before, "commit index went backwards");
+        self.assert_invariants();
+    }
+
+    /// The invariants written at the fields of [`RawNode`] (cheap: O(members); on in release).
+    pub(super) fn assert_invariants(&self) {
+        let leader = self.role == Role::Leader;
+        assert_eq!(leader, self.leader == self.config.id, "leader {} in role {:?}", self.leader, self.role);
+        let campaigning = matches!(self.role, Role::Candidate | Role::Leader);
+        assert!(!campaigning || self.vote == self.config.id, "a candidate or leader votes for itself");
+        assert!(self.self_vote_waiting.is_none_or(|term| term == self.term), "own vote of another term waits");
+        let candidate = matches!(self.role, Role::Candidate | Role::PreCandidate);
+        assert!(candidate || self.votes.is_empty(), "votes counted outside a campaign");
+        assert!(self.uncommitted_bytes <= self.config.uncommitted_bytes_max, "uncommitted bytes over the bound");
+        assert!(leader || self.uncommitted_bytes == 0, "uncommitted bytes outside leadership");
+        assert!(leader || self.progress.is_empty(), "progress outside leadership");
+        assert!(leader || self.transfer_target.is_none(), "a transfer outside leadership");
+        assert!(leader || self.pending_reads.is_empty() && self.reads_before_commit.is_empty(), "reads queued");
+        assert!(self.pending_reads.len() + self.reads_before_commit.len() <= PENDING_READS_MAX, "read queue bound");
+        assert!(!self.progress.contains_key(&self.config.id), "the leader tracks itself as a follower");
+        let incoming_bytes = self.incoming_snapshot.as_ref().map_or(0, |(_, buffer)| buffer.len() as u64);
+        assert!(incoming_bytes <= self.config.snapshot_bytes_max, "incoming snapshot over snapshot_bytes_max");
+        self.assert_replication_state();
+        self.assert_persist_pipeline();
+        self.log.assert_invariants();
+    }
+
+    /// The leader's per-follower state: within its log, each progress consistent.
+    fn assert_replication_state(&self) {
+        let next_index_max = self.log.last_index() + 1;
+        for progress in self.progress.values() {
+            assert!(progress.match_index < next_index_max, "match {} beyond the log", progress.match_index);
+            progress.assert_invariants();
+        }
+        if let Some(read) = self.pending_reads.back() {
+            assert!(read.round <= self.read_round, "a read waits for a round not yet started");
+            assert!(read.index <= self.log.committed, "a read waits at an uncommitted index");
         }
     }
 

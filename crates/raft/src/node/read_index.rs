@@ -20,6 +20,7 @@ impl<S: Storage> RawNode<S> {
             self.reads_before_commit.push((requester, context));
             return Ok(());
         }
+        assert_eq!(self.role, Role::Leader, "only a leader serves ReadIndex");
         let index = self.log.committed;
         let alone = quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &[self.config.id]);
         if alone || self.config.is_sabotaged(Sabotage::ReadIndexWithoutConfirmation) {
@@ -28,6 +29,7 @@ impl<S: Storage> RawNode<S> {
         }
         self.read_round += 1;
         let round = self.read_round;
+        assert!(self.pending_reads.back().is_none_or(|read| read.round < round), "read rounds increase");
         self.pending_reads.push_back(PendingRead { round, index, requester, context });
         self.broadcast_heartbeat();
         Ok(())
@@ -50,6 +52,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn answer_read(&mut self, requester: NodeId, index: Index, context: Bytes) {
+        assert!(index <= self.log.committed, "a read answered above the commit index");
         if requester == self.config.id {
             self.read_states.push(ReadState { index, context });
         } else {

@@ -43,6 +43,12 @@ impl<S: Storage> RawNode<S> {
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(applied_bytes);
         }
         ready.read_states = std::mem::take(&mut self.read_states);
+        let last_applied = ready.committed_entries.last().map_or(self.log.applied, |entry| entry.index);
+        assert_eq!(last_applied, self.log.applied, "the applied index is the last entry handed to apply");
+        assert!(!ready.must_persist() || ready.persist_sequence == self.last_handed_sequence, "stale sequence");
+        let from_here = |message: &Message| message.from == self.config.id && message.to != self.config.id;
+        assert!(ready.messages.iter().all(from_here), "a message not from this node to another");
+        self.assert_invariants();
         ready
     }
 
@@ -57,6 +63,9 @@ impl<S: Storage> RawNode<S> {
         let held_messages = std::mem::take(&mut self.held);
         if ready.hard_state.is_some() || ready.snapshot.is_some() || !ready.entries.is_empty() {
             let sequence = self.next_persist_sequence;
+            let newest = self.persist_queue.back().map_or(self.persisted_sequence, |record| record.sequence);
+            assert!(newest < sequence, "persist records out of order");
+            debug_assert!(ready.entries.windows(2).all(|pair| pair[1].index == pair[0].index + 1));
             self.next_persist_sequence += 1;
             self.last_handed_sequence = sequence;
             ready.persist_sequence = sequence;
@@ -120,6 +129,8 @@ impl<S: Storage> RawNode<S> {
         if self.role == Role::Leader {
             self.leader_self_persisted();
         }
-        self.assert_persist_pipeline();
+        assert!(self.persist_queue.front().is_none_or(|record| record.sequence > persist_sequence));
+        assert_eq!(self.persisted_sequence, persist_sequence, "persisted sequence recorded");
+        self.assert_invariants();
     }
 }

@@ -10,6 +10,7 @@ impl<S: Storage> RawNode<S> {
     /// A snapshot chunk unanswered for an election timeout is re-sent from the last offset
     /// the follower acknowledged (the transfer resumes; it does not restart).
     pub(super) fn retry_stalled_snapshots(&mut self) {
+        assert_eq!(self.role, Role::Leader, "only a leader sends snapshots");
         let timeout_ticks = self.config.election_ticks;
         let mut stalled = Vec::new();
         for (peer, progress) in self.progress.iter_mut() {
@@ -61,6 +62,7 @@ impl<S: Storage> RawNode<S> {
         let complete = done && received_bytes == offset + data.len() as u64;
         if complete {
             let (meta, buffer) = self.incoming_snapshot.take().expect("matched above");
+            assert_eq!(buffer.len() as u64, received_bytes, "the whole snapshot is assembled");
             return Some(Snapshot { meta, data: buffer.freeze() });
         }
         let reply = self.message(leader, MessageBody::SnapshotProgress { index, received_bytes });
@@ -83,6 +85,7 @@ impl<S: Storage> RawNode<S> {
             self.restore_configuration(snapshot.meta.index, snapshot.meta.conf.clone());
             self.log.restore(snapshot);
         }
+        assert!(self.log.committed >= index, "an installed snapshot is committed");
         let reply = self.append_response(leader, false, index, 0, 0);
         self.held.push(reply);
     }
@@ -95,6 +98,7 @@ impl<S: Storage> RawNode<S> {
         }
         let Some(progress) = self.progress.get_mut(&peer) else { return false };
         progress.become_snapshot(snapshot.meta.index);
+        assert!(snapshot.meta.index >= self.log.first_index() - 1, "sending a snapshot older than the log");
         self.send_snapshot_chunk(peer)
     }
 
@@ -113,6 +117,7 @@ impl<S: Storage> RawNode<S> {
         let total_bytes = snapshot.data.len() as u64;
         let offset = progress.snapshot_acknowledged_bytes.min(total_bytes);
         let end = (offset + chunk_bytes_max).min(total_bytes);
+        assert!(offset <= end && end <= total_bytes, "chunk {offset}..{end} outside the snapshot");
         progress.snapshot_chunk_in_flight = true;
         let body = MessageBody::InstallSnapshot {
             meta: snapshot.meta,
