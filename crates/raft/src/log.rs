@@ -54,6 +54,24 @@ impl<S: Storage> RaftLog<S> {
         Ok(log)
     }
 
+    /// The invariants written at the fields (cheap, on in release; contiguity of the
+    /// unstable entries is checked in debug builds only).
+    pub(crate) fn assert_invariants(&self) {
+        let last_index = self.last_index();
+        assert!(self.applied <= self.committed, "applied {} beyond commit {}", self.applied, self.committed);
+        assert!(self.committed <= last_index, "commit {} beyond last index {last_index}", self.committed);
+        assert!(self.handed_index <= last_index, "handed {} beyond last index {last_index}", self.handed_index);
+        assert!(self.offset > 0, "the unstable offset starts at index 1");
+        assert!(self.first_index() <= last_index + 1, "first index after last index + 1");
+        if let Some(first) = self.unstable.first() {
+            assert_eq!(first.index, self.offset, "unstable entries start at the offset");
+        }
+        if let Some(snapshot) = &self.unstable_snapshot {
+            assert_eq!(self.offset, snapshot.meta.index + 1, "unstable entries follow the unstable snapshot");
+        }
+        debug_assert!(self.unstable.iter().enumerate().all(|(i, e)| e.index == self.offset + i as u64));
+    }
+
     pub(crate) fn first_index(&self) -> Index {
         match &self.unstable_snapshot {
             Some(snapshot) => snapshot.meta.index + 1,
@@ -85,6 +103,7 @@ impl<S: Storage> RaftLog<S> {
         self.storage.term(index).ok()
     }
 
+    /// Term of the last entry; terms never decrease along the log, so this is the highest.
     pub(crate) fn last_term(&self) -> Term {
         self.term(self.last_index()).expect("the last entry always has a term")
     }
@@ -145,8 +164,8 @@ impl<S: Storage> RaftLog<S> {
             self.unstable.extend_from_slice(entries);
         }
         self.handed_index = self.handed_index.min(after - 1);
-        assert!(self.handed_index <= self.last_index(), "handed entries beyond the log");
-        debug_assert!(self.unstable.iter().enumerate().all(|(i, e)| e.index == self.offset + i as u64));
+        assert_eq!(self.last_index(), entries[entries.len() - 1].index, "the log ends with the appended entries");
+        self.assert_invariants();
     }
 
     /// Finds the first entry of `entries` that is not already in the log with the same
@@ -179,6 +198,7 @@ impl<S: Storage> RaftLog<S> {
             assert!(index <= self.last_index(), "commit {index} beyond last index {}", self.last_index());
             self.committed = index;
         }
+        assert!(self.committed >= index.min(self.last_index()), "commit did not reach {index}");
     }
 
     /// Highest index that is durable locally (entries below `offset` are in storage).
@@ -196,6 +216,7 @@ impl<S: Storage> RaftLog<S> {
             return Vec::new();
         }
         let start = (self.handed_index + 1).max(self.offset);
+        assert!(start <= last, "nothing to hand out from {start} to {last}");
         self.handed_index = last;
         self.unstable[(start - self.offset) as usize..].to_vec()
     }
@@ -223,6 +244,7 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.drain(..drop);
         self.offset = index + 1;
         assert!(self.storage.last_index() >= index, "driver reported entries durable that storage lacks");
+        self.assert_invariants();
     }
 
     pub(crate) fn stable_snapshot_to(&mut self, index: Index) {
@@ -230,6 +252,7 @@ impl<S: Storage> RaftLog<S> {
             self.unstable_snapshot = None;
             self.unstable_snapshot_handed = false;
             assert!(self.storage.first_index() > index, "driver reported a snapshot durable that storage lacks");
+            self.assert_invariants();
         }
     }
 
@@ -244,10 +267,13 @@ impl<S: Storage> RaftLog<S> {
         self.handed_index = index;
         self.unstable_snapshot = Some(snapshot);
         self.unstable_snapshot_handed = false;
+        assert_eq!(self.last_index(), index, "the restored log ends at the snapshot");
+        self.assert_invariants();
     }
 
     /// Committed, durable, not yet applied entries (R5), bounded in bytes; advances `applied`.
     pub(crate) fn take_committed_to_apply(&mut self, size_bytes_max: u64) -> Vec<Entry> {
+        assert!(size_bytes_max > 0, "an apply batch holds at least one byte");
         let high = self.committed.min(self.durable_index());
         if self.applied >= high || self.unstable_snapshot.is_some() {
             return Vec::new();

@@ -33,6 +33,14 @@ impl Inflights {
         Inflights { messages: VecDeque::with_capacity(count_max.min(64)), bytes: 0, count_max, bytes_max }
     }
 
+    /// The window's bounds and order (cheap, on in release; the byte sum in debug only).
+    pub(crate) fn assert_invariants(&self) {
+        assert!(self.messages.len() <= self.count_max, "more messages in flight than count_max");
+        assert!(self.messages.is_empty() || self.bytes > 0 || self.messages.iter().all(|m| m.1 == 0));
+        debug_assert_eq!(self.bytes, self.messages.iter().map(|m| m.1).sum::<u64>(), "byte count drifted");
+        debug_assert!(self.messages.iter().zip(self.messages.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+    }
+
     pub(crate) fn full(&self) -> bool {
         self.messages.len() >= self.count_max || self.bytes >= self.bytes_max
     }
@@ -44,6 +52,7 @@ impl Inflights {
         }
         self.messages.push_back((last_index, size_bytes));
         self.bytes += size_bytes;
+        self.assert_invariants();
     }
 
     /// Frees every message whose last index is at or below `index` (acknowledged).
@@ -55,20 +64,24 @@ impl Inflights {
             self.messages.pop_front();
             self.bytes -= size_bytes;
         }
-        debug_assert!(self.messages.is_empty() || self.bytes > 0 || self.messages.iter().all(|m| m.1 == 0));
+        assert!(self.messages.front().is_none_or(|(last_index, _)| *last_index > index), "acknowledged kept");
+        self.assert_invariants();
     }
 
     /// Frees the oldest slot: a heartbeat answer proves the follower alive, so one more
     /// message may go even if earlier ones were lost (e.g. the follower restarted).
     pub(crate) fn free_first_one(&mut self) {
         if let Some((_, size_bytes)) = self.messages.pop_front() {
+            assert!(self.bytes >= size_bytes, "freed more bytes than in flight");
             self.bytes -= size_bytes;
         }
+        assert!(!self.full() || self.bytes >= self.bytes_max, "a slot is free after freeing one");
     }
 
     pub(crate) fn reset(&mut self) {
         self.messages.clear();
         self.bytes = 0;
+        assert_eq!(self.count(), 0, "an emptied window holds nothing");
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -104,6 +117,19 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// The invariants written at the fields (cheap, on in release).
+    pub(crate) fn assert_invariants(&self) {
+        assert!(self.next_index > self.match_index, "next {} not above match {}", self.next_index, self.match_index);
+        assert!(self.inflights.count() == 0 || self.state == ProgressState::Replicate, "in flight outside Replicate");
+        assert!(!self.probe_sent || self.state == ProgressState::Probe, "a probe outstanding outside Probe");
+        let snapshot = self.state == ProgressState::Snapshot;
+        assert!(snapshot || self.pending_snapshot == 0, "a pending snapshot outside Snapshot");
+        assert!(snapshot || !self.snapshot_chunk_in_flight, "a snapshot chunk in flight outside Snapshot");
+        assert!(snapshot || self.snapshot_acknowledged_bytes == 0, "snapshot bytes acknowledged outside Snapshot");
+        assert!(!snapshot || self.pending_snapshot > 0, "Snapshot without a snapshot to send");
+        self.inflights.assert_invariants();
+    }
+
     pub(crate) fn new(next_index: Index, inflight_messages_max: usize, inflight_bytes_max: u64) -> Self {
         assert!(next_index > 0);
         Progress {
@@ -130,6 +156,7 @@ impl Progress {
         self.snapshot_acknowledged_bytes = 0;
         self.snapshot_chunk_in_flight = false;
         self.inflights.reset();
+        assert!(!self.is_paused() || state == ProgressState::Snapshot, "a fresh state may send");
     }
 
     pub(crate) fn become_probe(&mut self) {
@@ -144,11 +171,14 @@ impl Progress {
     pub(crate) fn become_replicate(&mut self) {
         self.reset_state(ProgressState::Replicate);
         self.next_index = self.match_index + 1;
+        self.assert_invariants();
     }
 
     pub(crate) fn become_snapshot(&mut self, snapshot_index: Index) {
+        assert!(snapshot_index > 0, "a snapshot covers at least index 1");
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = snapshot_index;
+        self.assert_invariants();
     }
 
     /// Records an acknowledgement of `index`; false if it tells nothing new.
@@ -171,6 +201,7 @@ impl Progress {
                 return false;
             }
             self.next_index = self.match_index + 1;
+            assert!(self.next_index <= rejected, "a rejection moves next back to the match index");
             return true;
         }
         if self.next_index == 0 || self.next_index - 1 != rejected {

@@ -1,0 +1,272 @@
+//! Elections (§5.2, §5.4.1), pre-vote (thesis §9.6) and the term rules of Figure 2: role
+//! changes, vote requests and answers, the election timer.
+
+use bytes::Bytes;
+
+use super::RawNode;
+use crate::config::Sabotage;
+use crate::quorum::{self, VoteResult};
+use crate::storage::Storage;
+use crate::types::*;
+
+impl<S: Storage> RawNode<S> {
+    pub(super) fn reset(&mut self, term: Term) {
+        if term > self.term {
+            self.term = term;
+            self.vote = NO_NODE;
+        }
+        assert!(self.term >= term, "term went backwards");
+        self.leader = NO_NODE;
+        self.election_elapsed_ticks = 0;
+        self.heartbeat_elapsed_ticks = 0;
+        self.randomized_election_ticks =
+            self.config.election_ticks + self.rng.range(0, self.config.election_ticks as u64) as u32;
+        self.votes.clear();
+        self.self_vote_waiting = None;
+        self.progress.clear();
+        self.pending_reads.clear();
+        self.reads_before_commit.clear();
+        self.broadcast_pending = false;
+        self.uncommitted_bytes = 0;
+        self.transfer_target = None;
+        self.transfer_elapsed_ticks = 0;
+        let election_ticks = self.config.election_ticks;
+        let randomized = self.randomized_election_ticks;
+        assert!(randomized >= election_ticks && randomized < 2 * election_ticks, "election timeout out of range");
+    }
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        self.reset(term);
+        self.leader = leader;
+        self.role = if self.is_voter(self.config.id) { Role::Follower } else { Role::Learner };
+        assert!(self.term >= term && self.progress.is_empty(), "a follower of term {term} or later");
+    }
+
+    pub(super) fn become_pre_candidate(&mut self) {
+        assert!(self.role != Role::Leader, "a leader does not campaign");
+        self.votes.clear();
+        self.leader = NO_NODE;
+        self.role = Role::PreCandidate;
+        self.election_elapsed_ticks = 0;
+        self.randomized_election_ticks =
+            self.config.election_ticks + self.rng.range(0, self.config.election_ticks as u64) as u32;
+        self.request_votes(true);
+    }
+
+    pub(super) fn become_candidate(&mut self) {
+        assert!(self.role != Role::Leader, "a leader does not campaign");
+        let term = self.term + 1;
+        self.reset(term);
+        self.vote = self.config.id;
+        self.role = Role::Candidate;
+        self.request_votes(false);
+        assert_eq!(self.term, term, "a campaign stays in its term");
+    }
+
+    /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
+    /// pre-vote, once durable for a vote (see `self_vote_waiting`).
+    pub(super) fn request_votes(&mut self, pre_vote: bool) {
+        self.request_votes_with(pre_vote, false);
+    }
+
+    /// As `request_votes`; `transfer` sends `TransferVote`s (a leadership-transfer
+    /// election, answered inside leader leases).
+    pub(super) fn request_votes_with(&mut self, pre_vote: bool, transfer: bool) {
+        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
+        assert_eq!(self.role, expected_role, "votes requested outside a campaign");
+        if pre_vote {
+            self.votes.push((self.config.id, true));
+            if self.tally() == VoteResult::Won {
+                return self.win_election(pre_vote);
+            }
+        } else {
+            assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
+            self.self_vote_waiting = Some(self.term);
+        }
+        let term = self.term + u64::from(pre_vote);
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let mut voters: Vec<NodeId> = self.conf.voters.iter().chain(&self.conf.voters_outgoing).copied().collect();
+        voters.sort_unstable();
+        voters.dedup();
+        for voter in voters {
+            if voter == self.config.id {
+                continue;
+            }
+            let body = if pre_vote {
+                MessageBody::PreVote { last_log_index, last_log_term }
+            } else if transfer {
+                MessageBody::TransferVote { last_log_index, last_log_term }
+            } else {
+                MessageBody::Vote { last_log_index, last_log_term }
+            };
+            let message = Message { from: self.config.id, to: voter, term, body };
+            self.held.push(message);
+        }
+    }
+
+    pub(super) fn count_own_vote(&mut self) {
+        if self.role != Role::Candidate || self.votes.iter().any(|(voter, _)| *voter == self.config.id) {
+            return;
+        }
+        self.votes.push((self.config.id, true));
+        match self.tally() {
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, NO_NODE);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+
+    pub(super) fn tally(&self) -> VoteResult {
+        quorum::joint_vote_result(&self.conf.voters, &self.conf.voters_outgoing, &self.votes)
+    }
+
+    pub(super) fn win_election(&mut self, pre_vote: bool) {
+        assert_eq!(self.tally(), VoteResult::Won, "an election won without a quorum");
+        if pre_vote {
+            self.become_candidate();
+        } else {
+            self.become_leader();
+        }
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = self.config.id;
+        let next_index = self.log.last_index() + 1;
+        self.sync_progress(next_index);
+        // §8: a no-op entry of the new term lets earlier entries commit with it (Figure 8).
+        let blank = Entry { term, index: next_index, kind: EntryKind::Blank, data: Bytes::new() };
+        self.append_to_log(&[blank]);
+        self.broadcast_pending = true;
+        self.leader_self_persisted();
+        // A leader that finds its configuration joint (its predecessor crashed mid-change)
+        // leaves it as soon as the joint entry is applied here (§4.3).
+        self.maybe_leave_joint();
+        assert_eq!(self.log.last_term(), term, "a new leader's log ends in its own term");
+    }
+
+    pub(super) fn tick_election(&mut self) {
+        self.election_elapsed_ticks += 1;
+        let promotable = self.may_campaign() && !self.log.pending_snapshot() && self.abstain_until.is_none();
+        if promotable && self.election_elapsed_ticks >= self.randomized_election_ticks {
+            self.election_elapsed_ticks = 0;
+            if self.config.pre_vote {
+                self.become_pre_candidate();
+            } else {
+                self.become_candidate();
+            }
+        }
+    }
+
+    /// Applies Raft's term rules (§5.1, Figure 2 "Rules for Servers"); false if the
+    /// message must be ignored.
+    pub(super) fn step_term(&mut self, message: &Message) -> bool {
+        if message.term > self.term {
+            return self.step_higher_term(message);
+        }
+        if message.term < self.term {
+            self.step_lower_term(message);
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn step_higher_term(&mut self, message: &Message) -> bool {
+        match &message.body {
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. } if self.in_leader_lease() => false,
+            MessageBody::PreVote { .. } => true,
+            MessageBody::PreVoteResponse { reject: false } => true,
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                self.become_follower(message.term, message.from);
+                true
+            }
+            _ => {
+                self.become_follower(message.term, NO_NODE);
+                true
+            }
+        }
+    }
+
+    pub(super) fn step_lower_term(&mut self, message: &Message) {
+        match &message.body {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                // A deposed leader learns the new term from this answer and steps down.
+                let last_index = self.log.last_index();
+                let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round: 0, last_index });
+                self.held.push(reply);
+            }
+            MessageBody::PreVote { .. } => {
+                let reply = self.message(message.from, MessageBody::PreVoteResponse { reject: true });
+                self.held.push(reply);
+            }
+            _ => {}
+        }
+    }
+
+    /// With check-quorum, a node that heard from a leader within the election timeout
+    /// ignores (pre-)votes: a rejoining node cannot depose a healthy leader.
+    pub(super) fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum && self.leader != NO_NODE && self.election_elapsed_ticks < self.config.election_ticks
+    }
+
+    /// RequestVote receiver (§5.2, §5.4.1 election restriction, R6).
+    pub(super) fn handle_vote_request(&mut self, message: &Message) {
+        let (pre_vote, last_log_index, last_log_term) = match message.body {
+            MessageBody::PreVote { last_log_index, last_log_term } => (true, last_log_index, last_log_term),
+            MessageBody::Vote { last_log_index, last_log_term }
+            | MessageBody::TransferVote { last_log_index, last_log_term } => (false, last_log_index, last_log_term),
+            _ => unreachable!("only vote requests"),
+        };
+        let can_vote = self.vote == message.from
+            || (self.vote == NO_NODE && self.leader == NO_NODE)
+            || (pre_vote && message.term > self.term);
+        let our_last_term = self.log.last_term();
+        let up_to_date = last_log_term > our_last_term
+            || (last_log_term == our_last_term && last_log_index >= self.log.last_index())
+            || (!pre_vote && self.config.is_sabotaged(Sabotage::VoteWithoutElectionRestriction));
+        // Like etcd, a node answers even if its own (possibly stale) configuration does not
+        // list it as a voter: the candidate counts only the voters of its configuration.
+        let grant = can_vote && up_to_date && self.abstain_until.is_none();
+        let term = if grant { message.term } else { self.term };
+        let body = if pre_vote {
+            MessageBody::PreVoteResponse { reject: !grant }
+        } else {
+            MessageBody::VoteResponse { reject: !grant }
+        };
+        if grant && !pre_vote {
+            assert_eq!(message.term, self.term);
+            self.election_elapsed_ticks = 0;
+            self.vote = message.from;
+        }
+        assert!(!grant || self.vote == message.from || pre_vote, "a granted vote is recorded");
+        self.held.push(Message { from: self.config.id, to: message.from, term, body });
+    }
+
+    pub(super) fn handle_vote_response(&mut self, message: &Message) {
+        let (pre_vote, reject) = match message.body {
+            MessageBody::PreVoteResponse { reject } => (true, reject),
+            MessageBody::VoteResponse { reject } => (false, reject),
+            _ => unreachable!("only vote responses"),
+        };
+        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
+        if self.role != expected_role || self.votes.iter().any(|(voter, _)| *voter == message.from) {
+            return;
+        }
+        self.votes.push((message.from, !reject));
+        debug_assert!(self.votes.iter().filter(|(voter, _)| *voter == message.from).count() == 1);
+        match self.tally() {
+            VoteResult::Won => self.win_election(pre_vote),
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, NO_NODE);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+}
