@@ -9,7 +9,7 @@
 # Usage: scripts/memory-restart.sh [ROUNDS]      (default 2)
 # Environment: KEYS (400000), VALUE_BYTES (1024), RAFTKV (target/release/raftkv), ETCD (/usr/bin/etcd),
 #   ETCDCTL (/usr/bin/etcdctl), BASE_PORT (27170; etcd uses +0..+2 and +10..+12, raftkv +100..),
-#   WORK (a new directory under ${CARGO_TARGET_DIR:-target}; must be on disk).
+#   WORK (a new directory under ${CARGO_TARGET_DIR:-target}; must be on disk), SYSTEMS ("etcd raftkv").
 # Prints one `memory-restart:` line per system per round. Asserts no time.
 set -euo pipefail
 rounds=${1:-2}
@@ -103,6 +103,11 @@ measure() {
 
 echo "memory-restart: data under $work" >&2
 for round in $(seq 1 "$rounds"); do
-  measure etcd "$round" "$base_port" "$((base_port + 10))"
-  measure raftkv "$round" "$((base_port + 100))" "$((base_port + 110))"
+  for system in ${SYSTEMS:-etcd raftkv}; do
+    case $system in
+      etcd) measure etcd "$round" "$base_port" "$((base_port + 10))" ;;
+      raftkv) measure raftkv "$round" "$((base_port + 100))" "$((base_port + 110))" ;;
+      *) echo "unknown system $system" >&2; exit 2 ;;
+    esac
+  done
 done
