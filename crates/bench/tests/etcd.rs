@@ -158,6 +158,9 @@ fn quick_compare_args(systems: Vec<System>, raftkv_bin: Option<PathBuf>, directo
         install_etcd: false,
         keep_data: false,
         json: true,
+        etcd_benchmark: None,
+        no_etcd_benchmark: true,
+        etcd_benchmark_scale: 1.0,
     }
 }
 
@@ -191,4 +194,58 @@ fn quick_comparison_of_etcd_and_raftkv() {
     let directory = work_directory();
     let systems = vec![System::Etcd, System::Raftkv];
     compare::main_with_args(quick_compare_args(systems, Some(raftkv), directory.path())).unwrap();
+}
+
+/// etcd's benchmark tool from `$RAFTKV_ETCD_BENCHMARK` or the build script's default
+/// output; `None`, with a printed reason, when it is not there.
+fn etcd_benchmark_tool() -> Option<PathBuf> {
+    let found = compare::etcd_tool::locate(None).unwrap_or_else(|error| panic!("{error:#}"));
+    if found.is_none() {
+        eprintln!(
+            "SKIPPED: etcd's benchmark tool not found (set ${} or build it with \
+             /work/shared/tools/etcd-benchmark/build.sh, output /tmp/etcd-benchmark/benchmark)",
+            compare::etcd_tool::ETCD_BENCHMARK_ENV
+        );
+    }
+    found
+}
+
+#[test]
+fn etcd_benchmark_tool_output_parses_against_a_single_node_etcd() {
+    if !etcd_installed() {
+        return;
+    }
+    let Some(tool) = etcd_benchmark_tool() else { return };
+    let directory = work_directory();
+    let base = free_port_range(2);
+    let spec = ClusterSpec {
+        program: PathBuf::from(ETCD),
+        leading_arguments: Vec::new(),
+        node_count: 1,
+        client_port: base,
+        peer_port: base + 1,
+        directory: directory.path().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start(&spec).unwrap();
+    runtime.block_on(cluster.wait_ready(Duration::from_secs(30))).unwrap();
+    let put = compare::etcd_tool::ToolOperation::Put { key_size_bytes: 8, value_size_bytes: 256, key_space: 1000 };
+    let arguments = compare::etcd_tool::arguments(&cluster.endpoints(), 2, 4, &put, 200);
+    let report = runtime.block_on(compare::etcd_tool::run(&tool, &arguments, Duration::from_secs(120))).unwrap();
+    assert_eq!((report.successful_requests(), report.errors), (Some(200), 0), "{report:?}");
+    assert!(report.percentile_seconds(50.0).is_some(), "{report:?}");
+    cluster.require_running().unwrap();
+}
+
+#[test]
+fn quick_comparison_with_etcds_benchmark_tool() {
+    if !etcd_installed() {
+        return;
+    }
+    let Some(tool) = etcd_benchmark_tool() else { return };
+    let directory = work_directory();
+    let mut args = quick_compare_args(vec![System::Etcd], None, directory.path());
+    args.no_etcd_benchmark = false;
+    args.etcd_benchmark = Some(tool);
+    compare::main_with_args(args).unwrap();
 }

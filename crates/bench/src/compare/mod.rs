@@ -2,15 +2,18 @@
 //! workloads against each in interleaved rounds, one table.
 //!
 //! Each round starts each system's cluster afresh (data directories on disk, never tmpfs;
-//! fsync on, as both servers default to), runs the table's workloads against it, samples the
-//! nodes' CPU time around each measured phase and their peak memory at the end, and kills
-//! it. Every process is killed when the comparison ends, fails, panics, or gets Ctrl-C or
+//! fsync on, as both servers default to), runs the table's workloads against it with this
+//! crate's load generator, then (when it is found) the rows of [`tool_rows::TOOL_ROWS`] with
+//! etcd's own benchmark tool ([`etcd_tool`]), samples the nodes' CPU time around each
+//! measured phase and their peak memory at the end, and kills it. Every process is killed when the comparison ends, fails, panics, or gets Ctrl-C or
 //! SIGTERM.
 
 mod cluster;
+pub mod etcd_tool;
 mod filesystem;
 mod process_stats;
 mod report;
+pub mod tool_rows;
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -24,6 +27,7 @@ pub use cluster::{node_arguments, Cluster, ClusterSpec};
 pub use filesystem::{default_work_root, file_system_of, require_disk};
 pub use report::{ComparisonReport, ComparisonRow, SystemFigures};
 use report::{Measurement, Results};
+use tool_rows::{ToolRow, ToolRun, TOOL_ROWS};
 
 /// The Debian command that installs etcd.
 pub const ETCD_INSTALL_COMMAND: &str = "apt-get install -y etcd-server";
@@ -33,6 +37,8 @@ const NODE_COUNT: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Operations per workload in `--quick` mode.
 const QUICK_TOTAL_OPERATIONS: u64 = 300;
+/// Longest one run of etcd's benchmark tool may take (it waits forever for a dead endpoint).
+const TOOL_RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A system under comparison.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,6 +92,8 @@ pub struct TableWorkload {
     pub clients: usize,
     /// Where the clients connect.
     pub node: RowNode,
+    /// gRPC connections, when the row fixes them (else `--conns`, at most one per client).
+    pub connections: Option<usize>,
 }
 
 impl TableWorkload {
@@ -102,17 +110,19 @@ impl TableWorkload {
             RowNode::Leader => " to the leader",
             RowNode::Follower => " to a follower",
         };
-        format!("{name}, {} client{plural}{node}", self.clients)
+        let connections = self.connections.map(|count| format!(" ({count} conns)")).unwrap_or_default();
+        format!("{name}, {} client{plural}{node}{connections}", self.clients)
     }
 }
 
 /// The table's workloads, in the order they run on each cluster.
-pub const TABLE_WORKLOADS: [TableWorkload; 5] = [
-    TableWorkload { workload: Workload::Put, clients: 1, node: RowNode::Leader },
-    TableWorkload { workload: Workload::Put, clients: 1, node: RowNode::Follower },
-    TableWorkload { workload: Workload::Put, clients: 64, node: RowNode::Target },
-    TableWorkload { workload: Workload::Range, clients: 64, node: RowNode::Target },
-    TableWorkload { workload: Workload::RangeSerializable, clients: 64, node: RowNode::Target },
+pub const TABLE_WORKLOADS: [TableWorkload; 6] = [
+    TableWorkload { workload: Workload::Put, clients: 1, node: RowNode::Leader, connections: None },
+    TableWorkload { workload: Workload::Put, clients: 1, node: RowNode::Follower, connections: None },
+    TableWorkload { workload: Workload::Put, clients: 64, node: RowNode::Target, connections: None },
+    TableWorkload { workload: Workload::Range, clients: 64, node: RowNode::Target, connections: None },
+    TableWorkload { workload: Workload::RangeSerializable, clients: 64, node: RowNode::Target, connections: None },
+    TableWorkload { workload: Workload::Put, clients: 2000, node: RowNode::Target, connections: Some(200) },
 ];
 
 /// Flags of `raftkv bench compare`.
@@ -173,6 +183,17 @@ pub struct CompareArgs {
     /// Print the table as one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// etcd's benchmark tool (etcd v3.4.23 `tools/benchmark`), run on the rows of its own
+    /// table. Default: `$RAFTKV_ETCD_BENCHMARK`, `/tmp/etcd-benchmark/benchmark` or
+    /// `etcd-benchmark` in PATH; when none is found those rows are skipped (and the output says so).
+    #[arg(long)]
+    pub etcd_benchmark: Option<PathBuf>,
+    /// Skip the rows measured with etcd's benchmark tool.
+    #[arg(long, conflicts_with = "etcd_benchmark")]
+    pub no_etcd_benchmark: bool,
+    /// Multiplies the requests of each etcd-tool row per round (at 1: 3,000 to 40,000).
+    #[arg(long, default_value_t = 1.0)]
+    pub etcd_benchmark_scale: f64,
 }
 
 /// Runs the comparison described by `args` and prints its table.
@@ -205,18 +226,35 @@ pub fn main_with_args(args: CompareArgs) -> Result<()> {
     if args.keep_data {
         eprintln!("bench compare: kept {}", work_directory.keep().display());
     }
-    let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
-    let rows = report::rows(&results, &labels, &args.systems);
-    let errors: u64 = rows.iter().flat_map(|row| &row.systems).map(|figures| figures.errors).sum();
-    if args.json {
-        println!("{}", serde_json::to_string(&ComparisonReport::new(rows, &results))?);
-    } else {
-        print!("{}", report::render(&rows, &args.systems, &results));
-    }
+    let errors = print_tables(&args, &results, plan.programs.etcd_tool_skipped.clone())?;
     if args.quick && errors > 0 {
         bail!("--quick: {errors} operations failed (see the table)");
     }
     Ok(())
+}
+
+/// Prints both tables (text or JSON) and returns the failed operations they count.
+fn print_tables(args: &CompareArgs, results: &Results, tool_skipped: Option<String>) -> Result<u64> {
+    let labels: Vec<String> = TABLE_WORKLOADS.iter().map(TableWorkload::label).collect();
+    let rows = report::rows(results, &labels, &args.systems);
+    let ratios: Vec<Option<f64>> = rows.iter().map(|row| row.throughput_ratio_raftkv_to_etcd).collect();
+    let tool_rows = tool_rows::table_rows(&results.tool, &args.systems, &ratios);
+    let errors: u64 = rows.iter().flat_map(|row| &row.systems).map(|figures| figures.errors).sum::<u64>()
+        + tool_rows.iter().flat_map(|row| &row.systems).map(|figures| figures.errors).sum::<u64>();
+    if args.json {
+        println!("{}", serde_json::to_string(&ComparisonReport::new(rows, tool_rows, tool_skipped, results))?);
+        return Ok(errors);
+    }
+    print!("{}", report::render(&rows, &args.systems, results));
+    match tool_skipped {
+        Some(reason) => println!("etcd's benchmark tool: its rows were skipped ({reason})"),
+        None => {
+            let rounds = if args.quick { 1 } else { args.rounds };
+            println!("\netcd's benchmark tool (etcd v3.4.23 tools/benchmark), median of {rounds} round(s):");
+            print!("{}", tool_rows::render(&tool_rows, &args.systems));
+        }
+    }
+    Ok(errors)
 }
 
 /// Waits for Ctrl-C or SIGTERM and names it.
@@ -228,11 +266,13 @@ async fn shutdown_signal() -> Result<&'static str> {
     }
 }
 
-/// The binary and leading arguments of each system.
+/// The binaries: each system's, and etcd's benchmark tool (or why it is skipped).
 #[derive(Debug, Clone)]
 struct Programs {
     etcd: PathBuf,
     raftkv: PathBuf,
+    etcd_tool: Option<PathBuf>,
+    etcd_tool_skipped: Option<String>,
 }
 
 fn resolve_programs(args: &CompareArgs) -> Result<Programs> {
@@ -246,7 +286,34 @@ fn resolve_programs(args: &CompareArgs) -> Result<Programs> {
     if args.systems.contains(&System::Raftkv) && !raftkv.is_file() {
         bail!("raftkv binary {} not found (pass --raftkv-bin)", raftkv.display());
     }
-    Ok(Programs { etcd: args.etcd_bin.clone(), raftkv })
+    let (etcd_tool, etcd_tool_skipped) = resolve_etcd_tool(args)?;
+    if let Some(reason) = &etcd_tool_skipped {
+        eprintln!("bench compare: etcd's benchmark tool: its rows are skipped ({reason})");
+    }
+    Ok(Programs { etcd: args.etcd_bin.clone(), raftkv, etcd_tool, etcd_tool_skipped })
+}
+
+/// etcd's benchmark tool, or why its rows are skipped. A path given but wrong is an error.
+fn resolve_etcd_tool(args: &CompareArgs) -> Result<(Option<PathBuf>, Option<String>)> {
+    if args.no_etcd_benchmark {
+        return Ok((None, Some("--no-etcd-benchmark".to_string())));
+    }
+    if !(args.etcd_benchmark_scale.is_finite() && args.etcd_benchmark_scale > 0.0) {
+        bail!("--etcd-benchmark-scale must be a positive number");
+    }
+    match etcd_tool::locate(args.etcd_benchmark.as_deref())? {
+        Some(path) => Ok((Some(path), None)),
+        None => {
+            let looked = format!(
+                "not found: no --etcd-benchmark, ${}, {} or {} in PATH; {}",
+                etcd_tool::ETCD_BENCHMARK_ENV,
+                etcd_tool::AUTO_DETECT_PATHS.join(", "),
+                etcd_tool::PATH_NAME,
+                etcd_tool::BUILD_HINT
+            );
+            Ok((None, Some(looked)))
+        }
+    }
 }
 
 /// Fails with the install command when etcd is missing, or installs it with `--install-etcd` as root.
@@ -288,21 +355,14 @@ impl Plan {
     async fn run_rounds(&self) -> Result<Results> {
         let mut results = Results::default();
         let rounds = if self.args.quick { 1 } else { self.args.rounds };
-        let ticks_per_second = process_stats::ticks_per_second() as f64;
         for round in 1..=rounds {
             for &system in &self.args.systems {
                 let spec = self.cluster_spec(system, round);
                 eprintln!("bench compare: round {round}/{rounds}: starting 3-node {}", system.name());
                 let mut cluster = Cluster::start(&spec)?;
                 cluster.wait_ready(READY_TIMEOUT).await?;
-                for (row, table_workload) in TABLE_WORKLOADS.iter().enumerate() {
-                    let preloaded = TABLE_WORKLOADS[..row].iter().any(is_read);
-                    let measurement = self.measure(&mut cluster, table_workload, preloaded, ticks_per_second).await;
-                    let measurement =
-                        measurement.with_context(|| format!("{} on {}", table_workload.label(), system.name()))?;
-                    report_run(round, system, table_workload, &measurement);
-                    results.record(row, system, &measurement);
-                }
+                self.run_load_generator_rows(&mut cluster, round, system, &mut results).await?;
+                self.run_tool_rows(&mut cluster, round, system, &mut results).await?;
                 results.record_peak_resident(system, &cluster.peak_resident_bytes()?);
                 cluster.stop();
                 if !self.args.keep_data {
@@ -311,6 +371,77 @@ impl Plan {
             }
         }
         Ok(results)
+    }
+
+    /// The rows of [`TABLE_WORKLOADS`], with this crate's load generator.
+    async fn run_load_generator_rows(
+        &self,
+        cluster: &mut Cluster,
+        round: u32,
+        system: System,
+        results: &mut Results,
+    ) -> Result<()> {
+        let ticks_per_second = process_stats::ticks_per_second() as f64;
+        for (row, table_workload) in TABLE_WORKLOADS.iter().enumerate() {
+            let preloaded = TABLE_WORKLOADS[..row].iter().any(is_read);
+            let measurement = self.measure(cluster, table_workload, preloaded, ticks_per_second).await;
+            let measurement =
+                measurement.with_context(|| format!("{} on {}", table_workload.label(), system.name()))?;
+            report_run(round, system, table_workload, &measurement);
+            results.record(row, system, &measurement);
+        }
+        Ok(())
+    }
+
+    /// The rows of [`TOOL_ROWS`], with etcd's benchmark tool, when it was found.
+    async fn run_tool_rows(
+        &self,
+        cluster: &mut Cluster,
+        round: u32,
+        system: System,
+        results: &mut Results,
+    ) -> Result<()> {
+        let Some(program) = &self.programs.etcd_tool else { return Ok(()) };
+        let ticks_per_second = process_stats::ticks_per_second() as f64;
+        for (row, tool_row) in TOOL_ROWS.iter().enumerate() {
+            let arguments = self.tool_arguments(cluster, tool_row).await?;
+            eprintln!(
+                "bench compare: round {round} {}: running {} {}",
+                system.name(),
+                program.display(),
+                arguments.join(" ")
+            );
+            let ticks_at_start = cluster.cpu_ticks()?;
+            let report = etcd_tool::run(program, &arguments, TOOL_RUN_TIMEOUT)
+                .await
+                .with_context(|| format!("etcd's benchmark tool: {} on {}", tool_row.label(), system.name()))?;
+            let cpu_seconds = cluster.cpu_ticks()?.saturating_sub(ticks_at_start) as f64 / ticks_per_second;
+            cluster.require_running()?;
+            report_tool_run(round, system, tool_row, &report);
+            results.tool.record(row, system, ToolRun { report, cpu_seconds });
+        }
+        Ok(())
+    }
+
+    /// The tool's command line for `tool_row` against `cluster`.
+    async fn tool_arguments(&self, cluster: &Cluster, tool_row: &ToolRow) -> Result<Vec<String>> {
+        let args = &self.args;
+        let endpoints = self.endpoints_for(cluster, tool_row.node).await?;
+        // The range row reads key 0, which the load generator's range rows preloaded.
+        let read_key = String::from_utf8_lossy(&crate::encode_key(0, args.key_size_bytes)).into_owned();
+        let operation =
+            tool_row.operation(args.key_size_bytes, args.value_size_bytes, crate::args::DEFAULT_KEY_SPACE, &read_key);
+        let total = tool_row.total_for(args.etcd_benchmark_scale, args.quick);
+        Ok(etcd_tool::arguments(&endpoints, tool_row.connections, tool_row.clients, &operation, total))
+    }
+
+    /// The endpoints a row's clients connect to.
+    async fn endpoints_for(&self, cluster: &Cluster, node: RowNode) -> Result<Vec<String>> {
+        Ok(match (node, self.args.target) {
+            (RowNode::Target, Target::All) => cluster.endpoints(),
+            (RowNode::Target, Target::Leader) | (RowNode::Leader, _) => vec![cluster.leader_endpoint().await?],
+            (RowNode::Follower, _) => vec![cluster.follower_endpoint().await?],
+        })
     }
 
     fn cluster_spec(&self, system: System, round: u32) -> ClusterSpec {
@@ -337,11 +468,7 @@ impl Plan {
         preloaded: bool,
         ticks_per_second: f64,
     ) -> Result<Measurement> {
-        let endpoints = match (table_workload.node, self.args.target) {
-            (RowNode::Target, Target::All) => cluster.endpoints(),
-            (RowNode::Target, Target::Leader) | (RowNode::Leader, _) => vec![cluster.leader_endpoint().await?],
-            (RowNode::Follower, _) => vec![cluster.follower_endpoint().await?],
-        };
+        let endpoints = self.endpoints_for(cluster, table_workload.node).await?;
         let config = self.run_config(endpoints, table_workload, preloaded)?;
         let ticks_at_start = Cell::new(None);
         let sample = || ticks_at_start.set(Some(cluster.cpu_ticks()));
@@ -373,7 +500,7 @@ impl Plan {
         let config = RunConfig {
             endpoints,
             clients: table_workload.clients,
-            connections: args.connections.clamp(1, table_workload.clients),
+            connections: table_workload.connections.unwrap_or(args.connections).clamp(1, table_workload.clients),
             limit,
             warmup,
             key_size_bytes: args.key_size_bytes,
@@ -410,9 +537,45 @@ fn report_run(round: u32, system: System, table_workload: &TableWorkload, measur
     );
 }
 
+fn report_tool_run(round: u32, system: System, tool_row: &ToolRow, report: &etcd_tool::ToolReport) {
+    let milliseconds = |percent: f64| report.percentile_seconds(percent).map_or(f64::NAN, |seconds| seconds * 1000.0);
+    eprintln!(
+        "bench compare: round {round} {} (etcd's tool): {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+        system.name(),
+        tool_row.label(),
+        report.requests_per_second,
+        milliseconds(50.0),
+        milliseconds(99.0),
+        report.errors
+    );
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    /// Mounts [`CompareArgs`] alone.
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn parse(arguments: &[&str]) -> CompareArgs {
+        TestCli::try_parse_from(arguments).unwrap().args
+    }
+
+    #[test]
+    fn etcd_tool_rows_are_skipped_on_request_and_a_wrong_tool_fails() {
+        let (tool, reason) = resolve_etcd_tool(&parse(&["compare", "--no-etcd-benchmark"])).unwrap();
+        assert_eq!((tool, reason.as_deref()), (None, Some("--no-etcd-benchmark")));
+        let error = resolve_etcd_tool(&parse(&["compare", "--etcd-benchmark", "/nonexistent/benchmark"])).unwrap_err();
+        assert!(format!("{error:#}").contains("not found at /nonexistent/benchmark"), "{error:#}");
+        assert!(resolve_etcd_tool(&parse(&["compare", "--etcd-benchmark-scale", "0"])).is_err());
+        assert!(TestCli::try_parse_from(["compare", "--no-etcd-benchmark", "--etcd-benchmark", "/x"]).is_err());
+    }
 
     #[test]
     fn table_labels() {
@@ -424,7 +587,8 @@ mod tests {
                 "put, 1 client to a follower",
                 "put, 64 clients",
                 "range linearizable, 64 clients",
-                "range serializable, 64 clients"
+                "range serializable, 64 clients",
+                "put, 2000 clients (200 conns)"
             ]
         );
     }

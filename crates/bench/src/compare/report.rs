@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::tool_rows::{ToolResults, ToolTableRow};
 use super::System;
 use crate::stats::{milliseconds, throughput, LatencyHistogram};
 
@@ -44,6 +45,8 @@ pub struct Results {
     pub measurements: BTreeMap<(usize, System), Measurement>,
     /// Per system: each node's largest peak resident memory over the rounds, in bytes.
     pub peak_resident_bytes: BTreeMap<System, Vec<u64>>,
+    /// The rows measured with etcd's benchmark tool (empty when it was skipped).
+    pub tool: ToolResults,
 }
 
 impl Results {
@@ -92,24 +95,33 @@ pub struct ComparisonRow {
     pub throughput_ratio_raftkv_to_etcd: Option<f64>,
 }
 
-/// The comparison as JSON: the table rows and each node's peak memory.
+/// The comparison as JSON: the table rows, etcd's tool's rows and each node's peak memory.
 #[derive(Debug, Clone, Serialize)]
 pub struct ComparisonReport {
     /// One row per workload.
     pub rows: Vec<ComparisonRow>,
+    /// One row per workload measured with etcd's benchmark tool.
+    pub etcd_tool_rows: Vec<ToolTableRow>,
+    /// Why etcd's benchmark tool did not run, when it did not.
+    pub etcd_tool_skipped: Option<String>,
     /// Per system: each node's largest peak resident memory (`VmHWM`) over the rounds, in bytes.
     pub peak_resident_bytes_per_node: BTreeMap<String, Vec<u64>>,
 }
 
 impl ComparisonReport {
-    /// Pairs `rows` with the peak memory of `results`.
-    pub fn new(rows: Vec<ComparisonRow>, results: &Results) -> Self {
+    /// Pairs the rows with the peak memory of `results`.
+    pub fn new(
+        rows: Vec<ComparisonRow>,
+        etcd_tool_rows: Vec<ToolTableRow>,
+        etcd_tool_skipped: Option<String>,
+        results: &Results,
+    ) -> Self {
         let peak_resident_bytes_per_node = results
             .peak_resident_bytes
             .iter()
             .map(|(system, peaks)| (system.name().to_string(), peaks.clone()))
             .collect();
-        ComparisonReport { rows, peak_resident_bytes_per_node }
+        ComparisonReport { rows, etcd_tool_rows, etcd_tool_skipped, peak_resident_bytes_per_node }
     }
 }
 
@@ -205,7 +217,7 @@ fn render_row(row: &ComparisonRow, systems: &[System], both: bool) -> Vec<String
 }
 
 /// Pads columns: the first left-aligned, the rest right-aligned, two spaces apart.
-fn align(table: &[Vec<String>]) -> String {
+pub(super) fn align(table: &[Vec<String>]) -> String {
     let columns = table.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|column| {
@@ -261,7 +273,7 @@ mod tests {
         assert!(text.contains("raftkv/etcd"), "{text}");
         assert!(text.contains("3.00"), "{text}");
         assert!(text.contains("peak RSS per node, etcd: 15.0 / 20.0 MiB"), "{text}");
-        let json = serde_json::to_value(ComparisonReport::new(rows, &results)).unwrap();
+        let json = serde_json::to_value(ComparisonReport::new(rows, Vec::new(), None, &results)).unwrap();
         assert_eq!(json["rows"][0]["throughput_ratio_raftkv_to_etcd"], 3.0);
         assert_eq!(json["peak_resident_bytes_per_node"]["etcd"][1], 20 * 1024 * 1024);
     }
