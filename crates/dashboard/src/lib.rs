@@ -18,7 +18,9 @@ pub use playground::{playground_router, run_playground, serve_playground, Playgr
 
 use axum::routing::get;
 
-/// Routes of the live dashboard: `GET /dashboard` (the page) and `GET /dashboard/assets/{name}`.
+/// Routes of the live dashboard: `GET /dashboard` (the page), `GET /dashboard/assets/{name}`
+/// and `GET /dashboard/metrics-relay` (a frame the page loads from every member's address to
+/// read that member's `/metrics`, which has no CORS header, from its own origin).
 ///
 /// Merge it into a node's HTTP server, the one that serves `/api/state` and `/api/events`:
 /// the page reads the node it was loaded from (or the node named by `?node=URL`).
@@ -26,5 +28,6 @@ pub fn dashboard_router() -> axum::Router {
     axum::Router::new()
         .route("/dashboard", get(assets::dashboard_page))
         .route("/dashboard/", get(assets::dashboard_page))
+        .route("/dashboard/metrics-relay", get(assets::metrics_relay_page))
         .merge(assets::asset_router())
 }

@@ -1,6 +1,8 @@
 //! The live dashboard in a real browser against a real 3-node cluster of `raftkv serve`
 //! processes: a key written with etcdctl appears, committed, on every node's row; when
-//! the leader is killed the page shows the election of a new one.
+//! the leader is killed the page shows the election of a new one. Under a write load the
+//! charts draw points, a leader kill is marked on them, and rewinding to before the kill
+//! shows the old leader's row as the leader again.
 //!
 //! The `raftkv` binary is taken from the target directory this test was built into
 //! (`cargo test --workspace` builds it); if it is missing it is built with `cargo build`.
@@ -22,6 +24,10 @@ const ETCDCTL: &str = "/usr/bin/etcdctl";
 const BUILD_WAIT_MAX: Duration = Duration::from_secs(1200);
 /// Cluster size.
 const NODES: usize = 3;
+/// Keys written by the charts test's write load (one etcdctl put each).
+const WRITE_LOAD_PUTS: usize = 40;
+/// Samples the page holds before the charts' screenshot is taken (one a second).
+const CHART_SAMPLES_MIN: usize = 12;
 
 /// The `raftkv` binary next to this test's own target directory, built if missing.
 fn raftkv_binary() -> PathBuf {
@@ -72,6 +78,13 @@ struct Node {
     client_port: u16,
     http_port: u16,
     process: Option<KillOnDrop>,
+}
+
+impl Node {
+    /// The same node's name and ports, without its process (for etcdctl's endpoint list).
+    fn endpoint_only(&self) -> Node {
+        Node { name: self.name.clone(), client_port: self.client_port, http_port: self.http_port, process: None }
+    }
 }
 
 fn start_cluster(binary: &Path, data: &Path) -> Vec<Node> {
@@ -147,30 +160,82 @@ fn key_committed_on_every_row(key: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_written_key_appears_committed_on_every_row_and_elections_show() {
+/// True if the browser and etcdctl are installed (else says why the test does nothing).
+fn tools_available() -> bool {
     if !support::browser_available() {
-        return;
+        return false;
     }
     if !Path::new(ETCDCTL).exists() {
         assert!(std::env::var_os("CI").is_none(), "install Debian's etcd-client for {ETCDCTL}");
         eprintln!("live dashboard test skipped: {ETCDCTL} missing (package etcd-client)");
-        return;
+        return false;
     }
-    let binary = raftkv_binary();
-    let data = tempfile::tempdir().expect("data directory");
-    let mut nodes = start_cluster(&binary, data.path());
-    wait_until("the cluster to elect a leader", || leader_elected(&nodes));
-    let (url, page_server) = dashboard_url(&nodes[0]).await;
+    true
+}
 
-    let browser = Browser::start().await;
-    browser.client.goto(&url).await.expect("load the dashboard");
-    let all_rows_live = format!(
+/// A page condition: a row per node, every one leader or follower, exactly one leader.
+fn all_rows_live() -> String {
+    format!(
         "const rows = [...document.querySelectorAll('#cluster .node-row')];
          return rows.length === {NODES} && rows.filter((row) => row.dataset.role === 'leader').length === 1
            && rows.every((row) => ['leader', 'follower'].includes(row.dataset.role));"
-    );
-    browser.wait_for_script("a row per node, one leader", &all_rows_live).await;
+    )
+}
+
+/// A page condition: chart `chart` has a line with at least `points_min` points, the
+/// largest above zero if `above_zero`.
+fn chart_drawn(chart: &str, points_min: usize, above_zero: bool) -> String {
+    format!(
+        "return [...document.querySelectorAll('svg[data-chart={chart:?}] polyline.series')].some((line) =>
+           Number(line.dataset.points) >= {points_min} && (!{above_zero} || Number(line.dataset.max) > 0));"
+    )
+}
+
+/// The points of every line of every chart: `{chart: {series: points}}`.
+const READ_CHARTS_SCRIPT: &str = r#"
+const charts = {};
+for (const chart of document.querySelectorAll('svg[data-chart]')) {
+  charts[chart.dataset.chart] = Object.fromEntries([...chart.querySelectorAll('polyline.series')]
+    .map((line) => [line.dataset.series, Number(line.dataset.points)]));
+}
+return charts;
+"#;
+
+/// A started cluster watched by a browser on its dashboard.
+struct Watched {
+    nodes: Vec<Node>,
+    browser: Browser,
+    page_server: Option<tokio::task::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+/// Starts a 3-node cluster, waits for a leader, opens the dashboard and waits for a row per node.
+async fn watch_new_cluster() -> Watched {
+    let binary = raftkv_binary();
+    let data = tempfile::tempdir().expect("data directory");
+    let nodes = start_cluster(&binary, data.path());
+    wait_until("the cluster to elect a leader", || leader_elected(&nodes));
+    let (url, page_server) = dashboard_url(&nodes[0]).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&url).await.expect("load the dashboard");
+    browser.wait_for_script("a row per node, one leader", &all_rows_live()).await;
+    Watched { nodes, browser, page_server, _data: data }
+}
+
+/// The name of the row the page draws as the leader.
+async fn leader_row_name(browser: &Browser) -> String {
+    let rows = browser.evaluate(READ_ROWS_SCRIPT, Vec::new()).await;
+    let rows = rows.as_array().expect("rows").clone();
+    let leader = rows.iter().find(|row| row["role"] == "leader").and_then(|row| row["name"].as_str());
+    leader.expect("a leader row").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_key_appears_committed_on_every_row_and_elections_show() {
+    if !tools_available() {
+        return;
+    }
+    let Watched { mut nodes, browser, page_server, _data } = watch_new_cluster().await;
 
     for (key, value) in [("greeting", "hello"), ("colour", "blue"), ("answer", "42")] {
         etcdctl_put(&nodes, key, value);
@@ -197,4 +262,86 @@ async fn a_written_key_appears_committed_on_every_row_and_elections_show() {
     if let Some(server) = page_server {
         server.abort();
     }
+    drop(nodes);
+}
+
+/// Kills the process of node `name` (one this test started, by its pid) and returns its pid.
+fn kill_node(nodes: &mut [Node], name: &str) -> u32 {
+    let node = nodes.iter_mut().find(|node| node.name == name).expect("node process");
+    let process = node.process.take().expect("node running");
+    let pid = process.0.id();
+    drop(process); // kill and wait
+    pid
+}
+
+/// A page condition: a leader other than `old_leader` is drawn, and a leader change is
+/// marked on the commit-rate chart.
+fn new_leader_marked(old_leader: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll('#cluster .node-row')].some((row) =>
+           row.dataset.role === 'leader' && row.dataset.name !== {old_leader:?})
+         && document.querySelectorAll('svg[data-chart=\"commit-rate\"] g.leader-change').length >= 1;"
+    )
+}
+
+/// A page condition: the page shows a recorded moment (not live) in which `old_leader`'s
+/// row is the leader and every other row a follower.
+fn rewound_to_leader(old_leader: &str) -> String {
+    format!(
+        "const rows = [...document.querySelectorAll('#cluster .node-row')];
+         return document.getElementById('rewind').dataset.mode === 'past' && rows.length === {NODES}
+           && rows.every((row) => row.dataset.role === (row.dataset.name === {old_leader:?} ? 'leader' : 'follower'));"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_follow_a_write_load_and_rewinding_shows_the_old_leader() {
+    if !tools_available() {
+        return;
+    }
+    let Watched { mut nodes, browser, page_server, _data } = watch_new_cluster().await;
+    for position in 0..WRITE_LOAD_PUTS {
+        etcdctl_put(&nodes, &format!("load-{position}"), &format!("value-{position}"));
+    }
+    browser.wait_for_script("commit-rate points above zero", &chart_drawn("commit-rate", 2, true)).await;
+    browser.wait_for_script("apply-lag points", &chart_drawn("apply-lag", 2, false)).await;
+    browser.wait_for_script("follower-lag points", &chart_drawn("follower-lag", 2, false)).await;
+    browser.wait_for_script("WAL fsync p99 points", &chart_drawn("wal-fsync-p99", 1, true)).await;
+    eprintln!("charts before the kill: {}", browser.evaluate(READ_CHARTS_SCRIPT, Vec::new()).await);
+
+    let old_leader = leader_row_name(&browser).await;
+    let pid = kill_node(&mut nodes, &old_leader);
+    eprintln!("killed the leader {old_leader} (pid {pid})");
+    browser.wait_for_script("a new leader, marked on the charts", &new_leader_marked(&old_leader)).await;
+    let survivors: Vec<Node> = nodes.iter().filter(|node| node.process.is_some()).map(Node::endpoint_only).collect();
+    for position in 0..WRITE_LOAD_PUTS / 2 {
+        etcdctl_put(&survivors, &format!("after-{position}"), &format!("value-{position}"));
+    }
+    browser.wait_for_script("commit-rate points after the kill", &chart_drawn("commit-rate", 3, true)).await;
+    let history_filled =
+        format!("return Number(document.getElementById('rewind').dataset.samples) >= {CHART_SAMPLES_MIN};");
+    browser.wait_for_script("samples for the screenshot", &history_filled).await;
+    eprintln!("charts after the kill: {}", browser.evaluate(READ_CHARTS_SCRIPT, Vec::new()).await);
+    browser.evaluate("document.getElementById('charts').scrollIntoView(); return true;", Vec::new()).await;
+    browser.screenshot("dashboard-charts").await;
+
+    browser.click("#rewind-previous-change").await;
+    browser.wait_for_script("rewound to the old leader's term", &rewound_to_leader(&old_leader)).await;
+    let rows = browser.evaluate(READ_ROWS_SCRIPT, Vec::new()).await;
+    eprintln!("rewound rows: {rows}");
+    browser.evaluate("window.scrollTo(0, 0); return true;", Vec::new()).await;
+    browser.screenshot("dashboard-rewound").await;
+
+    browser.click("#rewind-live").await;
+    let live_again = format!(
+        "return document.getElementById('rewind').dataset.mode === 'live'
+           && [...document.querySelectorAll('#cluster .node-row')].some((row) =>
+                row.dataset.name === {old_leader:?} && row.dataset.role === 'unreachable');"
+    );
+    browser.wait_for_script("live again, the old leader unreachable", &live_again).await;
+    browser.close().await;
+    if let Some(server) = page_server {
+        server.abort();
+    }
+    drop(nodes);
 }
