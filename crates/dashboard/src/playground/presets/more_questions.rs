@@ -66,8 +66,8 @@ pub(super) fn conflict_hint() -> Preset {
         step(
             Narration { en: "S1 leads term 5", zh: "S1 成为任期 5 的领导者" },
             Narration {
-                en: "S1 campaigns for term 5 and everyone grants (its last term 4 is later than S2's and S3's 3). It appends its no-op (5,11); S4 and S5 accept it at once and it commits. The round-trip counters (under the cluster) start now.",
-                zh: "S1 竞选任期 5，所有节点都同意（它的最后任期 4 比 S2、S3 的 3 新）。它追加空操作日志 (5,11)；S4、S5 立即接受，日志提交。往返计数（集群下方）从现在开始。",
+                en: "S1 campaigns for term 5 and everyone grants (its last term 4 is later than S2's and S3's 3). It appends its no-op (5,11); S4 and S5 accept it at once and it commits. The round-trip counters (the table on the right) start now.",
+                zh: "S1 竞选任期 5，所有节点都同意（它的最后任期 4 比 S2、S3 的 3 新）。它追加空操作日志 (5,11)；S4、S5 立即接受，日志提交。往返计数（右侧的表格）从现在开始。",
             },
             elected,
         ),
@@ -90,8 +90,8 @@ pub(super) fn conflict_hint() -> Preset {
         step(
             Narration { en: "Without the hint: one entry per round trip", zh: "没有提示：每次往返回退一条" },
             Narration {
-                en: "S2 rejects (4,9), then (4,8), then (4,7): each rejection costs a full round trip and moves the leader back by one entry only. The round-trip counter under the cluster keeps climbing while S3 is already done.",
-                zh: "S2 依次拒绝 (4,9)、(4,8)、(4,7)：每次拒绝都要一整次往返，而领导者只回退一条。集群下方的往返计数不断增加，而 S3 早已完成。",
+                en: "S2 rejects (4,9), then (4,8), then (4,7): each rejection costs a full round trip and moves the leader back by one entry only. The round-trip table on the right keeps climbing while S3 is already done.",
+                zh: "S2 依次拒绝 (4,9)、(4,8)、(4,7)：每次拒绝都要一整次往返，而领导者只回退一条。右侧的往返计数不断增加，而 S3 早已完成。",
             },
             round_trips(1, 2, 3),
         ),
