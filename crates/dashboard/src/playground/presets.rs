@@ -1,6 +1,7 @@
 //! Guided scenarios: the seed article's walk-through (figures 1–7), the
 //! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)) and, in
-//! `presets/questions.rs`, the seed lecture's questions and Raft paper Figure 8; each a list of
+//! `presets/questions.rs` and `presets/more_questions.rs`, the seed lecture's questions, Raft
+//! paper Figure 8 and a membership change by joint consensus; each a list of
 //! steps with a narration in English and Chinese.
 
 mod more_questions;

@@ -6,7 +6,7 @@
 use raft::NodeId;
 
 use super::questions::{catch_up, drop_from, first_leader, note, request, scripted_elections};
-use super::{deliver, step, Narration, Preset};
+use super::{deliver, step, Narration, Preset, PresetStep};
 use crate::playground::cluster::ClusterOptions;
 use crate::playground::simulation::Action;
 
@@ -54,7 +54,22 @@ pub(super) fn conflict_hint() -> Preset {
         vec![Action::Campaign { node: 1 }, deliver(Some(1), None, "vote"), deliver(None, Some(1), "voteresp")];
     elected.extend(settle_links(1, &[4, 5]));
     elected.push(Action::ResetCounters);
-    let steps = vec![
+    let steps = conflict_hint_steps(setup, elected);
+    Preset {
+        name: "conflict_hint",
+        title: Narration {
+            en: "Q: backing up one entry per round trip vs the conflict hint",
+            zh: "问：逐条回退与冲突提示的对比",
+        },
+        node_count: 5,
+        options: scripted_elections(15),
+        labels: labels(&["", "no hint", "hint"]),
+        steps,
+    }
+}
+
+fn conflict_hint_steps(setup: Vec<Action>, elected: Vec<Action>) -> Vec<PresetStep> {
+    vec![
         step(
             Narration { en: "Two followers, the same stale log", zh: "两个跟随者，同样落后的日志" },
             Narration {
@@ -111,25 +126,29 @@ pub(super) fn conflict_hint() -> Preset {
             },
             vec![Action::Settle],
         ),
-    ];
-    Preset {
-        name: "conflict_hint",
-        title: Narration {
-            en: "Q: backing up one entry per round trip vs the conflict hint",
-            zh: "问：逐条回退与冲突提示的对比",
-        },
-        node_count: 5,
-        options: scripted_elections(15),
-        labels: labels(&["", "no hint", "hint"]),
-        steps,
-    }
+    ]
 }
 
 /// Question 6: a follower far behind whose missing entries were compacted away catches up
 /// from the leader's snapshot.
 pub(super) fn snapshot_catch_up() -> Preset {
     let writes: Vec<Action> = ["a=1", "b=2", "c=3", "d=4"].iter().map(|command| request(1, command)).collect();
-    let steps = vec![
+    let steps = snapshot_catch_up_steps(writes);
+    Preset {
+        name: "snapshot_catch_up",
+        title: Narration {
+            en: "Q: a far-behind follower catches up from a snapshot",
+            zh: "问：落后太多的跟随者通过快照追上",
+        },
+        node_count: 3,
+        options: scripted_elections(16),
+        labels: Vec::new(),
+        steps,
+    }
+}
+
+fn snapshot_catch_up_steps(writes: Vec<Action>) -> Vec<PresetStep> {
+    vec![
         step(
             Narration { en: "S1 leads term 2; S3 crashes", zh: "S1 成为任期 2 的领导者；S3 宕机" },
             Narration {
@@ -194,24 +213,28 @@ pub(super) fn snapshot_catch_up() -> Preset {
             },
             [vec![request(1, "e=5"), Action::Settle], catch_up(1)].concat(),
         ),
-    ];
-    Preset {
-        name: "snapshot_catch_up",
-        title: Narration {
-            en: "Q: a far-behind follower catches up from a snapshot",
-            zh: "问：落后太多的跟随者通过快照追上",
-        },
-        node_count: 3,
-        options: scripted_elections(16),
-        labels: Vec::new(),
-        steps,
-    }
+    ]
 }
 
 /// Question 7: a client writes to a follower, which forwards the write to the leader (S2)
 /// or answers with the leader's address (S3, configured without forwarding).
 pub(super) fn follower_forwarding() -> Preset {
-    let steps = vec![
+    let steps = follower_forwarding_steps();
+    Preset {
+        name: "follower_forwarding",
+        title: Narration {
+            en: "Q: a write sent to a follower: forwarded, or redirected",
+            zh: "问：写请求发给跟随者：转发或重定向",
+        },
+        node_count: 3,
+        options: ClusterOptions { no_forwarding: vec![3], ..scripted_elections(17) },
+        labels: labels(&["", "forwards", "redirects"]),
+        steps,
+    }
+}
+
+fn follower_forwarding_steps() -> Vec<PresetStep> {
+    vec![
         step(
             Narration { en: "S1 leads term 2", zh: "S1 成为任期 2 的领导者" },
             Narration {
@@ -260,18 +283,7 @@ pub(super) fn follower_forwarding() -> Preset {
             },
             [vec![request(1, "y=2"), Action::Settle], catch_up(1)].concat(),
         ),
-    ];
-    Preset {
-        name: "follower_forwarding",
-        title: Narration {
-            en: "Q: a write sent to a follower: forwarded, or redirected",
-            zh: "问：写请求发给跟随者：转发或重定向",
-        },
-        node_count: 3,
-        options: ClusterOptions { no_forwarding: vec![3], ..scripted_elections(17) },
-        labels: labels(&["", "forwards", "redirects"]),
-        steps,
-    }
+    ]
 }
 
 fn read(node: NodeId, key: &str, linearizable: bool) -> Action {
@@ -281,7 +293,22 @@ fn read(node: NodeId, key: &str, linearizable: bool) -> Action {
 /// Question 8: a follower's local read answers from its applied state — never an
 /// uncommitted entry, but possibly stale; a linearizable read waits for its ReadIndex.
 pub(super) fn follower_reads() -> Preset {
-    let steps = vec![
+    let steps = follower_reads_steps();
+    Preset {
+        name: "follower_reads",
+        title: Narration {
+            en: "Q: reads on a follower: applied state only; ReadIndex",
+            zh: "问：跟随者上的读：只读已应用的状态；ReadIndex",
+        },
+        node_count: 3,
+        options: scripted_elections(18),
+        labels: Vec::new(),
+        steps,
+    }
+}
+
+fn follower_reads_steps() -> Vec<PresetStep> {
+    vec![
         step(
             Narration { en: "x=1 everywhere", zh: "所有节点上 x=1" },
             Narration {
@@ -340,18 +367,7 @@ pub(super) fn follower_reads() -> Preset {
             },
             catch_up(1),
         ),
-    ];
-    Preset {
-        name: "follower_reads",
-        title: Narration {
-            en: "Q: reads on a follower: applied state only; ReadIndex",
-            zh: "问：跟随者上的读：只读已应用的状态；ReadIndex",
-        },
-        node_count: 3,
-        options: scripted_elections(18),
-        labels: Vec::new(),
-        steps,
-    }
+    ]
 }
 
 fn change(node: NodeId, add_learners: &[NodeId], add_voters: &[NodeId]) -> Action {
@@ -366,7 +382,22 @@ fn change(node: NodeId, add_learners: &[NodeId], add_voters: &[NodeId]) -> Actio
 /// The lecture's next topic: 3 → 5 servers by joint consensus (thesis §4.3), with the
 /// leader crashing while the cluster is in C_old,new.
 pub(super) fn joint_consensus() -> Preset {
-    let steps = vec![
+    let steps = joint_consensus_steps();
+    Preset {
+        name: "joint_consensus",
+        title: Narration {
+            en: "Membership change 3 → 5 by joint consensus, leader crash in the middle",
+            zh: "成员变更 3 → 5：联合共识，中途领导者宕机",
+        },
+        node_count: 3,
+        options: scripted_elections(19),
+        labels: Vec::new(),
+        steps,
+    }
+}
+
+fn joint_consensus_steps() -> Vec<PresetStep> {
+    vec![
         step(
             Narration { en: "Three servers, x=1", zh: "三个节点，x=1" },
             Narration {
@@ -438,16 +469,5 @@ pub(super) fn joint_consensus() -> Preset {
             },
             [vec![Action::Restart { node: 1 }], catch_up(2)].concat(),
         ),
-    ];
-    Preset {
-        name: "joint_consensus",
-        title: Narration {
-            en: "Membership change 3 → 5 by joint consensus, leader crash in the middle",
-            zh: "成员变更 3 → 5：联合共识，中途领导者宕机",
-        },
-        node_count: 3,
-        options: scripted_elections(19),
-        labels: Vec::new(),
-        steps,
-    }
+    ]
 }
