@@ -71,10 +71,68 @@
       state.dataset.state = node.state.join(" ");
       cell.append(state);
     }
+    nodeDetails(node, cell);
     if (view.nodes.some((other) => other.group !== node.group)) {
       cell.append(RaftLog.element("div", "progress", `partition side ${node.group + 1}`));
     }
     cell.append(controls);
+  }
+
+  const READS_SHOWN_MAX = 3;
+
+  /** True if some node's configuration is not "every row is a voter", or a log holds a configuration entry. */
+  function membershipChanged() {
+    const everyone = view.nodes.length;
+    const changed = (node) => node.learners.length > 0 || node.voters_outgoing.length > 0 || node.voters.length !== everyone;
+    return view.nodes.some((node) => changed(node) || node.entries.some((entry) => entry.kind === "config"));
+  }
+
+  function membershipText(node) {
+    const set = (ids) => `{${ids.map((id) => `S${id}`).join(",")}}`;
+    const voters = node.voters_outgoing.length > 0 ? `joint: old ${set(node.voters_outgoing)} + new ${set(node.voters)}` : `voters ${set(node.voters)}`;
+    return node.learners.length > 0 ? `${voters} learners ${set(node.learners)}` : voters;
+  }
+
+  /** The playground-only lines of a row: snapshot, configuration, read answers. */
+  function nodeDetails(node, cell) {
+    if (node.snapshot_index > 0) {
+      const snapshot = RaftLog.element("div", "node-snapshot", `snapshot ≤ ${node.snapshot_index}`);
+      snapshot.title = "the log up to this index was compacted into a snapshot of the state machine";
+      snapshot.dataset.snapshot = node.snapshot_index;
+      cell.append(snapshot);
+    }
+    if (membershipChanged()) {
+      const membership = RaftLog.element("div", "node-membership", membershipText(node));
+      membership.title = "this node's latest configuration";
+      membership.dataset.voters = node.voters.join(",");
+      membership.dataset.outgoing = node.voters_outgoing.join(",");
+      membership.dataset.learners = node.learners.join(",");
+      cell.append(membership);
+    }
+    const reads = node.reads.slice(-READS_SHOWN_MAX).map((text) => ["node-read", text]);
+    for (const [className, text] of reads.concat(node.reads_waiting.map((text) => ["node-read waiting", text]))) {
+      const line = RaftLog.element("div", className, text);
+      line.dataset.read = text;
+      cell.append(line);
+    }
+  }
+
+  /** The AppendEntries counters per leader→follower link. */
+  function drawRoundTrips() {
+    const panel = byId("round-trips");
+    const rows = view.round_trips || [];
+    panel.hidden = rows.length === 0;
+    const body = byId("round-trip-rows");
+    body.replaceChildren();
+    for (const link of rows) {
+      const row = RaftLog.element("tr");
+      row.dataset.link = `${link.from}-${link.to}`;
+      row.dataset.appends = link.appends;
+      row.dataset.rejects = link.rejects;
+      const hint = link.naive ? "no hint: 1 back" : "conflict hint";
+      for (const text of [`S${link.from}→S${link.to}`, link.appends, link.rejects, hint]) row.append(RaftLog.element("td", "", text));
+      body.append(row);
+    }
   }
 
   function drawPreset() {
@@ -194,6 +252,7 @@
     previousLast.clear();
     for (const node of view.nodes) previousLast.set(String(node.id), node.last_index);
     drawWires();
+    drawRoundTrips();
     drawMessages();
     drawHistory();
     const events = byId("events");

@@ -40,6 +40,8 @@ pub struct ClusterOptions {
     pub append_size_bytes_max: u64,
     /// `Config::forward_proposals`: false makes a follower refuse with the leader's id.
     pub forward_proposals: bool,
+    /// Nodes configured with `forward_proposals` false whatever `forward_proposals` says.
+    pub no_forwarding: Vec<NodeId>,
     /// Seed of every node's election randomness.
     pub seed: u64,
 }
@@ -54,6 +56,7 @@ impl Default for ClusterOptions {
             check_quorum: defaults.check_quorum,
             append_size_bytes_max: defaults.append_size_bytes_max,
             forward_proposals: defaults.forward_proposals,
+            no_forwarding: Vec::new(),
             seed: 1,
         }
     }
@@ -165,7 +168,7 @@ impl Cluster {
         config.pre_vote = options.pre_vote;
         config.check_quorum = options.check_quorum;
         config.append_size_bytes_max = options.append_size_bytes_max;
-        config.forward_proposals = options.forward_proposals;
+        config.forward_proposals = options.forward_proposals && !options.no_forwarding.contains(&id);
         let mut generator = SplitMix64::new(options.seed.wrapping_mul(0x1000_0000_01B3) ^ (id << 20) ^ incarnation);
         config.random_seed = generator.next_u64();
         config
@@ -378,6 +381,14 @@ impl Cluster {
     pub fn storage(&self, id: NodeId) -> Option<&MemoryStorage> {
         let slot = self.slots.get(&id)?;
         Some(slot.node.as_ref().map_or(&slot.durable, |node| node.storage()))
+    }
+
+    /// Last index `id`'s log was compacted up to (0: never compacted).
+    pub fn snapshot_index(&self, id: NodeId) -> Index {
+        match self.node(id) {
+            Some(node) => node.first_index().saturating_sub(1),
+            None => self.storage(id).map_or(0, |storage| raft::Storage::first_index(storage).saturating_sub(1)),
+        }
     }
 
     /// `id`'s log (live: persisted or not; crashed: what its storage kept).

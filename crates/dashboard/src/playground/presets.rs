@@ -1,8 +1,10 @@
 //! Guided scenarios: the seed article's walk-through (figures 1–7), the
 //! inconsistent-logs figure (Raft paper Figure 7, followers (a)–(f)) and, in
-//! `presets/questions.rs`, the seed lecture's questions and Raft paper Figure 8; each a list of
+//! `presets/questions.rs` and `presets/more_questions.rs`, the seed lecture's questions, Raft
+//! paper Figure 8 and a membership change by joint consensus; each a list of
 //! steps with a narration in English and Chinese.
 
+mod more_questions;
 mod questions;
 
 use raft::NodeId;
@@ -49,8 +51,19 @@ pub struct Preset {
 }
 
 /// Names of the presets.
-pub const PRESET_NAMES: [&str; 6] =
-    ["walkthrough", "figure7", "crash_after_commit", "minority_entry", "figure8", "election_restriction"];
+pub const PRESET_NAMES: [&str; 11] = [
+    "walkthrough",
+    "figure7",
+    "crash_after_commit",
+    "minority_entry",
+    "figure8",
+    "election_restriction",
+    "conflict_hint",
+    "snapshot_catch_up",
+    "follower_forwarding",
+    "follower_reads",
+    "joint_consensus",
+];
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Preset> {
@@ -61,6 +74,11 @@ pub fn preset(name: &str) -> Option<Preset> {
         "minority_entry" => Some(questions::minority_entry()),
         "figure8" => Some(questions::figure8()),
         "election_restriction" => Some(questions::election_restriction()),
+        "conflict_hint" => Some(more_questions::conflict_hint()),
+        "snapshot_catch_up" => Some(more_questions::snapshot_catch_up()),
+        "follower_forwarding" => Some(more_questions::follower_forwarding()),
+        "follower_reads" => Some(more_questions::follower_reads()),
+        "joint_consensus" => Some(more_questions::joint_consensus()),
         _ => None,
     }
 }

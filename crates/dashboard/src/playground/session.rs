@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::ClusterOptions;
 use super::presets::{preset, Narration, Preset, PRESET_NAMES};
-use super::simulation::{Action, MessageView, NodeView, Simulation};
+use super::simulation::{Action, MessageView, NodeView, RoundTripView, Simulation};
 
 /// Most steps a session keeps (and so the deepest rewind).
 pub const HISTORY_STEPS_MAX: usize = 10_000;
@@ -100,6 +100,8 @@ pub struct SessionView {
     pub leader: String,
     /// Recent events.
     pub events: Vec<String>,
+    /// AppendEntries round trips per link since the counters were cleared.
+    pub round_trips: Vec<RoundTripView>,
 }
 
 /// A session.
@@ -201,6 +203,7 @@ impl Session {
             messages: self.simulation.message_views(),
             leader: self.simulation.current_leader().map(|id| id.to_string()).unwrap_or_default(),
             events: self.simulation.events(),
+            round_trips: self.simulation.round_trips(),
         }
     }
 
@@ -257,8 +260,9 @@ pub fn describe_action(action: &Action) -> String {
         Action::Read { node, key, linearizable: false } => format!("local read of {key} on S{node}"),
         Action::AddNode { node } => format!("start S{node} (empty)"),
         Action::ChangeMembership { node, .. } => format!("membership change on S{node}"),
-        Action::NaiveBacktracking { enabled } => {
-            format!("one-entry backtracking {}", if *enabled { "on" } else { "off" })
+        Action::NaiveBacktracking { enabled, follower } => {
+            let whose = follower.map_or("every follower".to_string(), |node| format!("S{node}"));
+            format!("no conflict hint from {whose}: {}", if *enabled { "on" } else { "off" })
         }
         Action::ResetCounters => "clear the round-trip counters".to_string(),
         Action::Note { text } => text.clone(),
@@ -432,6 +436,100 @@ mod tests {
         assert_eq!(view.leader, "3");
         rows_equal_and_committed(&view, &[2, 3, 5], 3);
         assert!(view.nodes.iter().all(|node| node.applied_commands.is_empty()), "x=1 was never applied");
+    }
+
+    fn round_trip(view: &SessionView, from: u64, to: u64) -> (u64, u64) {
+        let link = view.round_trips.iter().find(|link| (link.from, link.to) == (from, to)).expect("link counted");
+        (link.appends, link.rejects)
+    }
+
+    #[test]
+    fn conflict_hint_repairs_in_2_round_trips_and_without_it_in_8() {
+        let view = preset_steps("conflict_hint", 4).view();
+        assert_eq!(log_terms(node(&view, 3)), log_terms(node(&view, 1)), "S3 repaired with the hint");
+        assert_eq!(round_trip(&view, 1, 3), (2, 1));
+        assert!(node(&view, 2).entries.iter().any(|entry| entry.term == 3), "S2 not yet");
+        let view = preset_steps("conflict_hint", 5).view();
+        assert_eq!(round_trip(&view, 1, 2), (4, 3), "one entry back per round trip");
+        let view = run_preset("conflict_hint").view();
+        assert_eq!(view.leader, "1");
+        rows_equal_and_committed(&view, &[1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 5], 11);
+        assert_eq!(round_trip(&view, 1, 2), (8, 7), "without the hint");
+        assert_eq!(round_trip(&view, 1, 3), (2, 1), "with the hint");
+    }
+
+    #[test]
+    fn snapshot_catch_up_sends_the_snapshot_because_the_entries_are_gone() {
+        let view = preset_steps("snapshot_catch_up", 3).view();
+        for id in [1, 2] {
+            assert_eq!((node(&view, id).snapshot_index, node(&view, id).entries.len()), (5, 0), "S{id} compacted");
+        }
+        assert_eq!(node(&view, 3).last_index, 1, "S3 misses entries 2-5");
+        let view = preset_steps("snapshot_catch_up", 5).view();
+        let snapshots = view.messages.iter().filter(|message| message.kind == "installsnapshot");
+        assert_eq!(snapshots.map(|message| (message.from, message.to)).collect::<Vec<_>>(), vec![(1, 3)]);
+        let view = run_preset("snapshot_catch_up").view();
+        for node in &view.nodes {
+            assert_eq!(node.snapshot_index, 5, "node {}", node.name);
+            assert_eq!(node.state, vec!["a=1", "b=2", "c=3", "d=4", "e=5"], "node {}", node.name);
+        }
+        rows_equal_and_committed(&view, &[2], 6);
+    }
+
+    #[test]
+    fn follower_forwarding_forwards_from_s2_and_redirects_from_s3() {
+        let view = preset_steps("follower_forwarding", 2).view();
+        assert_eq!(node(&view, 2).last_index, 1, "a follower does not append a client's entry");
+        let forwarded = view.messages.iter().filter(|message| message.kind == "propose");
+        assert_eq!(forwarded.map(|message| (message.from, message.to)).collect::<Vec<_>>(), vec![(2, 1)]);
+        let view = preset_steps("follower_forwarding", 5).view();
+        assert!(view.nodes.iter().all(|node| node.last_index == 2), "the redirected write appended nothing");
+        assert!(view.events.iter().any(|event| event.contains("S3 answered `y=2`: not the leader, send it to S1")));
+        let view = run_preset("follower_forwarding").view();
+        rows_equal_and_committed(&view, &[2, 2, 2], 3);
+        assert!(view.nodes.iter().all(|node| node.state == vec!["x=1", "y=2"]));
+    }
+
+    #[test]
+    fn follower_reads_see_applied_state_only_and_a_read_index_waits() {
+        let view = preset_steps("follower_reads", 2).view();
+        let follower = node(&view, 2);
+        assert_eq!((follower.last_index, follower.commit), (3, 2), "x=2 stored on S2, not committed");
+        assert_eq!(follower.reads, vec!["local read x = 1 (applied 2)"]);
+        let view = preset_steps("follower_reads", 3).view();
+        assert_eq!((node(&view, 1).commit, node(&view, 2).commit), (3, 2), "committed on the leader only");
+        assert_eq!(node(&view, 2).reads.last().map(String::as_str), Some("local read x = 1 (applied 2)"));
+        let view = preset_steps("follower_reads", 4).view();
+        assert_eq!(node(&view, 2).reads_waiting, vec!["read x waits until applied ≥ read index 3"]);
+        assert_eq!(node(&view, 2).reads.len(), 2, "the linearizable read has not answered");
+        let view = run_preset("follower_reads").view();
+        let last_read = node(&view, 2).reads.last().cloned();
+        assert_eq!(last_read.as_deref(), Some("linearizable read x = 2 (read index 3)"));
+        assert!(node(&view, 2).reads_waiting.is_empty());
+        rows_equal_and_committed(&view, &[2, 2, 2], 3);
+    }
+
+    #[test]
+    fn joint_consensus_survives_the_leaders_crash_and_ends_with_five_voters() {
+        let view = preset_steps("joint_consensus", 3).view();
+        assert_eq!(node(&view, 1).commit, 5, "C_old,new committed by both majorities");
+        assert_eq!(
+            (node(&view, 2).voters.clone(), node(&view, 2).voters_outgoing.clone()),
+            (vec![1, 2, 3, 4, 5], vec![1, 2, 3])
+        );
+        assert_eq!(node(&view, 3).last_index, 4, "S3 does not have C_old,new");
+        let view = preset_steps("joint_consensus", 5).view();
+        assert!(!node(&view, 1).alive);
+        assert_eq!((node(&view, 2).role, node(&view, 2).term), ("leader", 3));
+        assert_eq!(node(&view, 2).voters_outgoing, vec![1, 2, 3], "S2 leads in the joint configuration");
+        let view = run_preset("joint_consensus").view();
+        assert_eq!(view.leader, "2");
+        rows_equal_and_committed(&view, &[2, 2, 2, 2, 2, 3, 3], 7);
+        for node in &view.nodes {
+            assert_eq!(node.voters, vec![1, 2, 3, 4, 5], "node {}", node.name);
+            assert!(node.voters_outgoing.is_empty() && node.learners.is_empty(), "node {}", node.name);
+            assert_eq!(node.state, vec!["x=1"], "node {}", node.name);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! into that numbered queue; a message is delivered with [`Cluster::step`] once the
 //! recipient is known to run and to be on the same side of any partition.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use raft::{
     ConfChange, ConfChangeKind, ConfChangeSingle, EntryKind, Message, MessageBody, NodeId, ProposeError, Role, Term,
@@ -161,10 +161,15 @@ pub enum Action {
         #[serde(default)]
         remove: Vec<NodeId>,
     },
-    /// Emulates a leader without the conflict hint: every reject makes it back up one entry.
+    /// Emulates a follower without the conflict hint (the core always sends one): its
+    /// rejects are rewritten to "one entry lower", so the leader backs up one entry per
+    /// round trip.
     NaiveBacktracking {
         /// On or off.
         enabled: bool,
+        /// Only this follower's rejects (absent: every follower's; off clears them all).
+        #[serde(default)]
+        follower: Option<NodeId>,
     },
     /// Clears the AppendEntries round-trip counters.
     ResetCounters,
@@ -237,6 +242,8 @@ pub struct NodeView {
     pub first_index: u64,
     /// Last index in the log.
     pub last_index: u64,
+    /// Last index covered by the snapshot the log was compacted into (0: none).
+    pub snapshot_index: u64,
     /// The whole log, oldest first.
     pub entries: Vec<EntryView>,
     /// On the leader: one per follower.
@@ -268,6 +275,10 @@ pub struct RoundTripView {
     pub to: NodeId,
     /// AppendEntries delivered.
     pub appends: u64,
+    /// Rejections of those AppendEntries delivered back to the sender.
+    pub rejects: u64,
+    /// True if the receiver's rejects carry no conflict hint ([`Action::NaiveBacktracking`]).
+    pub naive: bool,
 }
 
 /// A message in flight as the playground draws it.
@@ -294,8 +305,10 @@ pub struct Simulation {
     next_number: u64,
     events: VecDeque<String>,
     step: u64,
-    naive_backtracking: bool,
+    naive_all: bool,
+    naive_followers: BTreeSet<NodeId>,
     appends: BTreeMap<(NodeId, NodeId), u64>,
+    rejects: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 impl Simulation {
@@ -308,8 +321,10 @@ impl Simulation {
             next_number: 1,
             events: VecDeque::new(),
             step: 0,
-            naive_backtracking: false,
+            naive_all: false,
+            naive_followers: BTreeSet::new(),
             appends: BTreeMap::new(),
+            rejects: BTreeMap::new(),
         };
         simulation.collect_messages();
         Ok(simulation)
@@ -340,7 +355,10 @@ impl Simulation {
     /// Moves the messages the network queued into the numbered queue.
     fn collect_messages(&mut self) {
         let queued: Vec<Message> = self.network.take_messages();
-        for message in queued {
+        for mut message in queued {
+            if self.naive_all || self.naive_followers.contains(&message.from) {
+                self.rewrite_hint_for_naive_leader(&mut message);
+            }
             if self.in_flight.len() >= MESSAGES_IN_FLIGHT_MAX {
                 self.note(format!("network full: lost {} {}->{}", message.body.name(), message.from, message.to));
                 continue;
@@ -429,12 +447,25 @@ impl Simulation {
             Action::ChangeMembership { node, add_learners, add_voters, remove } => {
                 self.change_membership(*node, add_learners, add_voters, remove)
             }
-            Action::NaiveBacktracking { enabled } => {
-                self.naive_backtracking = *enabled;
+            Action::NaiveBacktracking { enabled, follower } => {
+                match (follower, *enabled) {
+                    (None, enabled) => {
+                        self.naive_all = enabled;
+                        self.naive_followers.clear();
+                    }
+                    (Some(follower), true) => {
+                        self.check_node(*follower)?;
+                        self.naive_followers.insert(*follower);
+                    }
+                    (Some(follower), false) => {
+                        self.naive_followers.remove(follower);
+                    }
+                }
                 Ok(())
             }
             Action::ResetCounters => {
                 self.appends.clear();
+                self.rejects.clear();
                 Ok(())
             }
             Action::Note { text } => {
@@ -511,9 +542,15 @@ impl Simulation {
         if !self.network.is_alive(target) {
             return Err(format!("S{target} is down"));
         }
+        let follower_of = self.network.node(target).map(|node| (node.role(), node.leader()));
         match self.network.propose(target, command)? {
             Ok(()) => {
-                self.note(format!("client sent `{command}` to S{target}"));
+                match follower_of {
+                    Some((Role::Follower, leader)) if leader != 0 => self.note(format!(
+                        "client sent `{command}` to S{target}, which forwards it to the leader S{leader}"
+                    )),
+                    _ => self.note(format!("client sent `{command}` to S{target}")),
+                }
                 Ok(())
             }
             Err(ProposeError::NotLeader { leader_hint }) if leader_hint != 0 => {
@@ -595,10 +632,7 @@ impl Simulation {
     }
 
     fn deliver_number(&mut self, number: u64) -> Result<(), String> {
-        let mut message = self.take_number(number)?;
-        if self.naive_backtracking {
-            self.rewrite_hint_for_naive_leader(&mut message);
-        }
+        let message = self.take_number(number)?;
         let (from, to, name) = (message.from, message.to, message.body.name());
         if !self.network.is_alive(to) {
             self.note(format!("#{number} {name} S{from}->S{to} lost: S{to} is down"));
@@ -615,6 +649,9 @@ impl Simulation {
         }
         if matches!(message.body, MessageBody::Append { .. }) {
             *self.appends.entry((from, to)).or_insert(0) += 1;
+        }
+        if matches!(message.body, MessageBody::AppendResponse { reject: true, .. }) {
+            *self.rejects.entry((to, from)).or_insert(0) += 1;
         }
         let reads_before = self.network.reads(to).0.len();
         if let Err(error) = self.network.step(message) {
@@ -670,6 +707,7 @@ impl Simulation {
             applied: 0,
             first_index,
             last_index,
+            snapshot_index: self.network.snapshot_index(id),
             entries,
             progress: Vec::new(),
             group,
@@ -729,13 +767,19 @@ impl Simulation {
     pub fn round_trips(&self) -> Vec<RoundTripView> {
         self.appends
             .iter()
-            .map(|((from, to), appends)| RoundTripView { from: *from, to: *to, appends: *appends })
+            .map(|((from, to), appends)| RoundTripView {
+                from: *from,
+                to: *to,
+                appends: *appends,
+                rejects: self.rejects.get(&(*from, *to)).copied().unwrap_or(0),
+                naive: self.naive_all || self.naive_followers.contains(to),
+            })
             .collect()
     }
 
-    /// True while the leader backs up one entry per rejected AppendEntries.
+    /// True while some follower's rejects carry no conflict hint.
     pub fn naive_backtracking(&self) -> bool {
-        self.naive_backtracking
+        self.naive_all || !self.naive_followers.is_empty()
     }
 
     /// The messages in flight, oldest first.
@@ -815,7 +859,13 @@ pub fn describe_body(body: &MessageBody) -> String {
                 if *done { "" } else { ", more" }
             )
         }
-        // Snapshots, forwarded proposals and reads: the kind's name says enough.
+        MessageBody::Propose { commands } => {
+            let listed: Vec<String> =
+                commands.iter().map(|command| String::from_utf8_lossy(command).into_owned()).collect();
+            format!("forwarded: {}", listed.join(", "))
+        }
+        MessageBody::ReadIndex { context } => format!("read index? ({})", String::from_utf8_lossy(context)),
+        // Snapshot answers and the rest: the kind's name says enough.
         other => other.name().to_string(),
     }
 }

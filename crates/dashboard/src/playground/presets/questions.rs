@@ -11,28 +11,28 @@ use crate::playground::simulation::Action;
 /// Elections in these presets happen only when a step says so: no pre-vote (a campaign is
 /// one round of RequestVote) and no leader lease (a follower that heard from the crashed
 /// leader a moment ago still votes).
-fn scripted_elections(seed: u64) -> ClusterOptions {
+pub(super) fn scripted_elections(seed: u64) -> ClusterOptions {
     ClusterOptions { pre_vote: false, check_quorum: false, seed, ..ClusterOptions::default() }
 }
 
 /// Every node of `1..=node_count` has seen term 1; `leader` campaigns for term 2, wins and
 /// its no-op (term 2, index 1) is committed everywhere.
-fn first_leader(node_count: NodeId, leader: NodeId) -> Vec<Action> {
+pub(super) fn first_leader(node_count: NodeId, leader: NodeId) -> Vec<Action> {
     let mut actions: Vec<Action> = (1..=node_count).map(|node| Action::SetTerm { node, term: 1 }).collect();
     actions.push(Action::Campaign { node: leader });
     actions.push(Action::Settle);
     actions
 }
 
-fn note(text: &str) -> Action {
+pub(super) fn note(text: &str) -> Action {
     Action::Note { text: text.to_string() }
 }
 
-fn request(node: NodeId, command: &str) -> Action {
+pub(super) fn request(node: NodeId, command: &str) -> Action {
     Action::Request { node: Some(node), command: command.to_string() }
 }
 
-fn drop_from(from: NodeId, kind: &str) -> Action {
+pub(super) fn drop_from(from: NodeId, kind: &str) -> Action {
     Action::DropWhere { from: Some(from), to: None, kind: Some(kind.to_string()) }
 }
 
@@ -133,7 +133,7 @@ pub(super) fn crash_after_commit() -> Preset {
 }
 
 /// The current leader (a live node) catches every node up: one heartbeat, then every answer.
-fn catch_up(leader: NodeId) -> Vec<Action> {
+pub(super) fn catch_up(leader: NodeId) -> Vec<Action> {
     vec![Action::Tick { node: leader, count: 1 }, Action::Settle]
 }
 
