@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Cluster;
 
 /// Connections the flood uses, and puts in flight on each.
