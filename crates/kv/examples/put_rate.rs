@@ -58,6 +58,8 @@ fn main() {
     let clone_ms = started.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(view.current_revision(), store.current_revision(), "a clone is the same state");
     println!("one clone of a store of {} records: {clone_ms:.3} ms", store.record_count());
-    let (with_views, _) = measure(VIEW_PUT_COUNT, Some(BATCH_PUTS));
-    println!("puts/s with a read view every {BATCH_PUTS} puts ({VIEW_PUT_COUNT} puts): {with_views:.0}");
+    for every in [1, 4, BATCH_PUTS] {
+        let (with_views, _) = measure(VIEW_PUT_COUNT, Some(every));
+        println!("puts/s with a read view every {every} puts ({VIEW_PUT_COUNT} puts): {with_views:.0}");
+    }
 }

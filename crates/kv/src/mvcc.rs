@@ -31,6 +31,11 @@ pub(crate) struct Record {
 /// heap-allocated keys, those cache misses were most of a put's time in the store).
 pub(crate) type IndexKey = smallvec::SmallVec<[u8; INLINE_KEY_BYTES]>;
 
+/// A key's kept revisions, oldest first. Inline up to two: a key index node is copied
+/// whenever the apply loop changes it after a read view was published, and a copy of an
+/// inline list allocates nothing (most keys keep one or two revisions between compactions).
+pub(crate) type Revisions = smallvec::SmallVec<[Revision; 2]>;
+
 /// Keys of at most this many bytes are stored inline in the key index.
 pub(crate) const INLINE_KEY_BYTES: usize = 24;
 
@@ -38,7 +43,7 @@ pub(crate) const INLINE_KEY_BYTES: usize = 24;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Mvcc {
     records: OrdMap<Revision, Record>,
-    key_index: OrdMap<IndexKey, Vec<Revision>>,
+    key_index: OrdMap<IndexKey, Revisions>,
     /// Sum of the snapshot encoding sizes of all records (see [`Mvcc::stored_bytes`]).
     stored_bytes: u64,
 }
@@ -74,7 +79,7 @@ impl Mvcc {
                 revisions.push(revision);
             }
             None => {
-                self.key_index.insert(IndexKey::from_slice(&kv.key), vec![revision]);
+                self.key_index.insert(IndexKey::from_slice(&kv.key), smallvec::smallvec![revision]);
             }
         }
         let record = Record { kv, tombstone };
