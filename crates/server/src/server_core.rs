@@ -635,3 +635,7 @@ fn warn_if_slow(took: Duration, expected: Duration, index: u64, command: &kv::Co
     let request: String = format!("{:?}", command.operation).chars().take(200).collect();
     tracing::warn!(?took, expected_duration = ?expected, index, %request, "apply request took too long");
 }
+
+#[cfg(test)]
+#[path = "server_core_tests.rs"]
+mod tests;
