@@ -1,6 +1,7 @@
 //! Messages in: validation of untrusted input, and the follower's side of replication
 //! (AppendEntries receiver, §5.3, Figure 2; R3, R5).
 
+use super::role::RoleState;
 use super::{RawNode, StepError, INDEX_PLAUSIBLE_MAX, TERM_PLAUSIBLE_MAX};
 use crate::config::Sabotage;
 use crate::storage::Storage;
@@ -87,8 +88,8 @@ impl<S: Storage> RawNode<S> {
                 self.campaign_for_transfer();
                 Ok(())
             }
-            MessageBody::Propose { commands } if self.leader != NO_NODE && self.config.forward_proposals => {
-                let forward = self.message(self.leader, MessageBody::Propose { commands });
+            MessageBody::Propose { commands } if self.leader() != NO_NODE && self.config.forward_proposals => {
+                let forward = self.message(self.leader(), MessageBody::Propose { commands });
                 self.held.push(forward);
                 Ok(())
             }
@@ -113,7 +114,10 @@ impl<S: Storage> RawNode<S> {
     pub(super) fn heard_from_leader(&mut self, leader: NodeId) {
         assert!(leader != self.config.id && leader != NO_NODE, "a leader is another node");
         self.election_elapsed_ticks = 0;
-        self.leader = leader;
+        let RoleState::Follower(follower) = &mut self.role_state else {
+            unreachable!("only a follower hears from a leader");
+        };
+        follower.leader = leader;
     }
 
     /// AppendEntries receiver (§5.3, Figure 2): consistency check, conflict truncation,

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use super::role::{LeaderTransfer, RoleState};
 use super::{ProposeError, RawNode};
 use crate::config::ConfigError;
 use crate::membership::{decode_config_entry, ConfChange};
@@ -101,21 +102,23 @@ impl<S: Storage> RawNode<S> {
         }
         self.conf = conf;
         let voter = self.conf.is_voter(self.config.id);
-        match self.role {
-            Role::Leader => {
+        match &self.role_state {
+            RoleState::Leader(leader) => {
+                let target_removed = leader.transfer_target().is_some_and(|target| !self.conf.is_voter(target));
                 // New peers start probing at the Config entry that added them.
                 let next_index = self.log.last_index().max(1);
                 self.sync_progress(next_index);
-                if self.transfer_target.is_some_and(|target| !self.conf.is_voter(target)) {
-                    self.transfer_target = None;
+                if target_removed {
+                    self.leader_state_mut().transfer = None;
                 }
             }
-            Role::Follower | Role::Learner => self.role = if voter { Role::Follower } else { Role::Learner },
-            Role::Candidate | Role::PreCandidate if !voter => {
+            // A follower's role (follower or learner) follows the configuration by itself.
+            RoleState::Follower(_) => {}
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) if !voter => {
                 let term = self.term;
                 self.become_follower(term, NO_NODE);
             }
-            Role::Candidate | Role::PreCandidate => {}
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) => {}
         }
     }
 
@@ -123,15 +126,18 @@ impl<S: Storage> RawNode<S> {
     /// `next_index` and count as recently active (a grace period for check-quorum).
     pub(super) fn sync_progress(&mut self, next_index: Index) {
         let peers = self.peers();
-        self.progress.retain(|peer, _| peers.contains(peer));
-        for peer in peers {
-            self.progress.entry(peer).or_insert_with(|| {
-                let mut progress =
-                    Progress::new(next_index, self.config.inflight_messages_max, self.config.inflight_bytes_max);
+        let (inflight_messages_max, inflight_bytes_max) =
+            (self.config.inflight_messages_max, self.config.inflight_bytes_max);
+        let progress = &mut self.leader_state_mut().progress;
+        progress.retain(|peer, _| peers.contains(peer));
+        for peer in &peers {
+            progress.entry(*peer).or_insert_with(|| {
+                let mut progress = Progress::new(next_index, inflight_messages_max, inflight_bytes_max);
                 progress.recent_active = true;
                 progress
             });
         }
+        assert!(progress.keys().eq(peers.iter()), "one progress per replication target");
     }
 
     /// A voter of the latest configuration campaigns; so does a node whose removal is in
@@ -152,23 +158,28 @@ impl<S: Storage> RawNode<S> {
     /// leadership transfer (§3.10: the target's log must stay as long as the leader's); the
     /// target leaves joint once it leads, or this leader does if the transfer is abandoned.
     pub(super) fn maybe_leave_joint(&mut self) {
-        if self.role != Role::Leader
-            || !self.conf.is_joint()
-            || !self.pending_confs.is_empty()
-            || self.transfer_target.is_some()
-        {
+        let transfer_running = self.leader_state().is_none_or(|leader| leader.transfer.is_some());
+        if transfer_running || !self.conf.is_joint() || !self.pending_confs.is_empty() {
             return;
         }
         let leave = ConfChange::default();
         let next = fold(&self.conf, &(leave.clone(), None));
+        assert!(!next.is_joint() && next.voters == self.conf.voters, "leaving joint keeps C_new");
         self.append_conf_entry(leave.encode_entry(&next));
     }
 
+    /// Appends a Config entry on the leader. Its bytes count toward the uncommitted bound up
+    /// to the bound: the entry that leaves a joint configuration must be appended even when
+    /// proposals have used the whole budget.
     fn append_conf_entry(&mut self, data: Bytes) {
         let entry = Entry { term: self.term, index: self.log.last_index() + 1, kind: EntryKind::Config, data };
-        self.uncommitted_bytes += entry.size_bytes();
+        let uncommitted_bytes_max = self.config.uncommitted_bytes_max;
+        let leader = self.leader_state_mut();
+        leader.uncommitted_bytes = (leader.uncommitted_bytes + entry.size_bytes()).min(uncommitted_bytes_max);
+        leader.broadcast_pending = true;
+        let index = entry.index;
         self.append_to_log(&[entry]);
-        self.broadcast_pending = true;
+        assert_eq!(self.latest_conf_index(), index, "the latest configuration comes from the new entry");
         self.leader_self_persisted();
     }
 
@@ -176,17 +187,15 @@ impl<S: Storage> RawNode<S> {
     /// the removing entry commits, then steps down and asks the most up-to-date voter to
     /// campaign at once (so the cluster does not wait an election timeout).
     pub(super) fn maybe_step_down_when_removed(&mut self) {
-        if self.role != Role::Leader
-            || self.conf.is_voter(self.config.id)
-            || self.latest_conf_index() > self.log.committed
-        {
+        let Some(leader) = self.leader_state() else { return };
+        if self.conf.is_voter(self.config.id) || self.latest_conf_index() > self.log.committed {
             return;
         }
         let successor = self
             .conf
             .voters
             .iter()
-            .filter_map(|voter| self.progress.get(voter).map(|progress| (progress.match_index, *voter)))
+            .filter_map(|voter| leader.progress.get(voter).map(|progress| (progress.match_index, *voter)))
             .max()
             .map(|(_, voter)| voter);
         let term = self.term;
@@ -218,20 +227,20 @@ impl<S: Storage> RawNode<S> {
     }
 
     fn not_leader_error(&self) -> ProposeError {
-        if self.leader != NO_NODE && self.leader != self.config.id {
-            ProposeError::NotLeader { leader_hint: self.leader }
+        let leader = self.leader();
+        if leader != NO_NODE && leader != self.config.id {
+            ProposeError::NotLeader { leader_hint: leader }
         } else {
             ProposeError::NoLeader
         }
     }
 
     pub(super) fn leader_propose_conf_change(&mut self, change: ConfChange) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
-            return Err(self.not_leader_error());
-        }
-        if self.transfer_target.is_some() {
+        let Some(leader) = self.leader_state() else { return Err(self.not_leader_error()) };
+        if leader.transfer.is_some() {
             return Err(ProposeError::Busy);
         }
+        let uncommitted_bytes = leader.uncommitted_bytes;
         // One change at a time: the previous one applied, and an entry of this term
         // committed (otherwise a configuration entry of an earlier term might still be
         // replaced, the single-server-change bug of the thesis's errata).
@@ -241,25 +250,27 @@ impl<S: Storage> RawNode<S> {
         }
         let next = self.conf.apply_change(&change).map_err(ProposeError::InvalidConfChange)?;
         let data = change.encode_entry(&next);
-        if data.len() as u64 + ENTRY_OVERHEAD_BYTES > self.config.uncommitted_bytes_max {
+        let bytes = data.len() as u64 + ENTRY_OVERHEAD_BYTES;
+        if bytes > self.config.uncommitted_bytes_max {
             return Err(ProposeError::TooLarge);
         }
+        if uncommitted_bytes > 0 && uncommitted_bytes + bytes > self.config.uncommitted_bytes_max {
+            return Err(ProposeError::Busy); // as for commands: back-pressure
+        }
         self.append_conf_entry(data);
+        assert!(!self.pending_confs.is_empty(), "the change is pending until applied");
         Ok(())
     }
 
     pub(super) fn start_leader_transfer(&mut self, target: NodeId) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
-            return Err(self.not_leader_error());
-        }
-        if target == self.config.id || self.transfer_target == Some(target) {
+        let Some(leader) = self.leader_state() else { return Err(self.not_leader_error()) };
+        if target == self.config.id || leader.transfer_target() == Some(target) {
             return Ok(());
         }
         if !self.conf.is_voter(target) {
             return Err(ProposeError::InvalidConfChange(format!("transfer target {target:x} is not a voter")));
         }
-        self.transfer_target = Some(target);
-        self.transfer_elapsed_ticks = 0;
+        self.leader_state_mut().transfer = Some(LeaderTransfer { target, elapsed_ticks: 0 });
         if !self.maybe_send_timeout_now(target) {
             self.send_append(target, true);
         }
@@ -268,10 +279,12 @@ impl<S: Storage> RawNode<S> {
 
     /// Sends TimeoutNow once the transfer target holds the leader's whole log.
     pub(super) fn maybe_send_timeout_now(&mut self, peer: NodeId) -> bool {
-        if self.transfer_target != Some(peer) {
+        let Some(leader) = self.leader_state() else { return false };
+        if leader.transfer_target() != Some(peer) {
             return false;
         }
-        let caught_up = self.progress.get(&peer).is_some_and(|progress| progress.match_index == self.log.last_index());
+        let last_index = self.log.last_index();
+        let caught_up = leader.progress.get(&peer).is_some_and(|progress| progress.match_index == last_index);
         if caught_up {
             let message = self.message(peer, MessageBody::TimeoutNow);
             self.outbox.push(message);
@@ -281,13 +294,13 @@ impl<S: Storage> RawNode<S> {
 
     /// A transfer not done within an election timeout is abandoned (§3.10).
     pub(super) fn tick_leader_transfer(&mut self) {
-        if self.transfer_target.is_some() {
-            self.transfer_elapsed_ticks += 1;
-            if self.transfer_elapsed_ticks >= self.config.election_ticks {
-                self.transfer_target = None;
-                self.transfer_elapsed_ticks = 0;
-                self.maybe_leave_joint();
-            }
+        let election_ticks = self.config.election_ticks;
+        let leader = self.leader_state_mut();
+        let Some(transfer) = leader.transfer.as_mut() else { return };
+        transfer.elapsed_ticks += 1;
+        if transfer.elapsed_ticks >= election_ticks {
+            leader.transfer = None;
+            self.maybe_leave_joint();
         }
     }
 
@@ -297,15 +310,11 @@ impl<S: Storage> RawNode<S> {
         let promotable = self.conf.is_voter(self.config.id)
             && !self.log.pending_snapshot()
             && self.abstain_until.is_none()
-            && self.role != Role::Leader;
+            && !self.is_leader();
         if !promotable {
             return;
         }
-        let term = self.term + 1;
-        self.reset(term);
-        self.vote = self.config.id;
-        self.role = Role::Candidate;
-        self.request_votes_with(false, true);
+        self.start_campaign(true);
     }
 }
 

@@ -10,10 +10,9 @@ impl<S: Storage> RawNode<S> {
     /// A snapshot chunk unanswered for an election timeout is re-sent from the last offset
     /// the follower acknowledged (the transfer resumes; it does not restart).
     pub(super) fn retry_stalled_snapshots(&mut self) {
-        assert_eq!(self.role, Role::Leader, "only a leader sends snapshots");
         let timeout_ticks = self.config.election_ticks;
         let mut stalled = Vec::new();
-        for (peer, progress) in self.progress.iter_mut() {
+        for (peer, progress) in self.leader_state_mut().progress.iter_mut() {
             if progress.state == ProgressState::Snapshot {
                 progress.snapshot_wait_ticks += 1;
                 if progress.snapshot_wait_ticks >= timeout_ticks {
@@ -96,9 +95,9 @@ impl<S: Storage> RawNode<S> {
         if snapshot.meta.index == 0 {
             return false;
         }
-        let Some(progress) = self.progress.get_mut(&peer) else { return false };
-        progress.become_snapshot(snapshot.meta.index);
         assert!(snapshot.meta.index >= self.log.first_index() - 1, "sending a snapshot older than the log");
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&peer) else { return false };
+        progress.become_snapshot(snapshot.meta.index);
         self.send_snapshot_chunk(peer)
     }
 
@@ -106,7 +105,7 @@ impl<S: Storage> RawNode<S> {
     pub(super) fn send_snapshot_chunk(&mut self, peer: NodeId) -> bool {
         let Ok(snapshot) = self.log.storage.snapshot() else { return false };
         let chunk_bytes_max = self.config.snapshot_chunk_bytes_max;
-        let Some(progress) = self.progress.get_mut(&peer) else { return false };
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&peer) else { return false };
         if progress.state != ProgressState::Snapshot || progress.snapshot_chunk_in_flight {
             return false;
         }
@@ -131,7 +130,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn handle_snapshot_progress(&mut self, from: NodeId, index: Index, received_bytes: u64) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&from) else { return };
         if progress.state != ProgressState::Snapshot || progress.pending_snapshot != index {
             return; // stale: about another snapshot
         }

@@ -20,7 +20,7 @@ impl<S: Storage> RawNode<S> {
 
     /// On the leader, the target of a leadership transfer in progress.
     pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer_target
+        self.leader_state().and_then(|leader| leader.transfer_target())
     }
 
     /// The storage (read-only).
@@ -38,19 +38,9 @@ impl<S: Storage> RawNode<S> {
         self.config.id
     }
 
-    /// Current role.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
     /// Current term.
     pub fn term(&self) -> Term {
         self.term
-    }
-
-    /// Known leader, or [`NO_NODE`].
-    pub fn leader(&self) -> NodeId {
-        self.leader
     }
 
     /// Current hard state (term, vote, commit), persisted or not.
@@ -60,7 +50,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Role, leader and term.
     pub fn soft_state(&self) -> SoftState {
-        SoftState { role: self.role, leader: self.leader, term: self.term }
+        SoftState { role: self.role(), leader: self.leader(), term: self.term }
     }
 
     /// Highest index known committed.
@@ -111,9 +101,7 @@ impl<S: Storage> RawNode<S> {
 
     /// On the leader, its view of `peer`'s replication; `None` elsewhere.
     pub fn progress(&self, peer: NodeId) -> Option<ProgressView> {
-        if self.role != Role::Leader {
-            return None;
-        }
+        let leader = self.leader_state()?;
         if peer == self.config.id {
             let match_index = self.log.durable_index();
             return Some(ProgressView {
@@ -123,7 +111,7 @@ impl<S: Storage> RawNode<S> {
                 inflight_messages: 0,
             });
         }
-        self.progress.get(&peer).map(|progress| ProgressView {
+        leader.progress.get(&peer).map(|progress| ProgressView {
             match_index: progress.match_index,
             next_index: progress.next_index,
             state: progress.state,
