@@ -40,14 +40,19 @@ impl<S: Storage> RawNode<S> {
 
     pub(super) fn become_pre_candidate(&mut self) {
         assert!(!self.is_leader(), "a leader does not campaign");
+        let term_before = self.term;
         self.role_state = RoleState::PreCandidate(CandidateState::new());
         self.election_elapsed_ticks = 0;
         self.randomize_election_timeout();
-        self.request_votes(true);
+        self.request_votes_with(true, false);
+        // Pre-vote never raises the term by itself; winning it starts the real campaign.
+        let campaigning = matches!(self.role_state, RoleState::Candidate(_));
+        assert!(self.term == term_before || (campaigning && self.term == term_before + 1), "pre-vote changed the term");
     }
 
     pub(super) fn become_candidate(&mut self) {
         self.start_campaign(false);
+        assert!(self.campaign_state().is_some_and(|campaign| campaign.own_vote_unhanded), "own vote not yet durable");
     }
 
     /// Becomes a candidate of the next term and asks for votes; `transfer` sends
@@ -64,12 +69,8 @@ impl<S: Storage> RawNode<S> {
 
     /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
     /// pre-vote, once durable for a vote (see `CandidateState::own_vote_unhanded`).
-    pub(super) fn request_votes(&mut self, pre_vote: bool) {
-        self.request_votes_with(pre_vote, false);
-    }
-
-    /// As `request_votes`; `transfer` sends `TransferVote`s (a leadership-transfer
-    /// election, answered inside leader leases).
+    /// `transfer` sends `TransferVote`s (a leadership-transfer election, answered inside
+    /// leader leases).
     pub(super) fn request_votes_with(&mut self, pre_vote: bool, transfer: bool) {
         match &mut self.role_state {
             RoleState::PreCandidate(campaign) if pre_vote => {
@@ -166,6 +167,9 @@ impl<S: Storage> RawNode<S> {
                 self.become_candidate();
             }
         }
+        // Leadership needs this node's own vote to be durable first: never within a tick.
+        assert!(!self.is_leader(), "a tick made a leader");
+        assert!(!promotable || self.election_elapsed_ticks < self.randomized_election_ticks, "an election overdue");
     }
 
     /// Applies Raft's term rules (§5.1, Figure 2 "Rules for Servers"); false if the
@@ -182,7 +186,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn step_higher_term(&mut self, message: &Message) -> bool {
-        match &message.body {
+        let heard = match &message.body {
             MessageBody::PreVote { .. } | MessageBody::Vote { .. } if self.in_leader_lease() => false,
             MessageBody::PreVote { .. } => true,
             MessageBody::PreVoteResponse { reject: false } => true,
@@ -194,10 +198,18 @@ impl<S: Storage> RawNode<S> {
                 self.become_follower(message.term, NO_NODE);
                 true
             }
-        }
+        };
+        // Only (pre-)vote requests and granted pre-votes leave this node's term unchanged.
+        let keeps_term = matches!(
+            message.body,
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. } | MessageBody::PreVoteResponse { reject: false }
+        );
+        assert!(keeps_term || self.term == message.term, "a higher term not adopted");
+        heard
     }
 
     pub(super) fn step_lower_term(&mut self, message: &Message) {
+        assert!(message.term < self.term, "a message of term {} is not stale", message.term);
         match &message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 // A deposed leader learns the new term from this answer and steps down.

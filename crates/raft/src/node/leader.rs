@@ -35,6 +35,8 @@ impl<S: Storage> RawNode<S> {
             leader.heartbeat_elapsed_ticks = 0;
             self.broadcast_heartbeat();
         }
+        let heartbeat_elapsed_ticks = self.leader_state().map_or(0, |leader| leader.heartbeat_elapsed_ticks);
+        assert!(heartbeat_elapsed_ticks < heartbeat_ticks, "a heartbeat overdue");
     }
 
     pub(super) fn quorum_recently_active(&mut self) -> bool {
@@ -46,10 +48,13 @@ impl<S: Storage> RawNode<S> {
             }
             progress.recent_active = false;
         }
+        assert!(leader.progress.values().all(|progress| !progress.recent_active), "a new check-quorum round");
         quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &active)
     }
 
     pub(super) fn step_leader(&mut self, message: Message) -> Result<(), StepError> {
+        // A higher term deposed this leader in `step_term`; a lower one was dropped there.
+        assert_eq!(message.term, self.term, "a leader handles messages of its own term");
         if let Some(progress) = self.leader_state_mut().progress.get_mut(&message.from) {
             progress.recent_active = true;
         }
@@ -117,8 +122,10 @@ impl<S: Storage> RawNode<S> {
                 data,
             })
             .collect();
+        let count = entries.len() as u64;
         self.append_to_log(&entries);
         assert_eq!(self.log.last_term(), self.term, "a leader appends entries of its term");
+        assert_eq!(self.log.last_index(), first_index + count - 1, "the commands follow the log, in order (R2)");
         self.leader_state_mut().broadcast_pending = true;
         let single_voter = self.conf.voters == [self.config.id] && self.conf.voters_outgoing.is_empty();
         if single_voter || self.config.is_sabotaged(Sabotage::LeaderCountsUndurableEntries) {
@@ -129,6 +136,7 @@ impl<S: Storage> RawNode<S> {
 
     /// The leader's own copy counts toward the majority only once durable.
     pub(super) fn leader_self_persisted(&mut self) {
+        assert!(self.is_leader(), "only a leader counts its own copy");
         if self.maybe_commit() {
             self.on_commit_advanced();
         }
@@ -172,6 +180,8 @@ impl<S: Storage> RawNode<S> {
                 let _ = self.leader_read_index(requester, context);
             }
         }
+        let waiting = self.leader_state().map_or(0, |leader| leader.reads_before_commit.len());
+        assert!(!own_term_committed || waiting == 0, "reads wait for a commit that happened");
         // Idle followers learn the new commit index now; busy ones with their next append.
         for peer in self.peers() {
             self.send_commit_if_idle(peer);
@@ -180,6 +190,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn handle_append_success(&mut self, from: NodeId, index: Index) {
+        assert!(index <= self.log.last_index(), "step_leader refuses acknowledgements beyond the log");
         let Some(progress) = self.leader_state_mut().progress.get_mut(&from) else { return };
         if !progress.maybe_update(index) {
             return;
@@ -237,6 +248,7 @@ impl<S: Storage> RawNode<S> {
             ProgressState::Replicate if progress.inflights.full() => progress.inflights.free_first_one(),
             _ => {}
         }
+        assert!(progress.match_index <= log_last_index, "a follower matches beyond the leader's log");
         let behind = progress.match_index < log_last_index;
         if behind {
             self.send_append(from, true);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::role::{LeaderTransfer, RoleState};
 use super::{ProposeError, RawNode};
 use crate::config::ConfigError;
-use crate::membership::{decode_config_entry, ConfChange};
+use crate::membership::{decode_config_entry, ConfChange, CONF_CHANGES_MAX, CONF_CONTEXT_BYTES_MAX};
 use crate::progress::Progress;
 use crate::storage::Storage;
 use crate::types::*;
@@ -42,6 +42,9 @@ impl<S: Storage> RawNode<S> {
                 }
             }
         }
+        let applied = self.log.applied;
+        assert!(self.applied_conf_index <= applied, "a configuration above the applied index folded");
+        assert!(self.pending_confs.iter().all(|(index, _)| *index > applied), "an applied configuration pending");
         self.recompute_conf();
         Ok(())
     }
@@ -60,6 +63,13 @@ impl<S: Storage> RawNode<S> {
             }
         }
         self.log.truncate_and_append(entries);
+        let last_index = self.log.last_index();
+        let ordered = self.pending_confs.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        assert!(ordered, "pending configurations out of log order");
+        assert!(
+            self.pending_confs.last().is_none_or(|(index, _)| *index <= last_index),
+            "a configuration past the log"
+        );
         if changed {
             self.recompute_conf();
         }
@@ -80,6 +90,9 @@ impl<S: Storage> RawNode<S> {
             self.pending_confs.retain(|(index, _)| *index > entry.index);
             adopted = true;
         }
+        let applied_conf_index = self.applied_conf_index;
+        assert!(applied_conf_index <= self.log.applied, "a configuration adopted before it is handed out");
+        assert!(self.pending_confs.iter().all(|(index, _)| *index > applied_conf_index), "an adopted entry pending");
         if adopted {
             self.recompute_conf();
             self.maybe_leave_joint();
@@ -89,10 +102,12 @@ impl<S: Storage> RawNode<S> {
 
     /// A snapshot replaces the log: its configuration becomes the applied one.
     pub(super) fn restore_configuration(&mut self, index: Index, conf: ConfState) {
+        assert!(!self.is_leader(), "a leader never restores a snapshot");
         self.applied_conf = conf;
         self.applied_conf_index = index;
         self.pending_confs.clear();
         self.recompute_conf();
+        assert_eq!(self.conf, self.applied_conf, "nothing pending above a snapshot");
     }
 
     fn recompute_conf(&mut self) {
@@ -120,11 +135,14 @@ impl<S: Storage> RawNode<S> {
             }
             RoleState::Candidate(_) | RoleState::PreCandidate(_) => {}
         }
+        let campaigning = matches!(self.role_state, RoleState::Candidate(_) | RoleState::PreCandidate(_));
+        assert!(!campaigning || voter, "a campaign by a non-voter of the latest configuration");
     }
 
     /// Leader: one progress per replication target; new ones start probing at
     /// `next_index` and count as recently active (a grace period for check-quorum).
     pub(super) fn sync_progress(&mut self, next_index: Index) {
+        assert!(next_index > 0 && next_index <= self.log.last_index() + 1, "new peers probe within the log");
         let peers = self.peers();
         let (inflight_messages_max, inflight_bytes_max) =
             (self.config.inflight_messages_max, self.config.inflight_bytes_max);
@@ -150,7 +168,9 @@ impl<S: Storage> RawNode<S> {
 
     /// Index of the Config entry the latest configuration comes from.
     fn latest_conf_index(&self) -> Index {
-        self.pending_confs.last().map_or(self.applied_conf_index, |(index, _)| *index)
+        let index = self.pending_confs.last().map_or(self.applied_conf_index, |(index, _)| *index);
+        assert!(index >= self.applied_conf_index, "the latest configuration is older than the applied one");
+        index
     }
 
     /// Leader: once the joint entry is applied, append the empty change that leaves C_old,new
@@ -180,6 +200,7 @@ impl<S: Storage> RawNode<S> {
         let index = entry.index;
         self.append_to_log(&[entry]);
         assert_eq!(self.latest_conf_index(), index, "the latest configuration comes from the new entry");
+        assert_eq!(self.log.last_term(), self.term, "a leader appends entries of its term");
         self.leader_self_persisted();
     }
 
@@ -200,6 +221,7 @@ impl<S: Storage> RawNode<S> {
             .map(|(_, voter)| voter);
         let term = self.term;
         self.become_follower(term, NO_NODE);
+        assert!(successor != Some(self.config.id), "a removed leader hands over to another voter");
         if let Some(successor) = successor {
             let message = self.message(successor, MessageBody::TimeoutNow);
             self.outbox.push(message);
@@ -248,6 +270,10 @@ impl<S: Storage> RawNode<S> {
         if !self.pending_confs.is_empty() || self.conf.is_joint() || !own_term_committed {
             return Err(ProposeError::ConfChangePending);
         }
+        if change.changes.len() > CONF_CHANGES_MAX || change.context.len() > CONF_CONTEXT_BYTES_MAX {
+            // No node could decode the entry (decoding bounds its input).
+            return Err(ProposeError::InvalidConfChange("too many changes or too large a context".into()));
+        }
         let next = self.conf.apply_change(&change).map_err(ProposeError::InvalidConfChange)?;
         let data = change.encode_entry(&next);
         let bytes = data.len() as u64 + ENTRY_OVERHEAD_BYTES;
@@ -274,6 +300,7 @@ impl<S: Storage> RawNode<S> {
         if !self.maybe_send_timeout_now(target) {
             self.send_append(target, true);
         }
+        assert_eq!(self.transfer_target(), Some(target), "the transfer is under way");
         Ok(())
     }
 
@@ -286,6 +313,7 @@ impl<S: Storage> RawNode<S> {
         let last_index = self.log.last_index();
         let caught_up = leader.progress.get(&peer).is_some_and(|progress| progress.match_index == last_index);
         if caught_up {
+            assert!(self.conf.is_voter(peer), "only a voter is told to campaign");
             let message = self.message(peer, MessageBody::TimeoutNow);
             self.outbox.push(message);
         }
@@ -302,6 +330,8 @@ impl<S: Storage> RawNode<S> {
             leader.transfer = None;
             self.maybe_leave_joint();
         }
+        let transfer = self.leader_state().and_then(|leader| leader.transfer);
+        assert!(transfer.is_none_or(|transfer| transfer.elapsed_ticks < election_ticks), "a transfer overdue");
     }
 
     /// TimeoutNow received: campaign at once, without pre-vote, with votes that bypass
@@ -315,6 +345,7 @@ impl<S: Storage> RawNode<S> {
             return;
         }
         self.start_campaign(true);
+        assert!(matches!(self.role_state, RoleState::Candidate(_)), "a transfer target campaigns at once");
     }
 }
 

@@ -284,6 +284,8 @@ impl<S: Storage> RawNode<S> {
         node.become_follower(term, NO_NODE);
         node.previous_soft_state = node.soft_state();
         assert!(node.term >= hard_state.term, "recovered term below the durable one");
+        assert!(matches!(node.role_state, RoleState::Follower(_)), "a node starts as a follower");
+        assert!(node.vote == NO_NODE || node.term == hard_state.term, "a vote carried into a later term");
         node.assert_invariants();
         Ok(node)
     }
@@ -367,6 +369,7 @@ impl<S: Storage> RawNode<S> {
             return result;
         }
         let leader = self.forwarding_target()?;
+        assert!(leader != self.config.id && leader != NO_NODE, "forwarding to no other node");
         let message = self.message(leader, MessageBody::ReadIndex { context });
         self.held.push(message);
         Ok(())
@@ -396,9 +399,12 @@ impl<S: Storage> RawNode<S> {
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.
     pub fn campaign(&mut self) {
-        if self.may_campaign() && !self.is_leader() && !self.log.pending_snapshot() {
+        let leading = self.is_leader();
+        if self.may_campaign() && !leading && !self.log.pending_snapshot() {
             self.become_candidate();
         }
+        // A campaign wins only once this node's own vote is durable: never here.
+        assert_eq!(self.is_leader(), leading, "a campaign changed leadership at once");
         self.assert_invariants();
     }
 
@@ -452,6 +458,7 @@ impl<S: Storage> RawNode<S> {
         peers.sort_unstable();
         peers.dedup();
         peers.retain(|peer| *peer != self.config.id);
+        assert!(peers.windows(2).all(|pair| pair[0] < pair[1]), "peers sorted without duplicates");
         peers
     }
 
@@ -467,6 +474,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn message(&self, to: NodeId, body: MessageBody) -> Message {
+        assert!(to != self.config.id, "a message to oneself");
         Message { from: self.config.id, to, term: self.term, body }
     }
 }

@@ -24,6 +24,8 @@ impl<S: Storage> RawNode<S> {
             return Ok(());
         }
         let index = self.log.committed;
+        // Thesis §6.4: the read index is safe only once an entry of this term is committed.
+        assert_eq!(self.log.term(index), Some(self.term), "a read index before the leader's first commit");
         let alone = quorum::joint_has_quorum(&self.conf.voters, &self.conf.voters_outgoing, &[self.config.id]);
         if alone || self.config.is_sabotaged(Sabotage::ReadIndexWithoutConfirmation) {
             self.answer_read(requester, index, context);

@@ -23,7 +23,10 @@ impl<S: Storage> RawNode<S> {
             }
         }
         for peer in stalled {
-            self.send_snapshot_chunk(peer);
+            let resent = self.send_snapshot_chunk(peer);
+            let progress = self.leader_state().and_then(|leader| leader.progress.get(&peer));
+            let in_flight = progress.is_some_and(|progress| progress.snapshot_chunk_in_flight);
+            assert!(!resent || in_flight, "a resent chunk is in flight");
         }
     }
 
@@ -58,6 +61,8 @@ impl<S: Storage> RawNode<S> {
             }
             _ => 0, // a chunk of a snapshot we are not receiving: ask for it from the start
         };
+        // `validate` refused chunks ending past the bound; the buffer grows only in order.
+        assert!(received_bytes <= self.config.snapshot_bytes_max, "a snapshot buffer over its bound");
         let complete = done && received_bytes == offset + data.len() as u64;
         if complete {
             let (meta, buffer) = self.incoming_snapshot.take().expect("matched above");
@@ -71,7 +76,7 @@ impl<S: Storage> RawNode<S> {
 
     /// InstallSnapshot receiver (§7, R9).
     pub(super) fn handle_snapshot(&mut self, leader: NodeId, snapshot: Snapshot) {
-        let index = snapshot.meta.index;
+        let (index, snapshot_term) = (snapshot.meta.index, snapshot.meta.term);
         if index <= self.log.committed {
             let reply = self.append_response(leader, false, self.log.committed, 0, 0);
             self.held.push(reply);
@@ -85,6 +90,7 @@ impl<S: Storage> RawNode<S> {
             self.log.restore(snapshot);
         }
         assert!(self.log.committed >= index, "an installed snapshot is committed");
+        assert!(self.log.matches(index, snapshot_term), "the log holds the snapshot's last entry");
         let reply = self.append_response(leader, false, index, 0, 0);
         self.held.push(reply);
     }
@@ -98,7 +104,10 @@ impl<S: Storage> RawNode<S> {
         assert!(snapshot.meta.index >= self.log.first_index() - 1, "sending a snapshot older than the log");
         let Some(progress) = self.leader_state_mut().progress.get_mut(&peer) else { return false };
         progress.become_snapshot(snapshot.meta.index);
-        self.send_snapshot_chunk(peer)
+        let sent = self.send_snapshot_chunk(peer);
+        let snapshotting = self.leader_state().and_then(|leader| leader.progress.get(&peer)).map(|p| p.state);
+        assert_eq!(snapshotting, Some(ProgressState::Snapshot), "a peer sent a snapshot waits for it");
+        sent
     }
 
     /// Sends the next chunk after what `peer` acknowledged (one chunk in flight at a time).
