@@ -591,3 +591,30 @@ fn a_deposed_leader_keeps_no_state_of_its_leadership() {
     assert!(cluster.read_states[0].is_empty(), "an old leadership's read answered: {:?}", cluster.read_states[0]);
     assert_eq!(cluster.applied[0].last(), Some(&Bytes::from_static(b"after")));
 }
+
+/// A leader may replicate a Config entry whose configuration has no voter (a faulty or
+/// hostile leader): the follower neither panics nor stops; it still campaigns by the
+/// configuration it applied (assertions never test network input).
+#[test]
+fn a_replicated_configuration_without_voters_is_survived() {
+    let mut node = RawNode::new(Config::new(1), MemoryStorage::new_with_voters(&[1, 2, 3])).unwrap();
+    let data = ConfChange::default().encode_entry(&ConfState::default());
+    let entry = Entry { term: 1, index: 1, kind: EntryKind::Config, data };
+    let body = MessageBody::Append { prev_log_index: 0, prev_log_term: 0, entries: vec![entry], commit: 0 };
+    node.step(Message { from: 2, to: 1, term: 1, body }).unwrap();
+    let mut roles = Vec::new();
+    for _ in 0..100 {
+        node.tick();
+        while node.has_ready() {
+            let ready = node.ready();
+            node.storage_mut().append(&ready.entries);
+            if let Some(hard_state) = ready.hard_state {
+                node.storage_mut().set_hard_state(hard_state);
+            }
+            node.on_persisted(ready.persist_sequence);
+        }
+        roles.push(node.role());
+    }
+    assert!(node.latest_conf_state().voters.is_empty(), "the entry is in the log");
+    assert!(roles.contains(&Role::Leader), "it campaigns by the applied configuration: {roles:?}");
+}

@@ -28,6 +28,9 @@ impl<S: Storage> RawNode<S> {
             return; // stepped down (e.g. removed from the configuration)
         }
         self.tick_leader_transfer();
+        if !self.is_leader() {
+            return; // an abandoned transfer's leave-joint entry may have removed this node
+        }
         self.retry_stalled_snapshots();
         let heartbeat_ticks = self.config.heartbeat_ticks;
         let leader = self.leader_state_mut();

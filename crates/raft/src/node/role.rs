@@ -38,8 +38,9 @@ pub(super) struct FollowerState {
 pub(super) struct CandidateState {
     /// Answers received in this campaign, (node, granted), this node's own vote included
     /// once it counts. Invariants: at most one answer per node, at most one per member of
-    /// the latest or the applied configuration; the tally is undecided (a decided campaign
-    /// has changed role in the same input).
+    /// the latest or the applied configuration; once an answer is counted the tally is
+    /// undecided (a decided campaign has changed role in the same input; before any answer
+    /// a configuration without voters, written by a faulty leader, is already "won").
     pub(super) votes: Vec<(NodeId, bool)>,
     /// Candidate only: the hard state recording this node's vote for itself is not yet
     /// handed out in a `Ready`; the own vote counts only once that hard state is durable
@@ -224,7 +225,8 @@ impl<S: Storage> RawNode<S> {
         }
         let own_counted = campaign.has_answer_from(self.config.id);
         assert!(!(campaign.own_vote_unhanded && own_counted), "an own vote counted before it is durable");
-        assert_eq!(self.tally(), VoteResult::Pending, "a decided campaign did not change role");
+        let undecided = campaign.votes.is_empty() || self.tally() == VoteResult::Pending;
+        assert!(undecided, "a decided campaign did not change role");
     }
 
     fn assert_leader_state(&self, leader: &LeaderState) {
