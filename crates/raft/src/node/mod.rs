@@ -187,7 +187,8 @@ pub struct RawNode<S: Storage> {
     log: RaftLog<S>,
     /// Invariant: never decreases.
     term: Term,
-    /// Invariant: this node while it campaigns or leads (see `role_state`).
+    /// Invariant: this node while it is a candidate or the leader (a pre-candidate has not
+    /// voted in the next term yet).
     vote: NodeId,
     /// The role and the state only that role has.
     role_state: RoleState,
