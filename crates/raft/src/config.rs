@@ -104,7 +104,7 @@ impl Config {
     /// Defaults: election 10 ticks, heartbeat 1 tick, pre-vote and check-quorum on,
     /// forwarding on, 256 messages / 32 MiB in flight per follower, 1 MiB per message.
     pub fn new(id: NodeId) -> Self {
-        Config {
+        let config = Config {
             id,
             election_ticks: 10,
             heartbeat_ticks: 1,
@@ -122,7 +122,9 @@ impl Config {
             random_seed: id,
             abstain_until_caught_up: false,
             sabotage: Sabotage::None,
-        }
+        };
+        assert!(id == NO_NODE || config.validate().is_ok(), "the defaults are valid");
+        config
     }
 
     /// Test-only: the same configuration with a deliberately broken behaviour. Exists only
@@ -158,6 +160,8 @@ impl Config {
         if self.append_size_bytes_max == 0 || self.apply_batch_bytes_max == 0 {
             return fail("message and apply sizes must be positive");
         }
+        // The randomized election timeout draws from 0..election_ticks: never empty.
+        assert!(self.election_ticks >= 2, "0 < heartbeat_ticks < election_ticks");
         Ok(())
     }
 }

@@ -129,6 +129,7 @@ impl<S: Storage> RaftLog<S> {
                 return Ok(result);
             }
         }
+        assert!(result.is_empty() || result[result.len() - 1].index + 1 == self.offset, "storage part ends at offset");
         let used_bytes: u64 = result.iter().map(Entry::size_bytes).sum();
         let start = low.max(self.offset);
         let slice = &self.unstable[(start - self.offset) as usize..(high - self.offset) as usize];
@@ -190,6 +191,9 @@ impl<S: Storage> RaftLog<S> {
                 _ => break,
             }
         }
+        // The hint never points forward, and at the log's floor or at a term not above `term`.
+        assert!(candidate <= index, "conflict hint {candidate} above {index}");
+        assert!(candidate == floor || self.term(candidate).is_none_or(|found| found <= term), "hint term");
         candidate
     }
 
@@ -206,6 +210,7 @@ impl<S: Storage> RaftLog<S> {
         if self.unstable_snapshot.is_some() {
             return 0;
         }
+        assert!(self.offset - 1 <= self.last_index(), "durable beyond the log");
         self.offset - 1
     }
 

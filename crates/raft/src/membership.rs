@@ -38,11 +38,13 @@ pub enum ConfChangeKind {
 
 impl ConfChangeKind {
     fn code(self) -> u8 {
-        match self {
+        let code = match self {
             ConfChangeKind::AddVoter => 1,
             ConfChangeKind::AddLearner => 2,
             ConfChangeKind::RemoveNode => 3,
-        }
+        };
+        assert_eq!(ConfChangeKind::from_code(code), Some(self), "the code of {self:?} decodes to it");
+        code
     }
 
     fn from_code(code: u8) -> Option<Self> {
@@ -92,7 +94,9 @@ impl std::error::Error for ConfChangeDecodeError {}
 impl ConfChange {
     /// A single-server change.
     pub fn single(kind: ConfChangeKind, node_id: NodeId) -> Self {
-        ConfChange { changes: vec![ConfChangeSingle { kind, node_id }], context: Bytes::new() }
+        let change = ConfChange { changes: vec![ConfChangeSingle { kind, node_id }], context: Bytes::new() };
+        assert!(!change.is_leave_joint(), "a single-server change is not the empty change");
+        change
     }
 
     /// True for the empty change that leaves a joint configuration.
@@ -112,13 +116,19 @@ impl ConfChange {
         }
         out.put_u32(self.context.len() as u32);
         out.put_slice(&self.context);
+        assert_eq!(out.len(), 1 + 4 + 9 * self.changes.len() + 4 + self.context.len(), "the documented layout");
         out.freeze()
     }
 
     /// Parses [`ConfChange::encode`]'s output, or the data of any Config entry of the log;
     /// refuses anything else with a reason.
     pub fn decode(data: &[u8]) -> Result<ConfChange, ConfChangeDecodeError> {
-        decode_config_entry(data).map(|(change, _)| change)
+        let decoded = decode_config_entry(data).map(|(change, _)| change);
+        let bounded = |change: &ConfChange| {
+            change.changes.len() <= CONF_CHANGES_MAX && change.context.len() <= CONF_CONTEXT_BYTES_MAX
+        };
+        assert!(decoded.as_ref().map_or(true, bounded), "a decoded change within its bounds");
+        decoded
     }
 
     /// The data of a Config entry: the change and the configuration it results in.
@@ -131,6 +141,9 @@ impl ConfChange {
                 out.put_u64(*member);
             }
         }
+        let members = result.voters.len() + result.learners.len() + result.voters_outgoing.len();
+        assert_eq!(out.len(), self.encode().len() + 3 * 4 + 8 * members, "the change, then three lists");
+        debug_assert!(decode_config_entry(&out).is_ok_and(|(_, decoded)| decoded.as_ref() == Some(result)));
         out.freeze()
     }
 }
@@ -173,6 +186,10 @@ pub(crate) fn decode_config_entry(data: &[u8]) -> Result<(ConfChange, Option<Con
     if reader.position != data.len() {
         return fail("trailing bytes");
     }
+    let lists_bounded = |conf: &ConfState| {
+        [&conf.voters, &conf.learners, &conf.voters_outgoing].iter().all(|list| list.len() <= CONF_MEMBERS_MAX)
+    };
+    assert!(result.as_ref().is_none_or(lists_bounded), "decoded lists within their bound");
     Ok((change, result))
 }
 
@@ -190,11 +207,13 @@ fn decode_change(reader: &mut Reader<'_>) -> Result<ConfChange, ConfChangeDecode
         let Some(kind) = ConfChangeKind::from_code(*code) else { return fail("unknown change kind") };
         changes.push(ConfChangeSingle { kind, node_id });
     }
+    assert_eq!(changes.len(), count as usize, "every announced change decoded");
     let Some(context_length) = reader.u32() else { return fail("truncated context length") };
     if context_length as usize > CONF_CONTEXT_BYTES_MAX {
         return fail("context too large");
     }
     let Some(context) = reader.take(context_length as usize) else { return fail("truncated context") };
+    assert_eq!(context.len(), context_length as usize, "the whole context taken");
     Ok(ConfChange { changes, context: Bytes::copy_from_slice(context) })
 }
 
@@ -208,6 +227,7 @@ impl<'a> Reader<'a> {
         let end = self.position.checked_add(length)?;
         let slice = self.data.get(self.position..end)?;
         self.position = end;
+        assert!(self.position <= self.data.len() && slice.len() == length, "a read within the data");
         Some(slice)
     }
 
@@ -248,6 +268,7 @@ impl ConfState {
             self.voters.iter().chain(&self.voters_outgoing).chain(&self.learners).copied().collect();
         members.sort_unstable();
         members.dedup();
+        assert!(members.windows(2).all(|pair| pair[0] < pair[1]), "members sorted without duplicates");
         members
     }
 
@@ -263,7 +284,9 @@ impl ConfState {
             if !self.is_joint() {
                 return Err("empty change outside a joint configuration".into());
             }
-            return Ok(ConfState { voters_outgoing: Vec::new(), ..self.clone() });
+            let next = ConfState { voters_outgoing: Vec::new(), ..self.clone() };
+            assert!(!next.is_joint() && next.voters == self.voters, "leaving joint keeps C_new only");
+            return Ok(next);
         }
         if self.is_joint() {
             return Err("in a joint configuration: only leaving it is allowed".into());
@@ -287,6 +310,8 @@ impl ConfState {
             next.voters_outgoing = self.voters.clone();
             next.voters_outgoing.sort_unstable();
         }
+        assert!(change.changes.iter().all(|single| next.reflects(single)), "a change not reflected");
+        assert!(!next.voters.is_empty() && next.voters.is_sorted(), "voters sorted, at least one");
         Ok(next)
     }
 
@@ -317,7 +342,19 @@ impl ConfState {
                 self.learners.retain(|learner| *learner != id);
             }
         }
+        assert!(self.reflects(single), "{single:?} not reflected");
         Ok(())
+    }
+
+    /// True if `single`'s effect shows: an added voter votes (and is no learner), an added
+    /// learner is a learner (and no voter), a removed node is neither.
+    fn reflects(&self, single: &ConfChangeSingle) -> bool {
+        let (voter, learner) = (self.voters.contains(&single.node_id), self.learners.contains(&single.node_id));
+        match single.kind {
+            ConfChangeKind::AddVoter => voter && !learner,
+            ConfChangeKind::AddLearner => learner && !voter,
+            ConfChangeKind::RemoveNode => !voter && !learner,
+        }
     }
 }
 

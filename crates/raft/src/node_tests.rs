@@ -10,6 +10,8 @@ struct Cluster {
     nodes: Vec<RawNode<MemoryStorage>>,
     in_flight: VecDeque<Message>,
     applied: Vec<Vec<Bytes>>,
+    /// Read states each node handed out, in order.
+    read_states: Vec<Vec<ReadState>>,
     down: Vec<bool>,
 }
 
@@ -24,6 +26,7 @@ impl Cluster {
             nodes,
             in_flight: VecDeque::new(),
             applied: vec![Vec::new(); size as usize],
+            read_states: vec![Vec::new(); size as usize],
             down: vec![false; size as usize],
         }
     }
@@ -50,6 +53,7 @@ impl Cluster {
                     }
                     node.on_persisted(ready.persist_sequence);
                     self.in_flight.extend(ready.messages);
+                    self.read_states[position].extend(ready.read_states);
                     for entry in ready.committed_entries {
                         if entry.kind == EntryKind::Normal {
                             self.applied[position].push(entry.data);
@@ -533,4 +537,84 @@ fn restart_derives_the_configuration_from_snapshot_and_log() {
     config.applied = storage.hard_state().commit;
     let restarted = RawNode::new(config, storage).unwrap();
     assert_eq!(restarted.conf_state(), expected);
+}
+
+// ---------------------------------------------------------------- role-typed state (issue 17)
+
+/// A membership change is back-pressured like commands: with the uncommitted budget spent
+/// it is `Busy` (it used to be appended past the bound the leader asserts). A change no node
+/// could decode (more changes than `CONF_CHANGES_MAX`) is refused as invalid.
+#[test]
+fn conf_change_over_the_uncommitted_budget_is_busy() {
+    use ConfChangeKind::*;
+    let mut cluster = cluster_with_voters(3, &[1, 2, 3]);
+    let mut config = Config::new(1);
+    config.uncommitted_bytes_max = 256;
+    cluster.nodes[0] = RawNode::new(config, MemoryStorage::new_with_voters(&[1, 2, 3])).unwrap();
+    elect(&mut cluster, 1);
+    cluster.down[1] = true;
+    cluster.down[2] = true;
+    let command = Bytes::from(vec![b'x'; 100]);
+    let mut accepted = 0;
+    while cluster.node(1).propose(command.clone()).is_ok() {
+        accepted += 1;
+        assert!(accepted < 10, "the uncommitted budget never ran out");
+    }
+    assert_eq!(cluster.node(1).propose_conf_change(change(&[(AddLearner, 4)])), Err(ProposeError::Busy));
+    let too_many: Vec<(ConfChangeKind, u64)> = (0..=CONF_CHANGES_MAX as u64).map(|id| (AddLearner, 10 + id)).collect();
+    assert!(matches!(cluster.node(1).propose_conf_change(change(&too_many)), Err(ProposeError::InvalidConfChange(_))));
+}
+
+/// Becoming a role builds its state fresh: a deposed leader keeps no transfer, no progress,
+/// and, elected again, starts a new leadership without the old one's transfer or reads.
+#[test]
+fn a_deposed_leader_keeps_no_state_of_its_leadership() {
+    let mut cluster = cluster_with_voters(3, &[1, 2, 3]);
+    elect(&mut cluster, 1);
+    cluster.down[1] = true; // node 2 never answers: the transfer to it stays pending
+    cluster.node(1).transfer_leader(2).unwrap();
+    cluster.node(1).read_index(Bytes::from_static(b"read")).unwrap();
+    assert_eq!(cluster.node(1).transfer_target(), Some(2));
+    assert!(cluster.node(1).progress(3).is_some());
+    let term = cluster.node(1).term();
+    let deposing =
+        Message { from: 3, to: 1, term: term + 1, body: MessageBody::Heartbeat { commit: 0, read_round: 0 } };
+    cluster.node(1).step(deposing).unwrap();
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert_eq!((cluster.node(1).transfer_target(), cluster.node(1).progress(3)), (None, None));
+    cluster.down[1] = false;
+    elect(&mut cluster, 1);
+    assert_eq!(cluster.node(1).transfer_target(), None, "a new leadership starts without a transfer");
+    assert_eq!(cluster.node(1).propose(Bytes::from_static(b"after")), Ok(()), "not refused as during a transfer");
+    cluster.settle();
+    cluster.tick_all(3);
+    assert!(cluster.read_states[0].is_empty(), "an old leadership's read answered: {:?}", cluster.read_states[0]);
+    assert_eq!(cluster.applied[0].last(), Some(&Bytes::from_static(b"after")));
+}
+
+/// A leader may replicate a Config entry whose configuration has no voter (a faulty or
+/// hostile leader): the follower neither panics nor stops; it still campaigns by the
+/// configuration it applied (assertions never test network input).
+#[test]
+fn a_replicated_configuration_without_voters_is_survived() {
+    let mut node = RawNode::new(Config::new(1), MemoryStorage::new_with_voters(&[1, 2, 3])).unwrap();
+    let data = ConfChange::default().encode_entry(&ConfState::default());
+    let entry = Entry { term: 1, index: 1, kind: EntryKind::Config, data };
+    let body = MessageBody::Append { prev_log_index: 0, prev_log_term: 0, entries: vec![entry], commit: 0 };
+    node.step(Message { from: 2, to: 1, term: 1, body }).unwrap();
+    let mut roles = Vec::new();
+    for _ in 0..100 {
+        node.tick();
+        while node.has_ready() {
+            let ready = node.ready();
+            node.storage_mut().append(&ready.entries);
+            if let Some(hard_state) = ready.hard_state {
+                node.storage_mut().set_hard_state(hard_state);
+            }
+            node.on_persisted(ready.persist_sequence);
+        }
+        roles.push(node.role());
+    }
+    assert!(node.latest_conf_state().voters.is_empty(), "the entry is in the log");
+    assert!(roles.contains(&Role::Leader), "it campaigns by the applied configuration: {roles:?}");
 }

@@ -7,7 +7,10 @@ use crate::types::{Index, NodeId};
 /// Smallest number of voters that forms a majority of `voter_count` (N/2+1).
 pub fn majority(voter_count: usize) -> usize {
     assert!(voter_count > 0, "a configuration needs at least one voter");
-    voter_count / 2 + 1
+    let majority = voter_count / 2 + 1;
+    // Any two majorities overlap (the basis of election safety and commitment).
+    assert!(2 * majority > voter_count && majority <= voter_count, "a majority of {voter_count}");
+    majority
 }
 
 /// The highest index stored on a majority, given each voter's match index.
@@ -16,7 +19,10 @@ pub fn majority(voter_count: usize) -> usize {
 pub fn committed_index(match_indexes: &mut [Index]) -> Index {
     assert!(!match_indexes.is_empty());
     match_indexes.sort_unstable_by(|left, right| right.cmp(left));
-    match_indexes[majority(match_indexes.len()) - 1]
+    let needed = majority(match_indexes.len());
+    let index = match_indexes[needed - 1];
+    assert!(match_indexes.iter().filter(|stored| **stored >= index).count() >= needed, "stored on a majority");
+    index
 }
 
 /// The outcome of an election so far.
@@ -84,7 +90,9 @@ pub fn joint_vote_result(incoming: &[NodeId], outgoing: &[NodeId], votes: &[(Nod
 /// half is satisfied).
 pub fn joint_has_quorum(incoming: &[NodeId], outgoing: &[NodeId], active: &[NodeId]) -> bool {
     let half = |voters: &[NodeId]| voters.is_empty() || has_quorum(voters, active);
-    half(incoming) && half(outgoing)
+    let quorum = half(incoming) && half(outgoing);
+    assert!(!quorum || !active.is_empty() || (incoming.is_empty() && outgoing.is_empty()), "a quorum of nobody");
+    quorum
 }
 
 #[cfg(test)]

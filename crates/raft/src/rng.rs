@@ -24,7 +24,9 @@ impl SplitMix64 {
     /// A value in `low..high` (`high > low`).
     pub fn range(&mut self, low: u64, high: u64) -> u64 {
         assert!(high > low, "empty range {low}..{high}");
-        low + self.next_u64() % (high - low)
+        let value = low + self.next_u64() % (high - low);
+        assert!(value >= low && value < high, "{value} outside {low}..{high}");
+        value
     }
 
     /// True with probability `numerator / denominator`.

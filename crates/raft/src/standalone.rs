@@ -86,7 +86,10 @@ pub fn standalone_restart<S: Storage>(
         entries.push(Entry { term, index: commit + 1 + offset as Index, kind: EntryKind::Config, data });
     }
     assert!(entries.is_empty() || (current.voters == vec![local] && current.learners.is_empty()), "one voter left");
+    let contiguous = entries.iter().enumerate().all(|(offset, entry)| entry.index == commit + 1 + offset as Index);
+    assert!(contiguous, "the new entries follow the commit index");
     let last = entries.last().map_or(commit, |entry| entry.index);
+    assert!(last >= commit, "the new commit index is not below the old one");
     let discarded_entries = storage.last_index().saturating_sub(commit);
     let hard_state = HardState { term, vote: hard_state.vote, commit: last };
     Ok(StandaloneRestart { entries, hard_state, committed_conf, discarded_entries })

@@ -61,7 +61,9 @@ impl CompactionPolicy {
 impl Default for CompactionPolicy {
     /// 10,000 entries or 64 MiB.
     fn default() -> Self {
-        CompactionPolicy { entries_max: 10_000, bytes_max: 64 << 20 }
+        let policy = CompactionPolicy { entries_max: 10_000, bytes_max: 64 << 20 };
+        assert!(policy.entries_max > 0 && policy.bytes_max > 0, "a policy that can trigger");
+        policy
     }
 }
 

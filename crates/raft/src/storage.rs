@@ -113,6 +113,9 @@ impl MemoryStorage {
         let keep = (entries[0].index - snapshot_index - 1) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
+        let last = &entries[entries.len() - 1];
+        assert_eq!(self.last_index(), last.index, "the log ends with the appended entries");
+        assert_eq!(self.term(last.index), Ok(last.term), "the appended entries are readable");
         debug_assert!(self.entries.windows(2).all(|pair| pair[1].index == pair[0].index + 1));
     }
 
@@ -129,7 +132,10 @@ impl MemoryStorage {
             self.entries.clear();
         }
         self.hard_state.commit = self.hard_state.commit.max(snapshot.meta.index);
+        let (index, term) = (snapshot.meta.index, snapshot.meta.term);
         self.snapshot = snapshot;
+        assert_eq!(self.first_index(), index + 1, "the log starts after the snapshot");
+        assert_eq!(self.term(index), Ok(term), "the snapshot's last entry keeps its term");
     }
 
     /// Drops entries up to and including `index`, recording `snapshot_data` as the snapshot.
@@ -142,6 +148,8 @@ impl MemoryStorage {
         let drop = (index - self.snapshot.meta.index) as usize;
         self.entries.drain(..drop);
         self.snapshot = Snapshot { meta: crate::types::SnapshotMeta { index, term, conf }, data: snapshot_data };
+        assert_eq!(self.first_index(), index + 1, "the log starts after the snapshot");
+        assert_eq!(self.term(index), Ok(term), "the compacted index keeps its term");
     }
 
     /// Every stored entry (for checkers and tests).
@@ -169,7 +177,10 @@ impl Storage for MemoryStorage {
         }
         let offset = self.snapshot.meta.index + 1;
         let slice = &self.entries[(low - offset) as usize..(high - offset) as usize];
-        Ok(limit_size(slice, size_bytes_max))
+        let entries = limit_size(slice, size_bytes_max);
+        assert!(entries.first().is_none_or(|entry| entry.index == low), "entries start at low");
+        assert!(entries.len() as u64 <= high.saturating_sub(low), "entries end before high");
+        Ok(entries)
     }
 
     fn term(&self, index: Index) -> Result<Term, StorageError> {
@@ -210,6 +221,7 @@ pub fn limit_size(entries: &[Entry], size_bytes_max: u64) -> Vec<Entry> {
         }
         count += 1;
     }
+    assert!(count > 0 || entries.is_empty(), "at least one entry when there is one");
     entries[..count].to_vec()
 }
 

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::role::{CandidateState, FollowerState, LeaderState, RoleState};
 use super::RawNode;
 use crate::config::Sabotage;
 use crate::quorum::{self, VoteResult};
@@ -10,78 +11,79 @@ use crate::storage::Storage;
 use crate::types::*;
 
 impl<S: Storage> RawNode<S> {
-    pub(super) fn reset(&mut self, term: Term) {
+    /// Enters `term` (or stays in it; never goes back) and restarts the election timer with
+    /// a fresh randomized timeout. The caller then installs the new role's state.
+    pub(super) fn reset_term(&mut self, term: Term) {
         if term > self.term {
             self.term = term;
             self.vote = NO_NODE;
         }
         assert!(self.term >= term, "term went backwards");
-        self.leader = NO_NODE;
         self.election_elapsed_ticks = 0;
-        self.heartbeat_elapsed_ticks = 0;
-        self.randomized_election_ticks =
-            self.config.election_ticks + self.rng.range(0, self.config.election_ticks as u64) as u32;
-        self.votes.clear();
-        self.self_vote_waiting = None;
-        self.progress.clear();
-        self.pending_reads.clear();
-        self.reads_before_commit.clear();
-        self.broadcast_pending = false;
-        self.uncommitted_bytes = 0;
-        self.transfer_target = None;
-        self.transfer_elapsed_ticks = 0;
+        self.randomize_election_timeout();
+    }
+
+    /// Draws this term's election timeout from `election_ticks..2 * election_ticks` (§5.2).
+    fn randomize_election_timeout(&mut self) {
         let election_ticks = self.config.election_ticks;
+        self.randomized_election_ticks = election_ticks + self.rng.range(0, election_ticks as u64) as u32;
         let randomized = self.randomized_election_ticks;
         assert!(randomized >= election_ticks && randomized < 2 * election_ticks, "election timeout out of range");
     }
 
     pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
-        self.reset(term);
-        self.leader = leader;
-        self.role = if self.is_voter(self.config.id) { Role::Follower } else { Role::Learner };
-        assert!(self.term >= term && self.progress.is_empty(), "a follower of term {term} or later");
+        assert!(leader != self.config.id, "a follower of itself");
+        self.reset_term(term);
+        self.role_state = RoleState::Follower(FollowerState::new(leader));
+        assert!(self.term >= term && self.leader() == leader, "a follower of term {term} or later");
     }
 
     pub(super) fn become_pre_candidate(&mut self) {
-        assert!(self.role != Role::Leader, "a leader does not campaign");
-        self.votes.clear();
-        self.leader = NO_NODE;
-        self.role = Role::PreCandidate;
+        assert!(!self.is_leader(), "a leader does not campaign");
+        let term_before = self.term;
+        self.role_state = RoleState::PreCandidate(CandidateState::new());
         self.election_elapsed_ticks = 0;
-        self.randomized_election_ticks =
-            self.config.election_ticks + self.rng.range(0, self.config.election_ticks as u64) as u32;
-        self.request_votes(true);
+        self.randomize_election_timeout();
+        self.request_votes_with(true, false);
+        // Pre-vote never raises the term by itself; winning it starts the real campaign.
+        let campaigning = matches!(self.role_state, RoleState::Candidate(_));
+        assert!(self.term == term_before || (campaigning && self.term == term_before + 1), "pre-vote changed the term");
     }
 
     pub(super) fn become_candidate(&mut self) {
-        assert!(self.role != Role::Leader, "a leader does not campaign");
+        self.start_campaign(false);
+        assert!(self.campaign_state().is_some_and(|campaign| campaign.own_vote_unhanded), "own vote not yet durable");
+    }
+
+    /// Becomes a candidate of the next term and asks for votes; `transfer` sends
+    /// `TransferVote`s (a leadership-transfer election, answered inside leader leases).
+    pub(super) fn start_campaign(&mut self, transfer: bool) {
+        assert!(!self.is_leader(), "a leader does not campaign");
         let term = self.term + 1;
-        self.reset(term);
+        self.reset_term(term);
         self.vote = self.config.id;
-        self.role = Role::Candidate;
-        self.request_votes(false);
+        self.role_state = RoleState::Candidate(CandidateState::new());
+        self.request_votes_with(false, transfer);
         assert_eq!(self.term, term, "a campaign stays in its term");
     }
 
     /// Sends (pre-)vote requests and counts this node's own vote (§5.2): at once for a
-    /// pre-vote, once durable for a vote (see `self_vote_waiting`).
-    pub(super) fn request_votes(&mut self, pre_vote: bool) {
-        self.request_votes_with(pre_vote, false);
-    }
-
-    /// As `request_votes`; `transfer` sends `TransferVote`s (a leadership-transfer
-    /// election, answered inside leader leases).
+    /// pre-vote, once durable for a vote (see `CandidateState::own_vote_unhanded`).
+    /// `transfer` sends `TransferVote`s (a leadership-transfer election, answered inside
+    /// leader leases).
     pub(super) fn request_votes_with(&mut self, pre_vote: bool, transfer: bool) {
-        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
-        assert_eq!(self.role, expected_role, "votes requested outside a campaign");
-        if pre_vote {
-            self.votes.push((self.config.id, true));
-            if self.tally() == VoteResult::Won {
-                return self.win_election(pre_vote);
+        match &mut self.role_state {
+            RoleState::PreCandidate(campaign) if pre_vote => {
+                campaign.record(self.config.id, true);
+                if self.tally() == VoteResult::Won {
+                    return self.win_election(pre_vote);
+                }
             }
-        } else {
-            assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
-            self.self_vote_waiting = Some(self.term);
+            RoleState::Candidate(campaign) if !pre_vote => {
+                assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
+                campaign.own_vote_unhanded = true;
+            }
+            _ => unreachable!("votes requested outside a campaign"),
         }
         let term = self.term + u64::from(pre_vote);
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
@@ -104,11 +106,13 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// The hard state recording the own vote is durable: it counts now (Figure 2).
     pub(super) fn count_own_vote(&mut self) {
-        if self.role != Role::Candidate || self.votes.iter().any(|(voter, _)| *voter == self.config.id) {
+        let RoleState::Candidate(campaign) = &mut self.role_state else { return };
+        if campaign.own_vote_unhanded || campaign.has_answer_from(self.config.id) {
             return;
         }
-        self.votes.push((self.config.id, true));
+        campaign.record(self.config.id, true);
         match self.tally() {
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => {
@@ -119,8 +123,10 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// The campaign's outcome so far (counting only voters of the latest configuration).
     pub(super) fn tally(&self) -> VoteResult {
-        quorum::joint_vote_result(&self.conf.voters, &self.conf.voters_outgoing, &self.votes)
+        let campaign = self.campaign_state().expect("a tally outside a campaign");
+        quorum::joint_vote_result(&self.conf.voters, &self.conf.voters_outgoing, &campaign.votes)
     }
 
     pub(super) fn win_election(&mut self, pre_vote: bool) {
@@ -133,17 +139,16 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn become_leader(&mut self) {
-        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        assert!(matches!(self.role_state, RoleState::Candidate(_)), "only a candidate becomes leader");
         let term = self.term;
-        self.reset(term);
-        self.role = Role::Leader;
-        self.leader = self.config.id;
+        self.reset_term(term);
+        self.role_state = RoleState::Leader(LeaderState::new());
         let next_index = self.log.last_index() + 1;
         self.sync_progress(next_index);
         // §8: a no-op entry of the new term lets earlier entries commit with it (Figure 8).
         let blank = Entry { term, index: next_index, kind: EntryKind::Blank, data: Bytes::new() };
         self.append_to_log(&[blank]);
-        self.broadcast_pending = true;
+        self.leader_state_mut().broadcast_pending = true;
         self.leader_self_persisted();
         // A leader that finds its configuration joint (its predecessor crashed mid-change)
         // leaves it as soon as the joint entry is applied here (§4.3).
@@ -162,6 +167,9 @@ impl<S: Storage> RawNode<S> {
                 self.become_candidate();
             }
         }
+        // Leadership needs this node's own vote to be durable first: never within a tick.
+        assert!(!self.is_leader(), "a tick made a leader");
+        assert!(!promotable || self.election_elapsed_ticks < self.randomized_election_ticks, "an election overdue");
     }
 
     /// Applies Raft's term rules (§5.1, Figure 2 "Rules for Servers"); false if the
@@ -178,7 +186,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn step_higher_term(&mut self, message: &Message) -> bool {
-        match &message.body {
+        let heard = match &message.body {
             MessageBody::PreVote { .. } | MessageBody::Vote { .. } if self.in_leader_lease() => false,
             MessageBody::PreVote { .. } => true,
             MessageBody::PreVoteResponse { reject: false } => true,
@@ -190,10 +198,18 @@ impl<S: Storage> RawNode<S> {
                 self.become_follower(message.term, NO_NODE);
                 true
             }
-        }
+        };
+        // Only (pre-)vote requests and granted pre-votes leave this node's term unchanged.
+        let keeps_term = matches!(
+            message.body,
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. } | MessageBody::PreVoteResponse { reject: false }
+        );
+        assert!(keeps_term || self.term == message.term, "a higher term not adopted");
+        heard
     }
 
     pub(super) fn step_lower_term(&mut self, message: &Message) {
+        assert!(message.term < self.term, "a message of term {} is not stale", message.term);
         match &message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
                 // A deposed leader learns the new term from this answer and steps down.
@@ -212,7 +228,7 @@ impl<S: Storage> RawNode<S> {
     /// With check-quorum, a node that heard from a leader within the election timeout
     /// ignores (pre-)votes: a rejoining node cannot depose a healthy leader.
     pub(super) fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum && self.leader != NO_NODE && self.election_elapsed_ticks < self.config.election_ticks
+        self.config.check_quorum && self.leader() != NO_NODE && self.election_elapsed_ticks < self.config.election_ticks
     }
 
     /// RequestVote receiver (§5.2, §5.4.1 election restriction, R6).
@@ -224,7 +240,7 @@ impl<S: Storage> RawNode<S> {
             _ => unreachable!("only vote requests"),
         };
         let can_vote = self.vote == message.from
-            || (self.vote == NO_NODE && self.leader == NO_NODE)
+            || (self.vote == NO_NODE && self.leader() == NO_NODE)
             || (pre_vote && message.term > self.term);
         let our_last_term = self.log.last_term();
         let up_to_date = last_log_term > our_last_term
@@ -254,12 +270,15 @@ impl<S: Storage> RawNode<S> {
             MessageBody::VoteResponse { reject } => (false, reject),
             _ => unreachable!("only vote responses"),
         };
-        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
-        if self.role != expected_role || self.votes.iter().any(|(voter, _)| *voter == message.from) {
-            return;
+        let campaign = match &mut self.role_state {
+            RoleState::PreCandidate(campaign) if pre_vote => campaign,
+            RoleState::Candidate(campaign) if !pre_vote => campaign,
+            _ => return, // a late answer to an earlier campaign
+        };
+        if campaign.has_answer_from(message.from) {
+            return; // a duplicate
         }
-        self.votes.push((message.from, !reject));
-        debug_assert!(self.votes.iter().filter(|(voter, _)| *voter == message.from).count() == 1);
+        campaign.record(message.from, !reject);
         match self.tally() {
             VoteResult::Won => self.win_election(pre_vote),
             VoteResult::Lost => {

@@ -1,6 +1,7 @@
 //! Messages in: validation of untrusted input, and the follower's side of replication
 //! (AppendEntries receiver, §5.3, Figure 2; R3, R5).
 
+use super::role::RoleState;
 use super::{RawNode, StepError, INDEX_PLAUSIBLE_MAX, TERM_PLAUSIBLE_MAX};
 use crate::config::Sabotage;
 use crate::storage::Storage;
@@ -43,6 +44,8 @@ impl<S: Storage> RawNode<S> {
     pub(super) fn step_candidate(&mut self, message: Message) -> Result<(), StepError> {
         match message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                // A leader of this very term won: the campaign is lost (§5.2).
+                assert_eq!(message.term, self.term, "step_term passes only messages of this term");
                 let term = self.term;
                 self.become_follower(term, message.from);
                 self.step_follower(message)
@@ -64,6 +67,7 @@ impl<S: Storage> RawNode<S> {
                 self.heard_from_leader(message.from);
                 self.log.commit_to(commit.min(self.log.last_index()));
                 let last_index = self.log.last_index();
+                assert!(self.log.committed <= last_index, "a heartbeat committed beyond the log");
                 let reply = self.message(message.from, MessageBody::HeartbeatResponse { read_round, last_index });
                 self.held.push(reply);
                 Ok(())
@@ -87,8 +91,8 @@ impl<S: Storage> RawNode<S> {
                 self.campaign_for_transfer();
                 Ok(())
             }
-            MessageBody::Propose { commands } if self.leader != NO_NODE && self.config.forward_proposals => {
-                let forward = self.message(self.leader, MessageBody::Propose { commands });
+            MessageBody::Propose { commands } if self.leader() != NO_NODE && self.config.forward_proposals => {
+                let forward = self.message(self.leader(), MessageBody::Propose { commands });
                 self.held.push(forward);
                 Ok(())
             }
@@ -100,6 +104,7 @@ impl<S: Storage> RawNode<S> {
         if self.abstain_until == Some(0) {
             self.abstain_until = Some(commit.max(1));
         }
+        assert!(self.abstain_until != Some(0), "a leader announced the catch-up target");
     }
 
     pub(super) fn maybe_stop_abstaining(&mut self) {
@@ -108,12 +113,21 @@ impl<S: Storage> RawNode<S> {
                 self.abstain_until = None;
             }
         }
+        let committed = self.log.committed;
+        assert!(
+            self.abstain_until.is_none_or(|target| target == 0 || committed < target),
+            "abstains after catching up"
+        );
     }
 
     pub(super) fn heard_from_leader(&mut self, leader: NodeId) {
         assert!(leader != self.config.id && leader != NO_NODE, "a leader is another node");
         self.election_elapsed_ticks = 0;
-        self.leader = leader;
+        let RoleState::Follower(follower) = &mut self.role_state else {
+            unreachable!("only a follower hears from a leader");
+        };
+        follower.leader = leader;
+        assert!(self.leader() == leader && self.election_elapsed_ticks == 0, "the leader is recorded");
     }
 
     /// AppendEntries receiver (§5.3, Figure 2): consistency check, conflict truncation,
@@ -126,6 +140,7 @@ impl<S: Storage> RawNode<S> {
         entries: &[Entry],
         commit: Index,
     ) -> Result<(), StepError> {
+        assert!(!self.is_leader(), "a leader receives no AppendEntries of its own term");
         if prev_log_index < self.log.committed {
             let reply = self.append_response(leader, false, self.log.committed, 0, 0);
             self.held.push(reply);
@@ -134,6 +149,8 @@ impl<S: Storage> RawNode<S> {
         if !self.log.matches(prev_log_index, prev_log_term) {
             let hint_index = self.log.find_conflict_by_term(prev_log_index, prev_log_term);
             let hint_term = self.log.term(hint_index).unwrap_or(0);
+            // The hint points the leader back, never forward (R3).
+            assert!(hint_index <= prev_log_index, "conflict hint {hint_index} above the probe {prev_log_index}");
             let reply = self.append_response(leader, true, prev_log_index, hint_index, hint_term);
             self.held.push(reply);
             return Ok(());
@@ -167,7 +184,8 @@ impl<S: Storage> RawNode<S> {
         hint_index: Index,
         hint_term: Term,
     ) -> Message {
-        assert!(to != self.config.id, "an answer to oneself");
+        assert!(to != self.config.id && to != NO_NODE, "an answer to oneself or to nobody");
+        assert!(!reject || hint_index <= index, "a rejection hints forward");
         self.message(to, MessageBody::AppendResponse { reject, index, hint_index, hint_term })
     }
 }
@@ -195,5 +213,7 @@ fn validate_entries(
         previous_term = entry.term;
         expected_index = expected_index.checked_add(1).ok_or(StepError::Malformed("index overflow"))?;
     }
+    // What the checks above established (about accepted input, not an assertion on it).
+    assert_eq!(expected_index - prev_log_index - 1, entries.len() as u64, "entries counted");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `mod.rs` | the type, its fields and their invariants, construction, the inputs |
+//! | `role.rs` | role-typed state (`RoleState`: follower, candidates, leader) and its invariants |
 //! | `ready.rs` | the ready/persist pipeline (`Ready`, `on_persisted`) |
 //! | `election.rs` | role changes, (pre-)vote requests and answers, term rules, election timer |
 //! | `follower.rs` | validation of received messages, the AppendEntries receiver |
@@ -15,17 +16,18 @@
 //! | `membership_ops.rs` | configuration changes and leadership transfer |
 //! | `status.rs` | read-only views |
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::membership::ConfChange;
-use crate::progress::{Progress, ProgressState};
+use crate::progress::ProgressState;
 use crate::rng::SplitMix64;
 use crate::storage::Storage;
 use crate::types::*;
+use role::{FollowerState, RoleState};
 
 mod election;
 mod follower;
@@ -33,6 +35,7 @@ mod leader;
 mod membership_ops;
 mod read_index;
 mod ready;
+mod role;
 mod snapshot;
 mod status;
 
@@ -168,56 +171,48 @@ struct PersistRecord {
     self_vote_term: Option<Term>,
 }
 
-/// A ReadIndex request waiting for leadership confirmation (thesis §6.4).
-struct PendingRead {
-    round: u64,
-    index: Index,
-    requester: NodeId,
-    context: Bytes,
-}
-
 /// A Raft node without I/O.
 ///
-/// Invariants (checked with assertions where they change):
+/// Invariants (checked by `assert_invariants` after every input):
 /// - `term` never decreases; `vote` changes only when `term` increases or from `NO_NODE`.
 /// - Only a leader appends entries of its own term, and never removes its own entries.
 /// - Messages that reveal state (votes, acknowledgements) leave only after that state is
 ///   durable (`held` → `persist_queue` → `outbox`).
+/// - What only one role has lives in `role_state` (see `role.rs`), built fresh on every
+///   role change; the fields here hold for every role.
 pub struct RawNode<S: Storage> {
     config: Config,
+    /// Seeded from the configuration; drawn once per role change (the election timeout).
     rng: SplitMix64,
     log: RaftLog<S>,
+    /// Invariant: never decreases.
     term: Term,
+    /// Invariant: this node while it is a candidate or the leader (a pre-candidate has not
+    /// voted in the next term yet).
     vote: NodeId,
-    role: Role,
-    leader: NodeId,
+    /// The role and the state only that role has.
+    role_state: RoleState,
     /// The latest configuration in the log, committed or not: every decision uses it
     /// (thesis §4.1). Derived from `applied_conf` plus `pending_confs`.
     conf: ConfState,
     /// The configuration as of the last entry handed out to apply (`conf_state()`).
     applied_conf: ConfState,
     /// Index of the last Config entry folded into `applied_conf` (0: none since the base).
+    /// Invariant: at most the applied index.
     applied_conf_index: Index,
-    /// Config entries in the log above the applied index, in log order.
+    /// Config entries in the log above the applied index, in log order. Invariant: indexes
+    /// strictly increase, each above `applied_conf_index` and within the log.
     pending_confs: Vec<(Index, (ConfChange, Option<ConfState>))>,
-    /// Leader only: the leadership-transfer target (thesis §3.10) and ticks since it began.
-    transfer_target: Option<NodeId>,
-    transfer_elapsed_ticks: u32,
-    /// Votes (or pre-votes) received in the current campaign.
-    votes: Vec<(NodeId, bool)>,
-    /// Leader only: one entry per other member.
-    progress: BTreeMap<NodeId, Progress>,
+    /// Ticks since the election timer last restarted (a leader: since the last
+    /// check-quorum round).
     election_elapsed_ticks: u32,
-    heartbeat_elapsed_ticks: u32,
+    /// This term's randomized election timeout. Invariant: in
+    /// `election_ticks..2 * election_ticks` (§5.2).
     randomized_election_ticks: u32,
-    /// Leader only: bytes appended and not yet applied (bounded by `uncommitted_bytes_max`).
-    uncommitted_bytes: u64,
-    /// Leader only: set when new entries wait to be sent.
-    broadcast_pending: bool,
+    /// ReadIndex rounds started by this node as leader; never decreases, so a round number
+    /// is never reused (answers of an earlier leadership carry a lower term and are dropped).
     read_round: u64,
-    pending_reads: VecDeque<PendingRead>,
-    /// Leader only: reads that arrived before the leader committed an entry of its term.
-    reads_before_commit: Vec<(NodeId, Bytes)>,
+    /// Reads answered and not yet handed out in a `Ready`.
     read_states: Vec<ReadState>,
     outbox: Vec<Message>,
     /// Messages waiting for the state they reveal to become durable.
@@ -229,14 +224,12 @@ pub struct RawNode<S: Storage> {
     previous_hard_state: HardState,
     previous_soft_state: SoftState,
     /// A snapshot being received in chunks: its metadata and the bytes so far (bounded by
-    /// `Config::snapshot_bytes_max`).
+    /// `Config::snapshot_bytes_max`). Kept across role changes: a new leader sending the
+    /// same snapshot continues it.
     incoming_snapshot: Option<(SnapshotMeta, bytes::BytesMut)>,
     /// While set, this node neither votes nor campaigns (see `Config::abstain_until_caught_up`);
     /// `Some(0)` until a leader announced its commit index, then `Some(target)`.
     abstain_until: Option<Index>,
-    /// A candidate counts its own vote only once the hard state recording it is durable
-    /// (Figure 2: persist before acting); set until that hard state is handed out.
-    self_vote_waiting: Option<Term>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -262,24 +255,14 @@ impl<S: Storage> RawNode<S> {
             log,
             term,
             vote,
-            role: Role::Follower,
-            leader: NO_NODE,
+            role_state: RoleState::Follower(FollowerState::new(NO_NODE)),
             conf: initial.conf_state.clone(),
             applied_conf: initial.conf_state.clone(),
             applied_conf_index: 0,
             pending_confs: Vec::new(),
-            transfer_target: None,
-            transfer_elapsed_ticks: 0,
-            votes: Vec::new(),
-            progress: BTreeMap::new(),
             election_elapsed_ticks: 0,
-            heartbeat_elapsed_ticks: 0,
             randomized_election_ticks: 0,
-            uncommitted_bytes: 0,
-            broadcast_pending: false,
             read_round: 0,
-            pending_reads: VecDeque::new(),
-            reads_before_commit: Vec::new(),
             read_states: Vec::new(),
             outbox: Vec::new(),
             held: Vec::new(),
@@ -290,7 +273,6 @@ impl<S: Storage> RawNode<S> {
             previous_hard_state: hard_state,
             previous_soft_state: soft_state,
             abstain_until: None,
-            self_vote_waiting: None,
             incoming_snapshot: None,
         };
         // An empty log abstains even with a term on disk: the node may have crashed after
@@ -303,6 +285,8 @@ impl<S: Storage> RawNode<S> {
         node.become_follower(term, NO_NODE);
         node.previous_soft_state = node.soft_state();
         assert!(node.term >= hard_state.term, "recovered term below the durable one");
+        assert!(matches!(node.role_state, RoleState::Follower(_)), "a node starts as a follower");
+        assert!(node.vote == NO_NODE || node.term == hard_state.term, "a vote carried into a later term");
         node.assert_invariants();
         Ok(node)
     }
@@ -310,9 +294,10 @@ impl<S: Storage> RawNode<S> {
     /// Advances logical time by one tick (elections, heartbeats, check-quorum).
     pub fn tick(&mut self) {
         let (term_before, commit_before) = (self.term, self.log.committed);
-        match self.role {
-            Role::Leader => self.tick_leader(),
-            _ => self.tick_election(),
+        if self.is_leader() {
+            self.tick_leader();
+        } else {
+            self.tick_election();
         }
         self.assert_progressed_from(term_before, commit_before);
     }
@@ -347,10 +332,10 @@ impl<S: Storage> RawNode<S> {
             }
             _ => {}
         }
-        match self.role {
-            Role::Leader => self.step_leader(message),
-            Role::Candidate | Role::PreCandidate => self.step_candidate(message),
-            Role::Follower | Role::Learner => self.step_follower(message),
+        match self.role_state {
+            RoleState::Leader(_) => self.step_leader(message),
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) => self.step_candidate(message),
+            RoleState::Follower(_) => self.step_follower(message),
         }
     }
 
@@ -364,7 +349,7 @@ impl<S: Storage> RawNode<S> {
         if commands.is_empty() {
             return Ok(());
         }
-        if self.role == Role::Leader {
+        if self.is_leader() {
             let result = self.append_commands(commands);
             self.assert_invariants();
             return result;
@@ -379,12 +364,13 @@ impl<S: Storage> RawNode<S> {
     /// Requests a linearizable read (R7); a [`ReadState`] with `context` appears in a later
     /// `Ready` once the leader has confirmed it still leads.
     pub fn read_index(&mut self, context: Bytes) -> Result<(), ProposeError> {
-        if self.role == Role::Leader {
+        if self.is_leader() {
             let result = self.leader_read_index(self.config.id, context);
             self.assert_invariants();
             return result;
         }
         let leader = self.forwarding_target()?;
+        assert!(leader != self.config.id && leader != NO_NODE, "forwarding to no other node");
         let message = self.message(leader, MessageBody::ReadIndex { context });
         self.held.push(message);
         Ok(())
@@ -407,16 +393,19 @@ impl<S: Storage> RawNode<S> {
     /// a voter ([`ProposeError::InvalidConfChange`] otherwise); `target` == self does nothing.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
         let result = self.start_leader_transfer(target);
-        assert!(result.is_err() || self.role == Role::Leader, "only a leader transfers leadership");
+        assert!(result.is_err() || self.is_leader(), "only a leader transfers leadership");
         self.assert_invariants();
         result
     }
 
     /// Starts an election now (tests and scenarios), skipping pre-vote.
     pub fn campaign(&mut self) {
-        if self.may_campaign() && self.role != Role::Leader && !self.log.pending_snapshot() {
+        let leading = self.is_leader();
+        if self.may_campaign() && !leading && !self.log.pending_snapshot() {
             self.become_candidate();
         }
+        // A campaign wins only once this node's own vote is durable: never here.
+        assert_eq!(self.is_leader(), leading, "a campaign changed leadership at once");
         self.assert_invariants();
     }
 
@@ -427,40 +416,35 @@ impl<S: Storage> RawNode<S> {
         self.assert_invariants();
     }
 
-    /// The invariants written at the fields of [`RawNode`] (cheap: O(members); on in release).
+    /// The invariants written at the fields of [`RawNode`] and of its role's state (cheap:
+    /// O(members); on in release).
     pub(super) fn assert_invariants(&self) {
-        let leader = self.role == Role::Leader;
-        assert_eq!(leader, self.leader == self.config.id, "leader {} in role {:?}", self.leader, self.role);
-        let campaigning = matches!(self.role, Role::Candidate | Role::Leader);
-        assert!(!campaigning || self.vote == self.config.id, "a candidate or leader votes for itself");
-        assert!(self.self_vote_waiting.is_none_or(|term| term == self.term), "own vote of another term waits");
-        let candidate = matches!(self.role, Role::Candidate | Role::PreCandidate);
-        assert!(candidate || self.votes.is_empty(), "votes counted outside a campaign");
-        assert!(self.uncommitted_bytes <= self.config.uncommitted_bytes_max, "uncommitted bytes over the bound");
-        assert!(leader || self.uncommitted_bytes == 0, "uncommitted bytes outside leadership");
-        assert!(leader || self.progress.is_empty(), "progress outside leadership");
-        assert!(leader || self.transfer_target.is_none(), "a transfer outside leadership");
-        assert!(leader || self.pending_reads.is_empty() && self.reads_before_commit.is_empty(), "reads queued");
-        assert!(self.pending_reads.len() + self.reads_before_commit.len() <= PENDING_READS_MAX, "read queue bound");
-        assert!(!self.progress.contains_key(&self.config.id), "the leader tracks itself as a follower");
+        let (election_ticks, randomized) = (self.config.election_ticks, self.randomized_election_ticks);
+        assert!(randomized >= election_ticks && randomized < 2 * election_ticks, "election timeout out of range");
+        assert_eq!(
+            self.is_leader(),
+            self.leader() == self.config.id,
+            "leader {} in role {:?}",
+            self.leader(),
+            self.role()
+        );
         let incoming_bytes = self.incoming_snapshot.as_ref().map_or(0, |(_, buffer)| buffer.len() as u64);
         assert!(incoming_bytes <= self.config.snapshot_bytes_max, "incoming snapshot over snapshot_bytes_max");
-        self.assert_replication_state();
+        self.assert_configurations();
+        self.assert_role_state();
         self.assert_persist_pipeline();
         self.log.assert_invariants();
     }
 
-    /// The leader's per-follower state: within its log, each progress consistent.
-    fn assert_replication_state(&self) {
-        let next_index_max = self.log.last_index() + 1;
-        for progress in self.progress.values() {
-            assert!(progress.match_index < next_index_max, "match {} beyond the log", progress.match_index);
-            progress.assert_invariants();
+    /// The configuration fields: pending entries ordered, above the applied ones, in the log.
+    fn assert_configurations(&self) {
+        assert!(self.applied_conf_index <= self.log.applied, "a configuration adopted before it is applied");
+        let mut previous_index = self.applied_conf_index;
+        for (index, _) in &self.pending_confs {
+            assert!(*index > previous_index, "pending configuration {index} out of order");
+            previous_index = *index;
         }
-        if let Some(read) = self.pending_reads.back() {
-            assert!(read.round <= self.read_round, "a read waits for a round not yet started");
-            assert!(read.index <= self.log.committed, "a read waits at an uncommitted index");
-        }
+        assert!(previous_index <= self.log.last_index(), "a pending configuration beyond the log");
     }
 
     pub(super) fn is_voter(&self, id: NodeId) -> bool {
@@ -475,20 +459,23 @@ impl<S: Storage> RawNode<S> {
         peers.sort_unstable();
         peers.dedup();
         peers.retain(|peer| *peer != self.config.id);
+        assert!(peers.windows(2).all(|pair| pair[0] < pair[1]), "peers sorted without duplicates");
         peers
     }
 
     pub(super) fn forwarding_target(&self) -> Result<NodeId, ProposeError> {
         if !self.config.forward_proposals {
-            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+            return Err(ProposeError::NotLeader { leader_hint: self.leader() });
         }
-        if self.leader == NO_NODE || self.leader == self.config.id {
+        let leader = self.leader();
+        if leader == NO_NODE || leader == self.config.id {
             return Err(ProposeError::NoLeader);
         }
-        Ok(self.leader)
+        Ok(leader)
     }
 
     pub(super) fn message(&self, to: NodeId, body: MessageBody) -> Message {
+        assert!(to != self.config.id, "a message to oneself");
         Message { from: self.config.id, to, term: self.term, body }
     }
 }

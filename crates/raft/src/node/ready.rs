@@ -5,6 +5,7 @@
 //! next_persist_sequence`; one [`PersistRecord`](super::PersistRecord) per handed, unpersisted
 //! `Ready`. Messages revealing state wait in `held`, then in the record, then in `outbox`.
 
+use super::role::RoleState;
 use super::{PersistRecord, RawNode, Ready};
 use crate::storage::Storage;
 use crate::types::*;
@@ -17,16 +18,17 @@ impl<S: Storage> RawNode<S> {
             || self.log.has_unhanded()
             || !self.outbox.is_empty()
             || !self.held.is_empty()
-            || self.broadcast_pending
+            || self.leader_state().is_some_and(|leader| leader.broadcast_pending)
             || self.log.has_committed_to_apply()
             || !self.read_states.is_empty()
     }
 
     /// Collects everything the driver must do now.
     pub fn ready(&mut self) -> Ready {
-        if self.broadcast_pending {
-            self.broadcast_pending = false;
-            self.broadcast_append();
+        if let RoleState::Leader(leader) = &mut self.role_state {
+            if std::mem::take(&mut leader.broadcast_pending) {
+                self.broadcast_append();
+            }
         }
         let mut ready = Ready::default();
         let soft_state = self.soft_state();
@@ -38,9 +40,9 @@ impl<S: Storage> RawNode<S> {
         ready.messages = std::mem::take(&mut self.outbox);
         ready.committed_entries = self.log.take_committed_to_apply(self.config.apply_batch_bytes_max);
         self.adopt_applied_configurations(&ready.committed_entries);
-        if self.role == Role::Leader {
+        if let RoleState::Leader(leader) = &mut self.role_state {
             let applied_bytes: u64 = ready.committed_entries.iter().map(Entry::size_bytes).sum();
-            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(applied_bytes);
+            leader.uncommitted_bytes = leader.uncommitted_bytes.saturating_sub(applied_bytes);
         }
         ready.read_states = std::mem::take(&mut self.read_states);
         let last_applied = ready.committed_entries.last().map_or(self.log.applied, |entry| entry.index);
@@ -69,7 +71,7 @@ impl<S: Storage> RawNode<S> {
             self.next_persist_sequence += 1;
             self.last_handed_sequence = sequence;
             ready.persist_sequence = sequence;
-            let self_vote_term = if ready.hard_state.is_some() { self.self_vote_waiting.take() } else { None };
+            let self_vote_term = if ready.hard_state.is_some() { self.hand_out_own_vote() } else { None };
             self.persist_queue.push_back(PersistRecord {
                 sequence,
                 last_entry: ready.entries.last().map(|entry| (entry.index, entry.term)),
@@ -83,6 +85,17 @@ impl<S: Storage> RawNode<S> {
             self.outbox.extend(held_messages);
         }
         self.assert_persist_pipeline();
+    }
+
+    /// A candidate's vote for itself goes out in this `Ready`'s hard state: returns the term
+    /// it becomes durable in (see `CandidateState::own_vote_unhanded`).
+    fn hand_out_own_vote(&mut self) -> Option<Term> {
+        let RoleState::Candidate(campaign) = &mut self.role_state else { return None };
+        if !std::mem::take(&mut campaign.own_vote_unhanded) {
+            return None;
+        }
+        assert_eq!(self.previous_hard_state.vote, self.config.id, "the own vote is in the hard state handed out");
+        Some(self.term)
     }
 
     /// The persist pipeline's order: persisted ≤ handed < next, one record per handed,
@@ -126,7 +139,7 @@ impl<S: Storage> RawNode<S> {
                 self.count_own_vote();
             }
         }
-        if self.role == Role::Leader {
+        if self.is_leader() {
             self.leader_self_persisted();
         }
         assert!(self.persist_queue.front().is_none_or(|record| record.sequence > persist_sequence));

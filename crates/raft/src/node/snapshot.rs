@@ -10,10 +10,9 @@ impl<S: Storage> RawNode<S> {
     /// A snapshot chunk unanswered for an election timeout is re-sent from the last offset
     /// the follower acknowledged (the transfer resumes; it does not restart).
     pub(super) fn retry_stalled_snapshots(&mut self) {
-        assert_eq!(self.role, Role::Leader, "only a leader sends snapshots");
         let timeout_ticks = self.config.election_ticks;
         let mut stalled = Vec::new();
-        for (peer, progress) in self.progress.iter_mut() {
+        for (peer, progress) in self.leader_state_mut().progress.iter_mut() {
             if progress.state == ProgressState::Snapshot {
                 progress.snapshot_wait_ticks += 1;
                 if progress.snapshot_wait_ticks >= timeout_ticks {
@@ -24,7 +23,10 @@ impl<S: Storage> RawNode<S> {
             }
         }
         for peer in stalled {
-            self.send_snapshot_chunk(peer);
+            let resent = self.send_snapshot_chunk(peer);
+            let progress = self.leader_state().and_then(|leader| leader.progress.get(&peer));
+            let in_flight = progress.is_some_and(|progress| progress.snapshot_chunk_in_flight);
+            assert!(!resent || in_flight, "a resent chunk is in flight");
         }
     }
 
@@ -59,6 +61,8 @@ impl<S: Storage> RawNode<S> {
             }
             _ => 0, // a chunk of a snapshot we are not receiving: ask for it from the start
         };
+        // `validate` refused chunks ending past the bound; the buffer grows only in order.
+        assert!(received_bytes <= self.config.snapshot_bytes_max, "a snapshot buffer over its bound");
         let complete = done && received_bytes == offset + data.len() as u64;
         if complete {
             let (meta, buffer) = self.incoming_snapshot.take().expect("matched above");
@@ -72,7 +76,7 @@ impl<S: Storage> RawNode<S> {
 
     /// InstallSnapshot receiver (§7, R9).
     pub(super) fn handle_snapshot(&mut self, leader: NodeId, snapshot: Snapshot) {
-        let index = snapshot.meta.index;
+        let (index, snapshot_term) = (snapshot.meta.index, snapshot.meta.term);
         if index <= self.log.committed {
             let reply = self.append_response(leader, false, self.log.committed, 0, 0);
             self.held.push(reply);
@@ -86,6 +90,7 @@ impl<S: Storage> RawNode<S> {
             self.log.restore(snapshot);
         }
         assert!(self.log.committed >= index, "an installed snapshot is committed");
+        assert!(self.log.matches(index, snapshot_term), "the log holds the snapshot's last entry");
         let reply = self.append_response(leader, false, index, 0, 0);
         self.held.push(reply);
     }
@@ -96,17 +101,20 @@ impl<S: Storage> RawNode<S> {
         if snapshot.meta.index == 0 {
             return false;
         }
-        let Some(progress) = self.progress.get_mut(&peer) else { return false };
-        progress.become_snapshot(snapshot.meta.index);
         assert!(snapshot.meta.index >= self.log.first_index() - 1, "sending a snapshot older than the log");
-        self.send_snapshot_chunk(peer)
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&peer) else { return false };
+        progress.become_snapshot(snapshot.meta.index);
+        let sent = self.send_snapshot_chunk(peer);
+        let snapshotting = self.leader_state().and_then(|leader| leader.progress.get(&peer)).map(|p| p.state);
+        assert_eq!(snapshotting, Some(ProgressState::Snapshot), "a peer sent a snapshot waits for it");
+        sent
     }
 
     /// Sends the next chunk after what `peer` acknowledged (one chunk in flight at a time).
     pub(super) fn send_snapshot_chunk(&mut self, peer: NodeId) -> bool {
         let Ok(snapshot) = self.log.storage.snapshot() else { return false };
         let chunk_bytes_max = self.config.snapshot_chunk_bytes_max;
-        let Some(progress) = self.progress.get_mut(&peer) else { return false };
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&peer) else { return false };
         if progress.state != ProgressState::Snapshot || progress.snapshot_chunk_in_flight {
             return false;
         }
@@ -131,7 +139,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub(super) fn handle_snapshot_progress(&mut self, from: NodeId, index: Index, received_bytes: u64) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.leader_state_mut().progress.get_mut(&from) else { return };
         if progress.state != ProgressState::Snapshot || progress.pending_snapshot != index {
             return; // stale: about another snapshot
         }

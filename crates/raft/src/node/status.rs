@@ -20,7 +20,9 @@ impl<S: Storage> RawNode<S> {
 
     /// On the leader, the target of a leadership transfer in progress.
     pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer_target
+        let target = self.leader_state().and_then(|leader| leader.transfer_target());
+        assert!(target != Some(self.config.id), "a transfer to itself");
+        target
     }
 
     /// The storage (read-only).
@@ -38,29 +40,23 @@ impl<S: Storage> RawNode<S> {
         self.config.id
     }
 
-    /// Current role.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
     /// Current term.
     pub fn term(&self) -> Term {
         self.term
     }
 
-    /// Known leader, or [`NO_NODE`].
-    pub fn leader(&self) -> NodeId {
-        self.leader
-    }
-
     /// Current hard state (term, vote, commit), persisted or not.
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.log.committed }
+        let hard_state = HardState { term: self.term, vote: self.vote, commit: self.log.committed };
+        assert!(hard_state.commit <= self.log.last_index(), "a commit index beyond the log");
+        hard_state
     }
 
     /// Role, leader and term.
     pub fn soft_state(&self) -> SoftState {
-        SoftState { role: self.role, leader: self.leader, term: self.term }
+        let soft_state = SoftState { role: self.role(), leader: self.leader(), term: self.term };
+        assert_eq!(soft_state.role == Role::Leader, soft_state.leader == self.config.id, "leader iff leading");
+        soft_state
     }
 
     /// Highest index known committed.
@@ -70,6 +66,8 @@ impl<S: Storage> RawNode<S> {
 
     /// Highest index handed out for applying.
     pub fn applied_index(&self) -> Index {
+        // R7: what is handed out to apply, and so what reads see, is committed.
+        assert!(self.log.applied <= self.log.committed, "an uncommitted entry handed out to apply");
         self.log.applied
     }
 
@@ -90,12 +88,16 @@ impl<S: Storage> RawNode<S> {
 
     /// Entries `first_index()..=last_index()`, persisted or not (for checkers and dashboards).
     pub fn log_entries(&self) -> Vec<Entry> {
-        self.log.entries(self.log.first_index(), self.log.last_index() + 1, u64::MAX).unwrap_or_default()
+        let entries = self.log.entries(self.log.first_index(), self.log.last_index() + 1, u64::MAX).unwrap_or_default();
+        debug_assert!(entries.windows(2).all(|pair| pair[1].index == pair[0].index + 1), "contiguous");
+        entries
     }
 
     /// Entries `low..high` that are still in the log (persisted or not); empty if compacted.
     pub fn entries(&self, low: Index, high: Index) -> Vec<Entry> {
-        self.log.entries(low.max(self.log.first_index()), high, u64::MAX).unwrap_or_default()
+        let entries = self.log.entries(low.max(self.log.first_index()), high, u64::MAX).unwrap_or_default();
+        assert!(entries.iter().all(|entry| entry.index >= low && entry.index < high), "entries outside low..high");
+        entries
     }
 
     /// Voting members of the latest configuration (C_new while joint; see
@@ -111,9 +113,7 @@ impl<S: Storage> RawNode<S> {
 
     /// On the leader, its view of `peer`'s replication; `None` elsewhere.
     pub fn progress(&self, peer: NodeId) -> Option<ProgressView> {
-        if self.role != Role::Leader {
-            return None;
-        }
+        let leader = self.leader_state()?;
         if peer == self.config.id {
             let match_index = self.log.durable_index();
             return Some(ProgressView {
@@ -123,11 +123,13 @@ impl<S: Storage> RawNode<S> {
                 inflight_messages: 0,
             });
         }
-        self.progress.get(&peer).map(|progress| ProgressView {
+        let view = leader.progress.get(&peer).map(|progress| ProgressView {
             match_index: progress.match_index,
             next_index: progress.next_index,
             state: progress.state,
             inflight_messages: progress.inflights.count(),
-        })
+        });
+        assert!(view.is_none_or(|view| view.next_index > view.match_index), "next index above match");
+        view
     }
 }
