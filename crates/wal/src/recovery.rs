@@ -70,6 +70,7 @@ impl Wal {
 
 fn remove_temporaries(file_system: &dyn FileSystem, directory: &Path, temporaries: &[String]) -> Result<(), WalError> {
     for name in temporaries {
+        assert!(name.ends_with(".tmp"), "only temporaries are removed here");
         let path = directory.join(name);
         file_system.remove_file(&path).map_err(|error| WalError::io(&path, error))?;
     }
@@ -129,6 +130,7 @@ fn replay_segment(
     if record_count == 0 {
         return Err(WalError::corrupt(path, offset as u64, "segment has no preamble record"));
     }
+    assert!(offset >= codec::SEGMENT_HEADER_SIZE_BYTES && offset <= bytes.len(), "replay stays in the file");
     let tail_is_zeros = is_all_zeros(&bytes[offset..]);
     Ok(SegmentReplay { valid_length_bytes: offset, file_length_bytes: bytes.len(), tail_is_zeros, record_count })
 }
@@ -177,6 +179,7 @@ pub(crate) fn load_snapshot(
         let reason = format!("holds snapshot ({}, {})", snapshot.meta.index, snapshot.meta.term);
         return Err(WalError::corrupt(&path, 24, reason));
     }
+    assert!(snapshot.meta.index > 0, "index 0 has no file (returned above)");
     Ok(snapshot.data)
 }
 
@@ -227,8 +230,10 @@ fn finish_open(
         cleanup_pending: false,
         poisoned: false,
         torn_bytes_truncated: torn_bytes as u64,
+        snapshot_writers_started: 0,
     };
     wal.remove_obsolete_files()?;
     assert!(!wal.poisoned && !wal.segments.is_empty());
+    wal.assert_invariants();
     Ok(wal)
 }
