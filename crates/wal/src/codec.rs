@@ -103,6 +103,8 @@ impl<'a> Reader<'a> {
     }
 
     fn fail<T>(&self, reason: impl Into<String>) -> Result<T, DecodeError> {
+        // The offset reported to the operator is inside the decoded bytes.
+        assert!(self.position <= self.bytes.len(), "the reader never passes the end");
         Err(DecodeError { offset: self.position, reason: reason.into() })
     }
 
@@ -319,6 +321,7 @@ fn decode_conf(reader: &mut Reader<'_>) -> Result<ConfState, DecodeError> {
         }
     }
     assert!(lists.iter().all(|list| list.len() <= CONF_MEMBERS_MAX), "counts were checked against the bound");
+    assert!(joint || lists[2].is_empty(), "outgoing voters are read only when flagged");
     let [voters, learners, voters_outgoing] = lists;
     Ok(ConfState { voters, learners, voters_outgoing })
 }
@@ -369,6 +372,7 @@ pub(crate) fn encode_record(parts: &RecordParts<'_>, out: &mut Vec<u8>) {
     flags |= if parts.hard_state.is_some() { FLAG_HARD_STATE } else { 0 };
     flags |= if parts.conf_state.is_some() { FLAG_CONF_STATE } else { 0 };
     flags |= if parts.truncates { FLAG_TRUNCATES } else { 0 };
+    assert_eq!(flags & !FLAGS_KNOWN, 0, "only known flags are written");
     assert!(!parts.truncates || !parts.entries.is_empty(), "truncation without entries");
     let start = out.len();
     out.push(RECORD_KIND_BATCH);
@@ -435,6 +439,9 @@ pub(crate) fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
         return reader.fail(format!("{} trailing bytes in record", reader.remaining_bytes()));
     }
     assert!(!record.truncates || !record.entries.is_empty(), "checked above");
+    let present = (record.snapshot_marker.is_some(), record.conf_state.is_some(), record.hard_state.is_some());
+    let flagged = (flags & FLAG_SNAPSHOT != 0, flags & FLAG_CONF_STATE != 0, flags & FLAG_HARD_STATE != 0);
+    assert_eq!(present, flagged, "a part is decoded exactly when its flag is set");
     Ok(record)
 }
 
@@ -448,6 +455,7 @@ fn decode_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
     if count > 0 && first_index == 0 {
         return reader.fail("entry index 0");
     }
+    assert!(count == 0 || first_index > 0, "checked above");
     let mut entries = Vec::with_capacity(count);
     for position in 0..count as u64 {
         let term = reader.u64()?;
@@ -474,6 +482,7 @@ pub(crate) fn encode_snapshot_file(identity: FileIdentity, snapshot: &Snapshot) 
 /// The header of a snapshot file whose data is `data_length_bytes` long. The file goes on
 /// with the data and ends with the CRC32C (little-endian) of header and data.
 pub(crate) fn snapshot_file_header(identity: FileIdentity, meta: &SnapshotMeta, data_length_bytes: u64) -> Vec<u8> {
+    assert!(meta.index > 0, "a snapshot at index 0 has no file");
     let mut header = Vec::with_capacity(128);
     header.extend_from_slice(&SNAPSHOT_MAGIC);
     put_u32(&mut header, FORMAT_VERSION);
@@ -494,6 +503,7 @@ pub(crate) fn decode_snapshot_file(bytes: &[u8]) -> Result<(FileIdentity, Snapsh
         return Err(DecodeError { offset: 0, reason: "bad magic: not a raftkv snapshot file".into() });
     }
     let body_length = bytes.len() - 4;
+    assert!(body_length >= 12, "the magic was checked: the body holds it");
     let stored_checksum = u32::from_le_bytes(bytes[body_length..].try_into().expect("4 bytes"));
     if crc32c::crc32c(&bytes[..body_length]) != stored_checksum {
         return Err(DecodeError { offset: body_length, reason: "snapshot checksum mismatch".into() });

@@ -65,10 +65,12 @@ impl DirectoryChange {
         match self {
             DirectoryChange::Create { path, inode } => {
                 names.insert(path.clone(), *inode);
+                assert_eq!(names.get(path), Some(inode), "the created name survives");
             }
             DirectoryChange::Rename { from, to, inode } => {
                 names.remove(from);
                 names.insert(to.clone(), *inode);
+                assert_eq!(names.get(to), Some(inode), "a rename survives whole");
             }
             DirectoryChange::Remove { path } => {
                 names.remove(path);
@@ -119,15 +121,18 @@ impl Disk {
             self.crashed = true;
             return Err(crashed_error());
         }
+        assert!(!self.crashed, "a crashed disk counts no more operations");
         assert!(self.crash_at_operation.is_none_or(|at| self.operation_count < at), "the crash point is ahead");
         Ok(())
     }
 
     /// Checks the invariants on the fields (O(files): debug builds only).
     fn debug_assert_invariants(&self) {
-        debug_assert!(self.names.values().chain(self.durable_names.values()).all(|inode| {
-            *inode < self.next_inode && self.inodes.contains_key(inode)
-        }));
+        debug_assert!(self
+            .names
+            .values()
+            .chain(self.durable_names.values())
+            .all(|inode| { *inode < self.next_inode && self.inodes.contains_key(inode) }));
         debug_assert!(self.inodes.values().all(|inode| inode.position <= inode.data.len()));
         assert!(!self.crashed || self.crash_at_operation == Some(self.operation_count), "a crash stops the count");
     }
@@ -158,7 +163,9 @@ pub struct SimulatedFileSystem {
 impl SimulatedFileSystem {
     /// An empty disk that never crashes.
     pub fn new() -> Self {
-        SimulatedFileSystem::default()
+        let file_system = SimulatedFileSystem::default();
+        assert_eq!(file_system.operation_count(), 0, "a new disk has seen no operation");
+        file_system
     }
 
     fn lock(&self) -> MutexGuard<'_, Disk> {
@@ -170,6 +177,7 @@ impl SimulatedFileSystem {
     pub fn crash_at(&self, operation: u64) {
         assert!(operation > 0, "operations are numbered from 1");
         let mut disk = self.lock();
+        assert!(!disk.crashed, "a crash point is chosen on a running disk");
         disk.crash_at_operation = Some(disk.operation_count + operation);
     }
 
@@ -207,6 +215,7 @@ impl SimulatedFileSystem {
             _ => disk.durable_names.clone(),
         };
         let mut inodes = HashMap::new();
+        assert!(names.values().all(|inode| disk.inodes.contains_key(inode)), "surviving names point to inodes");
         for inode_number in names.values() {
             let inode = &disk.inodes[inode_number];
             let mut survived = inode.durable_data.clone();
@@ -233,7 +242,9 @@ impl SimulatedFileSystem {
 
     /// Names of the files in `directory` (current, not necessarily durable).
     pub fn list_directory_names(&self, directory: &Path) -> Vec<String> {
-        self.list_directory(directory).expect("listing never fails")
+        let names = self.list_directory(directory).expect("listing never fails");
+        debug_assert!(names.windows(2).all(|pair| pair[0] < pair[1]), "listed in order, once each");
+        names
     }
 
     /// The current (not necessarily durable) content of the file at `path`.
@@ -350,6 +361,7 @@ impl FileSystem for SimulatedFileSystem {
         assert!(reused.is_none(), "inode numbers are never reused");
         disk.names.insert(path.to_path_buf(), inode);
         disk.unsynced_changes.push(DirectoryChange::Create { path: path.to_path_buf(), inode });
+        assert_eq!(disk.names.get(path), Some(&inode), "the name points to the new, empty file");
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
     }
 
@@ -377,6 +389,7 @@ impl FileSystem for SimulatedFileSystem {
         disk.names.insert(to.to_path_buf(), inode);
         disk.unsynced_changes.push(DirectoryChange::Rename { from: from.to_path_buf(), to: to.to_path_buf(), inode });
         assert_eq!(disk.names.get(to), Some(&inode), "the name now points to the renamed file");
+        assert!(from == to || !disk.names.contains_key(from), "the old name is gone");
         Ok(())
     }
 

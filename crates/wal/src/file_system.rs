@@ -115,7 +115,9 @@ impl WalFile for StdFile {
 
 impl FileSystem for StdFileSystem {
     fn create_directory_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        std::fs::create_dir_all(path)?;
+        debug_assert!(path.is_dir(), "the directory exists");
+        Ok(())
     }
 
     fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -147,11 +149,15 @@ impl FileSystem for StdFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        std::fs::rename(from, to)?;
+        debug_assert!(to.exists(), "the file is at its new name");
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        std::fs::remove_file(path)?;
+        debug_assert!(!path.exists(), "the name is gone");
+        Ok(())
     }
 
     fn sync_directory(&self, path: &Path) -> io::Result<()> {

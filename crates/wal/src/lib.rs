@@ -51,6 +51,6 @@ mod state;
 mod wal;
 
 pub use error::{is_no_space_error, WalError};
-pub use snapshot_writer::{PreparedSnapshot, SnapshotInstall, SnapshotWriter};
 pub use file_system::{BufferedUntilSyncFileSystem, FileSystem, StdFileSystem, WalFile};
+pub use snapshot_writer::{PreparedSnapshot, SnapshotInstall, SnapshotWriter};
 pub use wal::{DetachedSync, Wal, WalOptions, WriteBatch, PREALLOCATION_STEP_BYTES, SEGMENT_SIZE_BYTES_MAX_DEFAULT};

@@ -93,6 +93,7 @@ pub(crate) fn list(file_system: &dyn FileSystem, directory: &Path) -> Result<Lis
     listing.segments.sort_unstable();
     listing.snapshots.sort();
     debug_assert!(listing.segments.windows(2).all(|pair| pair[0] < pair[1]), "sequences are distinct and sorted");
+    debug_assert!(listing.snapshots.iter().all(|name| !name.ends_with(TEMPORARY_SUFFIX)), "kinds are exclusive");
     Ok(listing)
 }
 

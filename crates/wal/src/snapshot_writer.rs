@@ -113,6 +113,7 @@ impl SnapshotWriter {
         data_length_bytes: u64,
         write_data: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
+        assert_eq!(self.temporary_path.parent(), Some(self.directory.as_path()), "synced with its directory");
         let mut file = self.file_system.create_file(&self.temporary_path)?;
         write_snapshot_body(&mut *file, header, data_length_bytes, write_data)?;
         file.sync_data()?;
@@ -136,6 +137,7 @@ impl PreparedSnapshot {
     /// Removes the prepared file (best effort: a file left behind is removed when the WAL
     /// is next opened).
     pub fn discard(self) {
+        assert!(self.temporary_path.starts_with(&self.directory), "only the prepared file is removed");
         remove_best_effort(&*self.file_system, &self.temporary_path);
     }
 }
@@ -155,6 +157,7 @@ impl Wal {
                 self.state.last_index()
             )));
         }
+        assert!(index > self.state.snapshot_meta.index && index <= self.state.last_index(), "checked above");
         let term = self.state.term(index).expect("index is in range");
         self.snapshot_writers_started += 1;
         let name = names::snapshot_file_name(index, term);
@@ -198,6 +201,7 @@ impl Wal {
 
     /// Why a prepared snapshot at `meta` may not be installed now, if so.
     fn install_conflict(&self, meta: &SnapshotMeta) -> Option<String> {
+        assert!(meta.index > 0, "a prepared snapshot stands for at least one entry");
         let current = &self.state.snapshot_meta;
         if meta.index <= current.index {
             return Some(format!(
@@ -207,10 +211,9 @@ impl Wal {
         }
         match self.state.term(meta.index) {
             Ok(term) if term == meta.term => None,
-            found => Some(format!(
-                "the log no longer holds entry {} of term {} (found {found:?})",
-                meta.index, meta.term
-            )),
+            found => {
+                Some(format!("the log no longer holds entry {} of term {} (found {found:?})", meta.index, meta.term))
+            }
         }
     }
 }
@@ -235,11 +238,14 @@ pub(crate) fn write_snapshot_body(
         ));
     }
     assert!(out.buffer.is_empty(), "everything buffered reached the file");
+    assert_eq!(out.written_bytes, header.len() as u64 + data_length_bytes, "header and data, as announced");
     file.write_all(&checksum.to_le_bytes())
 }
 
 /// Removes `path`, logging (not failing) if it cannot.
 fn remove_best_effort(file_system: &dyn FileSystem, path: &Path) {
+    let name = path.to_string_lossy();
+    assert!(name.ends_with(".tmp") || name.ends_with(".snap"), "only snapshot files are removed here");
     if let Err(error) = file_system.remove_file(path) {
         tracing::warn!(path = %path.display(), %error, "WAL: could not remove a snapshot file nothing refers to");
     }
@@ -259,7 +265,10 @@ impl<'a> ChecksummingWriter<'a> {
     const WRITE_BYTES: usize = 1 << 20;
 
     fn new(file: &'a mut dyn WalFile) -> ChecksummingWriter<'a> {
-        ChecksummingWriter { file, buffer: Vec::with_capacity(Self::WRITE_BYTES), checksum: 0, written_bytes: 0 }
+        let writer =
+            ChecksummingWriter { file, buffer: Vec::with_capacity(Self::WRITE_BYTES), checksum: 0, written_bytes: 0 };
+        assert!(writer.buffer.capacity() >= Self::WRITE_BYTES, "the buffer is allocated once");
+        writer
     }
 
     /// Writes what is buffered; returns the checksum of everything written.
@@ -284,6 +293,7 @@ impl std::io::Write for ChecksummingWriter<'_> {
             self.flush()?;
         }
         assert!(self.buffer.len() < Self::WRITE_BYTES, "the buffer stays bounded");
+        assert!(self.written_bytes >= self.buffer.len() as u64, "buffered bytes are counted");
         Ok(bytes.len())
     }
 
@@ -292,6 +302,7 @@ impl std::io::Write for ChecksummingWriter<'_> {
             self.file.write_all(&self.buffer)?;
             self.buffer.clear();
         }
+        assert!(self.buffer.is_empty(), "everything reached the file");
         Ok(())
     }
 }

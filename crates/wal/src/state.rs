@@ -34,6 +34,7 @@ impl LogState {
             entries_first_index: 1,
         };
         assert_eq!(state.last_index(), 0, "an empty log ends at index 0");
+        assert!(state.entries_first_index > state.snapshot_meta.index, "entries start after the snapshot");
         state
     }
 
@@ -111,6 +112,8 @@ impl LogState {
             if self.entries.is_empty() {
                 self.entries_first_index = marker.index + 1;
             }
+            let front_index = self.entries.front().map(|entry| entry.index);
+            assert!(front_index.is_none_or(|index| index == self.entries_first_index), "entries stay in place");
         } else {
             self.entries.clear();
             self.entries_first_index = marker.index + 1;
@@ -130,6 +133,7 @@ impl LogState {
             // A plain append.
         } else if truncates && first_index < next_index && first_index >= self.entries_first_index {
             let keep = (first_index - self.entries_first_index) as usize;
+            assert!(keep < self.entries.len(), "a truncation replaces at least one held entry");
             self.entries.truncate(keep);
         } else if truncates && replaying && first_index < self.entries_first_index {
             self.entries.clear();
@@ -141,6 +145,8 @@ impl LogState {
             ));
         }
         assert_eq!(first_index, self.last_index() + 1, "entries must land right after the log");
+        // The decoder numbers a record's entries from its first index; writes are checked.
+        debug_assert!(entries.iter().enumerate().all(|(position, entry)| entry.index == first_index + position as u64));
         self.entries.extend(entries.iter().cloned());
         assert_eq!(self.last_index(), first_index + entries.len() as u64 - 1, "the log ends with the new entries");
         Ok(())

@@ -205,15 +205,20 @@ impl Wal {
         };
         wal.start_segment(1)?;
         assert_eq!(wal.segments.len(), 1, "a new WAL has one segment");
+        assert!(!wal.poisoned && wal.state.last_index() == 0, "a new WAL is usable and empty");
         Ok(wal)
     }
 
     /// Opens the WAL in `directory`, or creates it with membership `conf` if there is none.
     pub fn open_or_create(directory: impl AsRef<Path>, options: WalOptions, conf: ConfState) -> Result<Wal, WalError> {
-        match Wal::open(directory.as_ref(), options.clone()) {
+        let opened = match Wal::open(directory.as_ref(), options.clone()) {
             Err(WalError::NotFound { .. }) => Wal::create(directory, options, conf),
             other => other,
+        };
+        if let Ok(wal) = &opened {
+            wal.assert_invariants();
         }
+        opened
     }
 
     /// Appends `batch` (snapshot, then entries, then hard state) and makes it durable:
@@ -235,6 +240,7 @@ impl Wal {
         let plan = self.plan_batch(batch)?;
         self.execute(plan)?;
         assert!(batch.entries.last().is_none_or(|last| self.state.last_index() >= last.index), "entries appended");
+        assert!(!self.poisoned, "a write that returns Ok leaves the WAL usable");
         Ok(())
     }
 
@@ -323,7 +329,9 @@ impl Wal {
     ) -> Result<(), WalError> {
         assert_eq!(state_machine.applied_index(), index, "the state machine is at the snapshot index");
         let length_bytes = state_machine.snapshot_length_bytes();
-        self.compact_with(index, conf, length_bytes, &mut |out| state_machine.write_snapshot(out))
+        self.compact_with(index, conf, length_bytes, &mut |out| state_machine.write_snapshot(out))?;
+        assert!(self.state.snapshot_meta.index >= index, "compacted up to the index");
+        Ok(())
     }
 
     /// Prepares and installs a snapshot in one call (see [`crate::SnapshotWriter`]): the
@@ -352,7 +360,11 @@ impl Wal {
 
     /// Writes the record of `marker` for the snapshot file of `meta`, already in place. A
     /// full disk removes that file (nothing refers to it). The file becomes current.
-    pub(crate) fn write_snapshot_marker(&mut self, marker: SnapshotMarker, meta: &SnapshotMeta) -> Result<(), WalError> {
+    pub(crate) fn write_snapshot_marker(
+        &mut self,
+        marker: SnapshotMarker,
+        meta: &SnapshotMeta,
+    ) -> Result<(), WalError> {
         assert_eq!((marker.index, marker.term), (meta.index, meta.term), "the marker names the file");
         let marked = self.execute(WritePlan { marker: Some(marker), ..WritePlan::default() });
         if matches!(&marked, Err(error) if error.is_no_space()) {
@@ -360,6 +372,7 @@ impl Wal {
         }
         marked?;
         self.snapshot_file_replaced();
+        assert!(self.cleanup_pending && self.state.snapshot_meta.index == meta.index, "the file is current");
         Ok(())
     }
 
@@ -381,7 +394,9 @@ impl Wal {
     /// The current snapshot's position and membership (cheap; [`raft::Storage::snapshot`]
     /// returns it with the data).
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
-        &self.state.snapshot_meta
+        let meta = &self.state.snapshot_meta;
+        assert!(meta.index < self.state.entries_first_index, "snapshot index <= first index - 1");
+        meta
     }
 
     /// The directory the WAL lives in.
@@ -479,6 +494,7 @@ impl Wal {
         let mut snapshot_index = self.state.snapshot_meta.index;
         let mut last_index = self.state.last_index();
         let mut hard_state = self.state.hard_state;
+        assert!(last_index >= snapshot_index, "the log ends at or after its snapshot");
         if let Some(snapshot) = batch.snapshot.as_ref().filter(|snapshot| snapshot.meta.index > snapshot_index) {
             let meta = &snapshot.meta;
             let keep_suffix = self.state.term(meta.index) == Ok(meta.term);
@@ -504,6 +520,8 @@ impl Wal {
             }
             hard_state = new_hard_state;
         }
+        assert!(hard_state.term >= self.state.hard_state.term, "terms never go back");
+        assert!(plan.entries.first().is_none_or(|first| first.index > snapshot_index), "no entry below the snapshot");
         plan.hard_state = Some(hard_state).filter(|hard_state| *hard_state != self.state.hard_state);
         assert_eq!(plan.marker.is_some(), plan.snapshot.is_some(), "a received snapshot comes with its marker");
         assert!(!plan.truncates || !plan.entries.is_empty(), "a truncation comes with entries");
@@ -512,6 +530,7 @@ impl Wal {
 
     /// Writes a validated plan: snapshot file first, then the record(s).
     fn execute(&mut self, plan: WritePlan<'_>) -> Result<(), WalError> {
+        assert!(plan.marker.as_ref().is_none_or(|marker| marker.index > self.state.snapshot_meta.index), "newer");
         if let Some(snapshot) = &plan.snapshot {
             let data = &snapshot.data;
             self.store_snapshot_file(&snapshot.meta, data.len() as u64, &mut |out| out.write_all(data))?;
@@ -550,6 +569,7 @@ impl Wal {
             };
             self.write_record(&parts)?;
         }
+        assert!(plan.hard_state.is_none_or(|hard_state| self.state.hard_state == hard_state), "stored last");
         Ok(())
     }
 
@@ -583,6 +603,8 @@ impl Wal {
         }
         self.encode_buffer.clear();
         let frame_length = codec::encode_frame(&mut self.encode_buffer, |out| codec::encode_record(parts, out)) as u64;
+        let frame_length_max = (codec::FRAME_HEADER_SIZE_BYTES + codec::RECORD_SIZE_BYTES_MAX) as u64;
+        assert!(frame_length <= frame_length_max, "record lengths are in bounds (batches are split)");
         if self.current_has_records && self.current_size_bytes + frame_length > self.options.segment_size_bytes_max {
             let sequence = self.segments.back().expect("a WAL always has a segment").sequence + 1;
             self.start_segment(sequence)?;
@@ -612,7 +634,10 @@ impl Wal {
         assert_eq!(self.encode_buffer.len() as u64, frame_length, "the encoded frame is what is written");
         self.preallocate_for(frame_length)?;
         let result = self.current_file.write_all(&self.encode_buffer);
-        self.check_space(result, self.current_segment_path())
+        self.check_space(result, self.current_segment_path())?;
+        let end_bytes = self.current_size_bytes + frame_length;
+        assert!(self.preallocated_bytes == 0 || self.preallocated_bytes >= end_bytes, "written over zeros");
+        Ok(())
     }
 
     /// After a write the disk had no room for: cuts the current segment back to its last
@@ -625,6 +650,7 @@ impl Wal {
             self.preallocated_bytes = self.current_size_bytes;
         }
         assert!(self.preallocated_bytes == 0 || self.preallocated_bytes == self.current_size_bytes);
+        assert!(!self.poisoned, "a cut after a full disk keeps the WAL usable");
         tracing::debug!(bytes = self.current_size_bytes, "WAL: cut a partial record after a full disk");
         Ok(())
     }
@@ -632,6 +658,7 @@ impl Wal {
     /// Makes room for `frame_length` more bytes in the current segment's preallocated
     /// zeros, extending them by [`PREALLOCATION_STEP_BYTES`] when they run out.
     fn preallocate_for(&mut self, frame_length: u64) -> Result<(), WalError> {
+        assert!(frame_length > codec::FRAME_HEADER_SIZE_BYTES as u64, "a frame has a header and a payload");
         let needed_bytes = self.current_size_bytes + frame_length;
         if needed_bytes <= self.preallocated_bytes {
             return Ok(());
@@ -650,6 +677,7 @@ impl Wal {
     /// record holding the snapshot position and hard state) under a temporary name,
     /// syncs it, renames it into place and syncs the directory. It becomes current.
     pub(crate) fn start_segment(&mut self, sequence: u64) -> Result<(), WalError> {
+        assert!(self.segments.back().is_none_or(|last| last.sequence + 1 == sequence), "the next sequence");
         if self.preallocated_bytes > self.current_size_bytes {
             // Sealed segments end at their last record: only the last one has zeros ahead.
             let result = self.current_file.truncate(self.current_size_bytes);
@@ -677,7 +705,11 @@ impl Wal {
         self.current_size_bytes = bytes.len() as u64;
         self.current_has_records = false;
         self.segments.push_back(SegmentInfo { sequence, max_index_written: 0 });
-        debug_assert!(self.segments.iter().zip(self.segments.iter().skip(1)).all(|(a, b)| b.sequence == a.sequence + 1));
+        debug_assert!(self
+            .segments
+            .iter()
+            .zip(self.segments.iter().skip(1))
+            .all(|(a, b)| b.sequence == a.sequence + 1));
         self.assert_invariants();
         Ok(())
     }
@@ -703,6 +735,7 @@ impl Wal {
         let file = placed?;
         let directory_synced = file_system.sync_directory(&self.directory);
         self.check_io(directory_synced, self.directory.clone())?;
+        assert!(!self.poisoned, "placed and durable");
         Ok(file)
     }
 
@@ -753,6 +786,7 @@ impl Wal {
     pub(crate) fn remove_obsolete_files(&mut self) -> Result<(), WalError> {
         let file_system = self.options.file_system.clone();
         let snapshot_index = self.state.snapshot_meta.index;
+        let current_sequence = self.segments.back().map(|segment| segment.sequence);
         let too_many = |count: usize, max: u64| max != 0 && count as u64 > max;
         while self.segments.len() > 1
             && self.segments[0].max_index_written <= snapshot_index
@@ -792,6 +826,12 @@ impl Wal {
             self.check_io(synced, self.directory.clone())?;
         }
         assert!(!self.segments.is_empty(), "the current segment is never removed");
+        assert_eq!(self.segments.back().map(|segment| segment.sequence), current_sequence, "still current");
+        debug_assert!(self
+            .segments
+            .iter()
+            .zip(self.segments.iter().skip(1))
+            .all(|(a, b)| b.sequence == a.sequence + 1));
         Ok(())
     }
 }
@@ -829,6 +869,9 @@ fn split_entries(entries: &[Entry], budget_bytes: usize) -> Result<Vec<&[Entry]>
         size_bytes += entry_size_bytes;
     }
     chunks.push(&entries[start..]);
+    debug_assert!(chunks
+        .iter()
+        .all(|chunk| chunk.iter().map(codec::encoded_entry_size_bytes).sum::<usize>() <= budget_bytes));
     assert!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>() == entries.len(), "chunks cover the batch");
     Ok(chunks)
 }
@@ -893,11 +936,14 @@ impl Storage for Wal {
             result.push(entry.clone());
         }
         assert!(result.len() <= (high - low) as usize, "no more than asked for");
+        debug_assert!(result.iter().enumerate().all(|(position, entry)| entry.index == low + position as u64));
         Ok(result)
     }
 
     fn term(&self, index: Index) -> Result<Term, StorageError> {
-        self.state.term(index)
+        let term = self.state.term(index);
+        assert!(term.is_ok() || index != self.state.snapshot_meta.index, "the snapshot's term is known");
+        term
     }
 
     fn first_index(&self) -> Index {
@@ -907,7 +953,9 @@ impl Storage for Wal {
     }
 
     fn last_index(&self) -> Index {
-        self.state.last_index()
+        let last_index = self.state.last_index();
+        assert!(last_index >= self.state.snapshot_meta.index, "the log ends at or after its snapshot");
+        last_index
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {

@@ -378,9 +378,9 @@ fn crash_at_every_write_and_sync_point() {
 
 #[test]
 fn the_workloads_install_and_discard_prepared_snapshots() {
-    let (installed, discarded) = (0..3).map(|seed| generate_workload(seed, 40).installs).fold((0, 0), |sum, counts| {
-        (sum.0 + counts.0, sum.1 + counts.1)
-    });
+    let (installed, discarded) = (0..3)
+        .map(|seed| generate_workload(seed, 40).installs)
+        .fold((0, 0), |sum, counts| (sum.0 + counts.0, sum.1 + counts.1));
     assert!(installed > 0 && discarded > 0, "installed {installed}, discarded {discarded}");
 }
 
