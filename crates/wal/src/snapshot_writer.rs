@@ -177,7 +177,10 @@ impl Wal {
     /// obsolete files. A full disk is [`WalError::NoSpace`] with the old snapshot kept and
     /// the prepared file removed; any other I/O failure poisons the WAL.
     pub fn install_snapshot(&mut self, prepared: PreparedSnapshot) -> Result<SnapshotInstall, WalError> {
-        self.check_usable()?;
+        if let Err(error) = self.check_usable() {
+            prepared.discard();
+            return Err(error);
+        }
         assert_eq!(prepared.directory, self.directory, "a snapshot is installed in the WAL that prepared it");
         if let Some(reason) = self.install_conflict(&prepared.meta) {
             prepared.discard();
