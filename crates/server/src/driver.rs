@@ -33,6 +33,7 @@ use crate::lessor::Lessor;
 use crate::membership::{Membership, MembershipAnswer, MembershipRequest};
 use crate::metrics::Metrics;
 use crate::server_core::{Answer, CoreOptions, CoreParts, MembershipApply, ReadyIo, RequestId, ServerCore};
+use crate::snapshot_worker::{FinishedSnapshot, SnapshotWorker};
 use crate::transport::Transport;
 use crate::wal_sync::SyncWorker;
 use crate::watch::WatchHub;
@@ -75,6 +76,9 @@ pub enum Input {
         /// Ticks to advance (at most an election timeout).
         ticks: u32,
     },
+    /// The snapshot worker finished writing a snapshot file (a wake-up; the result is
+    /// read from the worker in `maybe_snapshot`).
+    SnapshotWritten,
     /// Stop the loop.
     Stop,
 }
@@ -215,6 +219,8 @@ pub struct DriverOutputs {
     pub membership: Membership,
     /// The thread that fsyncs the WAL.
     pub sync_worker: SyncWorker,
+    /// Writes the log snapshots off the Raft thread.
+    pub snapshot_worker: SnapshotWorker,
 }
 
 /// Settings of the loop.
@@ -263,6 +269,8 @@ pub struct Driver {
     disk_full: Option<DiskFull>,
     /// When a snapshot that did not fit on the disk is tried again, and the backoff.
     snapshot_retry: (Option<Instant>, Backoff),
+    /// Writes the log snapshot file from a read view (one at a time), off this thread.
+    snapshot_worker: SnapshotWorker,
 }
 
 impl Driver {
@@ -275,8 +283,17 @@ impl Driver {
         options: DriverOptions,
         token_seed: u64,
     ) -> Driver {
-        let DriverOutputs { transport, metrics, status, introspection, watch_hub, lessor, sync_worker, membership } =
-            outputs;
+        let DriverOutputs {
+            transport,
+            metrics,
+            status,
+            introspection,
+            watch_hub,
+            lessor,
+            sync_worker,
+            membership,
+            snapshot_worker,
+        } = outputs;
         assert!(options.tick_interval > Duration::ZERO, "a tick takes time");
         let parts = CoreParts {
             store,
@@ -312,6 +329,7 @@ impl Driver {
             last_heartbeat: None,
             disk_full: None,
             snapshot_retry: (None, Backoff::new(SNAPSHOT_RETRY_FIRST, SNAPSHOT_RETRY_MAX)),
+            snapshot_worker,
         }
     }
 
@@ -384,7 +402,7 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
-        if !matches!(input, Input::Synced) {
+        if !matches!(input, Input::Synced | Input::SnapshotWritten) {
             self.inputs_this_turn += 1;
         }
         match input {
@@ -407,7 +425,8 @@ impl Driver {
                 self.reads.insert(request, respond);
                 self.core.read(request);
             }
-            Input::Synced => {} // read in `collect_durable`
+            Input::Synced => {}          // read in `collect_durable`
+            Input::SnapshotWritten => {} // read in `maybe_snapshot`
             Input::Membership { request, respond } => {
                 let deadline_tick = self.core.ticks() + self.request_timeout_ticks;
                 let (node, store) = self.core.node_mut_and_store();
@@ -641,31 +660,70 @@ impl Driver {
         Ok(())
     }
 
+    /// Installs the snapshot the worker finished, if any; then, if the compaction policy
+    /// asks for one and none is in flight, starts the next on the worker from a read view
+    /// (the file is written off this thread; see [`crate::snapshot_worker`]).
     fn maybe_snapshot(&mut self) {
-        if self.disk_full.is_some() || self.snapshot_retry.0.is_some_and(|retry_at| Instant::now() < retry_at) {
+        if let Some(finished) = self.snapshot_worker.take_finished() {
+            self.finish_snapshot(finished);
+        }
+        if self.snapshot_worker.is_busy()
+            || self.disk_full.is_some()
+            || self.snapshot_retry.0.is_some_and(|retry_at| Instant::now() < retry_at)
+        {
             return;
         }
         let Some((applied, conf)) = self.core.snapshot_due() else { return };
-        let started = std::time::Instant::now();
-        // Streamed from a read view into the snapshot file: no serialized copy in memory.
         let view = self.core.read_view();
-        let compacted = self.core.wal_mut().compact_from(applied, conf, &*view);
-        match compacted {
-            Ok(()) => {
+        match self.core.wal_mut().snapshot_writer(applied, conf) {
+            Ok(Some(writer)) => match self.snapshot_worker.start(writer, view) {
+                Ok(()) => assert!(self.snapshot_worker.is_busy(), "a snapshot is in flight"),
+                Err(error) => tracing::error!(%error, "cannot start the snapshot thread; will retry"),
+            },
+            // The log's snapshot is already at or past `applied` (one from the leader).
+            Ok(None) => self.core.snapshot_taken(applied),
+            Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
+        }
+    }
+
+    /// Installs a snapshot the worker wrote (a short step: rename, marker record, sync), or
+    /// discards it: on a full disk (its space is freed; snapshots wait until writes resume)
+    /// or when the log moved past it meanwhile. A snapshot that does not fit on the disk
+    /// keeps the old one and is tried again with a backoff.
+    fn finish_snapshot(&mut self, finished: FinishedSnapshot) {
+        let FinishedSnapshot { index, started, result } = finished;
+        let installed = match result {
+            Ok(prepared) if self.disk_full.is_some() => {
+                prepared.discard();
+                return;
+            }
+            Ok(prepared) => self.core.wal_mut().install_snapshot(prepared),
+            Err(error) => Err(error),
+        };
+        match installed {
+            Ok(wal::SnapshotInstall::Installed) => {
                 self.snapshot_retry.0 = None;
                 self.snapshot_retry.1.reset();
-                self.core.snapshot_taken(applied);
+                self.core.snapshot_taken(index);
                 self.metrics.etcd.backend_snapshot_duration_seconds.observe(started.elapsed().as_secs_f64());
                 let elapsed_ms = started.elapsed().as_millis() as u64;
-                tracing::info!(index = applied, elapsed_ms, "snapshot taken, log compacted");
+                tracing::info!(index, elapsed_ms, "snapshot taken, log compacted");
             }
-            Err(error) if error.is_no_space() => {
+            Ok(wal::SnapshotInstall::Discarded { reason }) => {
+                tracing::info!(index, %reason, "snapshot discarded: the log moved past it");
+            }
+            Err(error) => {
+                // Any failure keeps the old snapshot; the next attempt waits (a failing disk
+                // does not start a snapshot thread every turn).
                 let wait = self.snapshot_retry.1.next_wait();
                 self.snapshot_retry.0 = Some(Instant::now() + wait);
                 let retry_ms = wait.as_millis() as u64;
-                tracing::error!(%error, retry_ms, "snapshot does not fit on the disk; the old one is kept, will retry");
+                if error.is_no_space() {
+                    tracing::error!(%error, retry_ms, "snapshot does not fit on the disk; the old one is kept, will retry");
+                } else {
+                    tracing::error!(%error, retry_ms, "snapshot failed; the old one is kept, will retry");
+                }
             }
-            Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
         }
     }
 

@@ -32,6 +32,7 @@ pub mod quota;
 pub mod read_view;
 pub mod serve;
 pub mod server_core;
+pub mod snapshot_worker;
 pub mod tls;
 pub mod tls_policy;
 pub mod transport;

@@ -216,9 +216,14 @@ pub async fn start(plan: NodePlan) -> Result<RunningNode, String> {
     let mut membership =
         crate::membership::Membership::new(directory.clone(), transport.clone(), args.initial_cluster_token.clone());
     membership.strict_reconfig_check = args.strict_reconfig_check;
+    let snapshot_inputs = inputs.clone();
+    let snapshot_worker = crate::snapshot_worker::SnapshotWorker::new(move || {
+        let _ = snapshot_inputs.try_send(Input::SnapshotWritten); // a busy loop looks anyway
+    });
     let outputs = DriverOutputs {
         membership,
         sync_worker,
+        snapshot_worker,
         transport,
         metrics: metrics.clone(),
         status: status.clone(),

@@ -68,6 +68,8 @@ pub(crate) struct Record {
 impl Record {
     /// The record as borrowed parts.
     pub(crate) fn parts(&self) -> RecordParts<'_> {
+        // `decode_record` refuses a truncation without entries (an error, not this panic).
+        assert!(!self.truncates || !self.entries.is_empty(), "a decoded record truncates only with entries");
         RecordParts {
             snapshot_marker: self.snapshot_marker.as_ref(),
             conf_state: self.conf_state.as_ref(),
@@ -90,6 +92,8 @@ pub(crate) struct DecodeError {
 /// Reads little-endian fields from a slice, failing instead of panicking.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    /// Bytes consumed. Invariant: `position <= bytes.len()` (every read checks its length
+    /// against what is left first).
     position: usize,
 }
 
@@ -99,6 +103,8 @@ impl<'a> Reader<'a> {
     }
 
     fn fail<T>(&self, reason: impl Into<String>) -> Result<T, DecodeError> {
+        // The offset reported to the operator is inside the decoded bytes.
+        assert!(self.position <= self.bytes.len(), "the reader never passes the end");
         Err(DecodeError { offset: self.position, reason: reason.into() })
     }
 
@@ -108,6 +114,7 @@ impl<'a> Reader<'a> {
         }
         let slice = &self.bytes[self.position..self.position + length];
         self.position += length;
+        assert!(self.position <= self.bytes.len(), "a read stays inside the slice");
         Ok(slice)
     }
 
@@ -124,6 +131,7 @@ impl<'a> Reader<'a> {
     }
 
     fn remaining_bytes(&self) -> usize {
+        assert!(self.position <= self.bytes.len(), "the reader never passes the end");
         self.bytes.len() - self.position
     }
 }
@@ -138,6 +146,7 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
 
 /// Appends the segment header of segment `sequence`.
 pub(crate) fn encode_segment_header(identity: FileIdentity, sequence: u64, out: &mut Vec<u8>) {
+    assert!(sequence > 0, "segments are numbered from 1");
     let start = out.len();
     out.extend_from_slice(&SEGMENT_MAGIC);
     put_u32(out, FORMAT_VERSION);
@@ -171,6 +180,8 @@ pub(crate) fn decode_segment_header(bytes: &[u8]) -> Result<(FileIdentity, u64),
     reader.u32()?;
     let identity = FileIdentity { cluster_id: reader.u64()?, node_id: reader.u64()? };
     let sequence = reader.u64()?;
+    // The layout, not the input: what is left is the reserved word and the checksum.
+    assert_eq!(reader.remaining_bytes(), 8, "segment header layout");
     Ok((identity, sequence))
 }
 
@@ -238,7 +249,9 @@ pub(crate) fn read_frame(bytes: &[u8], offset: usize) -> FrameRead<'_> {
     if crc32c::crc32c(payload) != stored_payload_checksum {
         return FrameRead::Invalid { reason: "record checksum mismatch".into() };
     }
-    FrameRead::Valid { payload, next_offset: payload_start + payload_length }
+    let next_offset = payload_start + payload_length;
+    assert!(next_offset <= bytes.len() && payload.len() <= RECORD_SIZE_BYTES_MAX, "a valid frame is in bounds");
+    FrameRead::Valid { payload, next_offset }
 }
 
 /// The offset of the first valid frame that starts after `offset`, if any.
@@ -246,7 +259,10 @@ pub(crate) fn read_frame(bytes: &[u8], offset: usize) -> FrameRead<'_> {
 /// header checksum, so payload checksums are computed only for real frame headers.
 pub(crate) fn find_valid_frame_after(bytes: &[u8], offset: usize) -> Option<usize> {
     let last_candidate = bytes.len().checked_sub(FRAME_HEADER_SIZE_BYTES)?;
-    (offset + 1..=last_candidate).find(|&candidate| matches!(read_frame(bytes, candidate), FrameRead::Valid { .. }))
+    let found = (offset + 1..=last_candidate)
+        .find(|&candidate| matches!(read_frame(bytes, candidate), FrameRead::Valid { .. }));
+    assert!(found.is_none_or(|candidate| candidate > offset), "found after the offset");
+    found
 }
 
 /// Set in the learners count when a list of outgoing voters (a joint configuration)
@@ -258,6 +274,7 @@ fn encode_conf(conf: &ConfState, out: &mut Vec<u8>) {
     let lists = [&conf.voters, &conf.learners, &conf.voters_outgoing];
     assert!(lists.iter().all(|list| list.len() <= CONF_MEMBERS_MAX), "membership too large");
     let joint = !conf.voters_outgoing.is_empty();
+    let start = out.len();
     for (position, members) in lists.into_iter().enumerate() {
         let mut count = members.len() as u32;
         if position == 1 && joint {
@@ -271,6 +288,16 @@ fn encode_conf(conf: &ConfState, out: &mut Vec<u8>) {
             put_u64(out, *member);
         }
     }
+    assert_eq!(out.len() - start, conf_encoded_size_bytes(conf), "membership layout");
+}
+
+/// Encoded size of a membership: a count per list (no outgoing list unless joint), then
+/// 8 bytes per member.
+pub(crate) fn conf_encoded_size_bytes(conf: &ConfState) -> usize {
+    let lists = if conf.voters_outgoing.is_empty() { 2 } else { 3 };
+    let members = conf.voters.len() + conf.learners.len() + conf.voters_outgoing.len();
+    assert!(members <= 3 * CONF_MEMBERS_MAX, "membership too large");
+    4 * lists + 8 * members
 }
 
 fn decode_conf(reader: &mut Reader<'_>) -> Result<ConfState, DecodeError> {
@@ -293,16 +320,20 @@ fn decode_conf(reader: &mut Reader<'_>) -> Result<ConfState, DecodeError> {
             list.push(reader.u64()?);
         }
     }
+    assert!(lists.iter().all(|list| list.len() <= CONF_MEMBERS_MAX), "counts were checked against the bound");
+    assert!(joint || lists[2].is_empty(), "outgoing voters are read only when flagged");
     let [voters, learners, voters_outgoing] = lists;
     Ok(ConfState { voters, learners, voters_outgoing })
 }
 
 fn entry_kind_code(kind: EntryKind) -> u8 {
-    match kind {
+    let code = match kind {
         EntryKind::Normal => 0,
         EntryKind::Blank => 1,
         EntryKind::Config => 2,
-    }
+    };
+    assert_eq!(entry_kind_from_code(code), Some(kind), "kind codes round-trip");
+    code
 }
 
 fn entry_kind_from_code(code: u8) -> Option<EntryKind> {
@@ -316,8 +347,13 @@ fn entry_kind_from_code(code: u8) -> Option<EntryKind> {
 
 /// Encoded size of one entry inside a batch record.
 pub(crate) fn encoded_entry_size_bytes(entry: &Entry) -> usize {
-    8 + 1 + 4 + entry.data.len()
+    let size_bytes = ENTRY_HEADER_SIZE_BYTES + entry.data.len();
+    assert!(size_bytes >= ENTRY_HEADER_SIZE_BYTES, "no overflow");
+    size_bytes
 }
+
+/// Bytes of an entry's fields before its data: term (8), kind (1), data length (4).
+const ENTRY_HEADER_SIZE_BYTES: usize = 8 + 1 + 4;
 
 /// The parts of a batch record, borrowed, for encoding and applying without copies.
 #[derive(Clone, Copy, Debug, Default)]
@@ -336,7 +372,9 @@ pub(crate) fn encode_record(parts: &RecordParts<'_>, out: &mut Vec<u8>) {
     flags |= if parts.hard_state.is_some() { FLAG_HARD_STATE } else { 0 };
     flags |= if parts.conf_state.is_some() { FLAG_CONF_STATE } else { 0 };
     flags |= if parts.truncates { FLAG_TRUNCATES } else { 0 };
+    assert_eq!(flags & !FLAGS_KNOWN, 0, "only known flags are written");
     assert!(!parts.truncates || !parts.entries.is_empty(), "truncation without entries");
+    let start = out.len();
     out.push(RECORD_KIND_BATCH);
     out.push(flags);
     if let Some(marker) = parts.snapshot_marker {
@@ -362,6 +400,8 @@ pub(crate) fn encode_record(parts: &RecordParts<'_>, out: &mut Vec<u8>) {
         put_u64(out, hard_state.vote);
         put_u64(out, hard_state.commit);
     }
+    let entry_bytes: usize = parts.entries.iter().map(encoded_entry_size_bytes).sum();
+    assert!(out.len() - start >= 2 + 12 + entry_bytes, "kind, flags, entry header and entries");
 }
 
 /// Decodes a batch record payload.
@@ -398,6 +438,10 @@ pub(crate) fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
     if reader.remaining_bytes() != 0 {
         return reader.fail(format!("{} trailing bytes in record", reader.remaining_bytes()));
     }
+    assert!(!record.truncates || !record.entries.is_empty(), "checked above");
+    let present = (record.snapshot_marker.is_some(), record.conf_state.is_some(), record.hard_state.is_some());
+    let flagged = (flags & FLAG_SNAPSHOT != 0, flags & FLAG_CONF_STATE != 0, flags & FLAG_HARD_STATE != 0);
+    assert_eq!(present, flagged, "a part is decoded exactly when its flag is set");
     Ok(record)
 }
 
@@ -405,12 +449,13 @@ fn decode_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
     let first_index = reader.u64()?;
     let count = reader.u32()? as usize;
     // Each entry takes at least 13 bytes: this bounds the loop and the allocation.
-    if count > reader.remaining_bytes() / 13 {
+    if count > reader.remaining_bytes() / ENTRY_HEADER_SIZE_BYTES {
         return reader.fail(format!("impossible entry count {count}"));
     }
     if count > 0 && first_index == 0 {
         return reader.fail("entry index 0");
     }
+    assert!(count == 0 || first_index > 0, "checked above");
     let mut entries = Vec::with_capacity(count);
     for position in 0..count as u64 {
         let term = reader.u64()?;
@@ -422,6 +467,7 @@ fn decode_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
         let data = Bytes::copy_from_slice(reader.take(length)?);
         entries.push(Entry { term, index: first_index + position, kind, data });
     }
+    assert_eq!(entries.len(), count, "as many entries as announced (each read checked)");
     Ok(entries)
 }
 
@@ -436,6 +482,7 @@ pub(crate) fn encode_snapshot_file(identity: FileIdentity, snapshot: &Snapshot) 
 /// The header of a snapshot file whose data is `data_length_bytes` long. The file goes on
 /// with the data and ends with the CRC32C (little-endian) of header and data.
 pub(crate) fn snapshot_file_header(identity: FileIdentity, meta: &SnapshotMeta, data_length_bytes: u64) -> Vec<u8> {
+    assert!(meta.index > 0, "a snapshot at index 0 has no file");
     let mut header = Vec::with_capacity(128);
     header.extend_from_slice(&SNAPSHOT_MAGIC);
     put_u32(&mut header, FORMAT_VERSION);
@@ -446,6 +493,7 @@ pub(crate) fn snapshot_file_header(identity: FileIdentity, meta: &SnapshotMeta, 
     put_u64(&mut header, meta.term);
     encode_conf(&meta.conf, &mut header);
     put_u64(&mut header, data_length_bytes);
+    assert_eq!(header.len(), 48 + conf_encoded_size_bytes(&meta.conf) + 8, "snapshot header layout");
     header
 }
 
@@ -455,6 +503,7 @@ pub(crate) fn decode_snapshot_file(bytes: &[u8]) -> Result<(FileIdentity, Snapsh
         return Err(DecodeError { offset: 0, reason: "bad magic: not a raftkv snapshot file".into() });
     }
     let body_length = bytes.len() - 4;
+    assert!(body_length >= 12, "the magic was checked: the body holds it");
     let stored_checksum = u32::from_le_bytes(bytes[body_length..].try_into().expect("4 bytes"));
     if crc32c::crc32c(&bytes[..body_length]) != stored_checksum {
         return Err(DecodeError { offset: body_length, reason: "snapshot checksum mismatch".into() });
@@ -474,6 +523,7 @@ pub(crate) fn decode_snapshot_file(bytes: &[u8]) -> Result<(FileIdentity, Snapsh
         return reader.fail(format!("snapshot data length {data_length} does not match the file"));
     }
     let data = Bytes::copy_from_slice(reader.take(data_length as usize)?);
+    assert_eq!(reader.remaining_bytes(), 0, "the data runs to the checksum (length checked above)");
     Ok((identity, Snapshot { meta: SnapshotMeta { index, term, conf }, data }))
 }
 
@@ -679,7 +729,7 @@ mod fuzz_tests {
                 _ => {
                     let identity = FileIdentity { cluster_id: 5, node_id: 3 };
                     let mut header = Vec::new();
-                    encode_segment_header(identity, rng.gen_range(0..10), &mut header);
+                    encode_segment_header(identity, rng.gen_range(1..10), &mut header);
                     header.extend(valid_frame(&mut rng));
                     header
                 }

@@ -98,7 +98,9 @@ impl WalError {
 
     /// A [`WalError::Corrupt`] at `offset` of `path`.
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        WalError::Corrupt { path: path.into(), offset, reason: reason.into() }
+        let (path, reason) = (path.into(), reason.into());
+        assert!(!path.as_os_str().is_empty() && !reason.is_empty(), "damage is reported with its file and cause");
+        WalError::Corrupt { path, offset, reason }
     }
 }
 

@@ -50,23 +50,31 @@ enum DirectoryChange {
 
 impl DirectoryChange {
     fn directory(&self) -> Option<&Path> {
-        match self {
+        let directory = match self {
             DirectoryChange::Create { path, .. } | DirectoryChange::Remove { path } => path.parent(),
-            DirectoryChange::Rename { to, .. } => to.parent(),
-        }
+            DirectoryChange::Rename { from, to, .. } => {
+                assert_eq!(from.parent(), to.parent(), "renames stay in one directory");
+                to.parent()
+            }
+        };
+        assert!(directory.is_some(), "every changed path is in a directory");
+        directory
     }
 
     fn apply(&self, names: &mut BTreeMap<PathBuf, u64>) {
         match self {
             DirectoryChange::Create { path, inode } => {
                 names.insert(path.clone(), *inode);
+                assert_eq!(names.get(path), Some(inode), "the created name survives");
             }
             DirectoryChange::Rename { from, to, inode } => {
                 names.remove(from);
                 names.insert(to.clone(), *inode);
+                assert_eq!(names.get(to), Some(inode), "a rename survives whole");
             }
             DirectoryChange::Remove { path } => {
                 names.remove(path);
+                assert!(!names.contains_key(path), "a removed name is gone");
             }
         }
     }
@@ -77,9 +85,19 @@ struct Inode {
     data: Vec<u8>,
     durable_data: Vec<u8>,
     /// Where the next write goes (the end of the file unless zeros were preallocated).
+    /// Invariant: `position <= data.len()`.
     position: usize,
 }
 
+impl Inode {
+    fn assert_position(&self) {
+        assert!(self.position <= self.data.len(), "the write position is inside the file");
+    }
+}
+
+/// Invariants: every name (current or durable) points to an inode in `inodes`, numbered
+/// below `next_inode`; once `crashed`, `operation_count` has reached `crash_at_operation`
+/// and never moves again.
 #[derive(Debug, Default)]
 struct Disk {
     inodes: HashMap<u64, Inode>,
@@ -103,14 +121,32 @@ impl Disk {
             self.crashed = true;
             return Err(crashed_error());
         }
+        assert!(!self.crashed, "a crashed disk counts no more operations");
+        assert!(self.crash_at_operation.is_none_or(|at| self.operation_count < at), "the crash point is ahead");
         Ok(())
     }
 
+    /// Checks the invariants on the fields (O(files): debug builds only).
+    fn debug_assert_invariants(&self) {
+        debug_assert!(self
+            .names
+            .values()
+            .chain(self.durable_names.values())
+            .all(|inode| { *inode < self.next_inode && self.inodes.contains_key(inode) }));
+        debug_assert!(self.inodes.values().all(|inode| inode.position <= inode.data.len()));
+        assert!(!self.crashed || self.crash_at_operation == Some(self.operation_count), "a crash stops the count");
+    }
+
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
-        self.names
+        let inode = self
+            .names
             .get(path)
             .copied()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())));
+        if let Ok(inode) = &inode {
+            assert!(self.inodes.contains_key(inode), "names point to inodes");
+        }
+        inode
     }
 }
 
@@ -127,7 +163,9 @@ pub struct SimulatedFileSystem {
 impl SimulatedFileSystem {
     /// An empty disk that never crashes.
     pub fn new() -> Self {
-        SimulatedFileSystem::default()
+        let file_system = SimulatedFileSystem::default();
+        assert_eq!(file_system.operation_count(), 0, "a new disk has seen no operation");
+        file_system
     }
 
     fn lock(&self) -> MutexGuard<'_, Disk> {
@@ -139,17 +177,22 @@ impl SimulatedFileSystem {
     pub fn crash_at(&self, operation: u64) {
         assert!(operation > 0, "operations are numbered from 1");
         let mut disk = self.lock();
+        assert!(!disk.crashed, "a crash point is chosen on a running disk");
         disk.crash_at_operation = Some(disk.operation_count + operation);
     }
 
     /// Mutating operations performed so far (crash points passed).
     pub fn operation_count(&self) -> u64 {
-        self.lock().operation_count
+        let disk = self.lock();
+        disk.debug_assert_invariants();
+        disk.operation_count
     }
 
     /// True once the crash point was reached.
     pub fn has_crashed(&self) -> bool {
-        self.lock().crashed
+        let disk = self.lock();
+        assert!(!disk.crashed || disk.crash_at_operation.is_some(), "only a chosen crash point crashes");
+        disk.crashed
     }
 
     /// The disk as found after a restart: a new file system (sharing nothing with this
@@ -172,6 +215,7 @@ impl SimulatedFileSystem {
             _ => disk.durable_names.clone(),
         };
         let mut inodes = HashMap::new();
+        assert!(names.values().all(|inode| disk.inodes.contains_key(inode)), "surviving names point to inodes");
         for inode_number in names.values() {
             let inode = &disk.inodes[inode_number];
             let mut survived = inode.durable_data.clone();
@@ -191,18 +235,23 @@ impl SimulatedFileSystem {
         }
         let restarted =
             Disk { inodes, durable_names: names.clone(), names, next_inode: disk.next_inode, ..Disk::default() };
+        assert!(restarted.unsynced_changes.is_empty() && !restarted.crashed, "a restarted disk is clean");
+        restarted.debug_assert_invariants();
         SimulatedFileSystem { disk: Arc::new(Mutex::new(restarted)) }
     }
 
     /// Names of the files in `directory` (current, not necessarily durable).
     pub fn list_directory_names(&self, directory: &Path) -> Vec<String> {
-        self.list_directory(directory).expect("listing never fails")
+        let names = self.list_directory(directory).expect("listing never fails");
+        debug_assert!(names.windows(2).all(|pair| pair[0] < pair[1]), "listed in order, once each");
+        names
     }
 
     /// The current (not necessarily durable) content of the file at `path`.
     pub fn file_content(&self, path: &Path) -> Option<Vec<u8>> {
         let disk = self.lock();
         let inode = disk.names.get(path)?;
+        disk.inodes[inode].assert_position();
         Some(disk.inodes[inode].data.clone())
     }
 
@@ -211,7 +260,8 @@ impl SimulatedFileSystem {
         let mut disk = self.lock();
         let inode = disk.inode_of(path).expect("file exists");
         let position = content.len();
-        disk.inodes.insert(inode, Inode { data: content.clone(), durable_data: content, position });
+        let replaced = disk.inodes.insert(inode, Inode { data: content.clone(), durable_data: content, position });
+        assert!(replaced.is_some(), "the file existed");
     }
 }
 
@@ -242,6 +292,7 @@ impl WalFile for SimulatedFile {
             }
             inode.data[inode.position..end].copy_from_slice(bytes);
             inode.position = end;
+            inode.assert_position();
         }
         result
     }
@@ -252,9 +303,12 @@ impl WalFile for SimulatedFile {
         let mut disk = self.lock();
         disk.step()?;
         let inode = disk.inodes.get_mut(&self.inode).expect("open file");
+        let position = inode.position;
         if inode.data.len() < length_bytes as usize {
             inode.data.resize(length_bytes as usize, 0);
         }
+        assert_eq!(inode.position, position, "preallocating does not move the write position");
+        assert!(inode.data.len() as u64 >= length_bytes, "at least the length asked for");
         Ok(inode.data.len() as u64)
     }
 
@@ -263,6 +317,7 @@ impl WalFile for SimulatedFile {
         disk.step()?;
         let inode = disk.inodes.get_mut(&self.inode).expect("open file");
         inode.durable_data = inode.data.clone();
+        inode.assert_position();
         Ok(())
     }
 
@@ -273,10 +328,12 @@ impl WalFile for SimulatedFile {
         inode.data.truncate(length_bytes as usize);
         inode.position = inode.data.len();
         inode.durable_data = inode.data.clone();
+        assert!(inode.data.len() as u64 <= length_bytes, "cut to at most the length");
         Ok(())
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
+        assert!(self.lock().inodes.contains_key(&self.inode), "an open file keeps its inode");
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode: self.inode }))
     }
 }
@@ -289,7 +346,10 @@ impl FileSystem for SimulatedFileSystem {
     fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
         let disk = self.lock();
         let names = disk.names.keys().filter(|name| name.parent() == Some(path));
-        Ok(names.map(|name| name.file_name().expect("file name").to_string_lossy().into_owned()).collect())
+        let listed: Vec<String> =
+            names.map(|name| name.file_name().expect("file name").to_string_lossy().into_owned()).collect();
+        assert!(listed.len() <= disk.names.len(), "only this directory's names");
+        Ok(listed)
     }
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
@@ -297,9 +357,11 @@ impl FileSystem for SimulatedFileSystem {
         disk.step()?;
         let inode = disk.next_inode;
         disk.next_inode += 1;
-        disk.inodes.insert(inode, Inode::default());
+        let reused = disk.inodes.insert(inode, Inode::default());
+        assert!(reused.is_none(), "inode numbers are never reused");
         disk.names.insert(path.to_path_buf(), inode);
         disk.unsynced_changes.push(DirectoryChange::Create { path: path.to_path_buf(), inode });
+        assert_eq!(disk.names.get(path), Some(&inode), "the name points to the new, empty file");
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
     }
 
@@ -308,12 +370,14 @@ impl FileSystem for SimulatedFileSystem {
         let inode = disk.inode_of(path)?;
         let file = disk.inodes.get_mut(&inode).expect("named files exist");
         file.position = file.data.len();
+        file.assert_position();
         Ok(Box::new(SimulatedFile { disk: self.disk.clone(), inode }))
     }
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let disk = self.lock();
         let inode = disk.inode_of(path)?;
+        disk.inodes[&inode].assert_position();
         Ok(disk.inodes[&inode].data.clone())
     }
 
@@ -324,6 +388,8 @@ impl FileSystem for SimulatedFileSystem {
         disk.names.remove(from);
         disk.names.insert(to.to_path_buf(), inode);
         disk.unsynced_changes.push(DirectoryChange::Rename { from: from.to_path_buf(), to: to.to_path_buf(), inode });
+        assert_eq!(disk.names.get(to), Some(&inode), "the name now points to the renamed file");
+        assert!(from == to || !disk.names.contains_key(from), "the old name is gone");
         Ok(())
     }
 
@@ -333,6 +399,7 @@ impl FileSystem for SimulatedFileSystem {
         disk.inode_of(path)?;
         disk.names.remove(path);
         disk.unsynced_changes.push(DirectoryChange::Remove { path: path.to_path_buf() });
+        assert!(!disk.names.contains_key(path), "the name is gone (its inode stays for open files)");
         Ok(())
     }
 
@@ -349,6 +416,8 @@ impl FileSystem for SimulatedFileSystem {
             .collect();
         disk.durable_names.extend(current);
         disk.unsynced_changes.retain(|change| change.directory() != Some(path));
+        debug_assert!(disk.unsynced_changes.iter().all(|change| change.directory() != Some(path)), "all durable");
+        disk.debug_assert_invariants();
         Ok(())
     }
 }

@@ -65,7 +65,9 @@ pub struct StdFileSystem;
 #[derive(Debug)]
 struct StdFile {
     file: File,
-    /// The file's length: written bytes, then zeros from [`WalFile::preallocate`].
+    /// The file's length: written bytes, then zeros from [`WalFile::preallocate`]. Known
+    /// after `create_file`, `open_file_append`, `truncate` and `preallocate`; it may lag
+    /// behind appends in between (`preallocate` catches up from the write position).
     length_bytes: u64,
 }
 
@@ -83,13 +85,16 @@ impl WalFile for StdFile {
 
     fn truncate(&mut self, length_bytes: u64) -> io::Result<()> {
         self.file.set_len(length_bytes)?;
-        self.file.seek(SeekFrom::Start(length_bytes))?;
+        let position = self.file.seek(SeekFrom::Start(length_bytes))?;
+        assert_eq!(position, length_bytes, "later writes append at the new end");
         self.length_bytes = length_bytes;
         self.file.sync_all()
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
-        Ok(Box::new(StdFile { file: self.file.try_clone()?, length_bytes: self.length_bytes }))
+        let clone = StdFile { file: self.file.try_clone()?, length_bytes: self.length_bytes };
+        assert_eq!(clone.length_bytes, self.length_bytes, "both handles know the same file");
+        Ok(Box::new(clone))
     }
 
     fn preallocate(&mut self, length_bytes: u64) -> io::Result<u64> {
@@ -103,13 +108,16 @@ impl WalFile for StdFile {
             self.length_bytes += count as u64;
         }
         assert_eq!(self.file.stream_position()?, position, "preallocating does not move the write position");
+        assert!(self.length_bytes >= length_bytes, "at least the length asked for");
         Ok(self.length_bytes)
     }
 }
 
 impl FileSystem for StdFileSystem {
     fn create_directory_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        std::fs::create_dir_all(path)?;
+        debug_assert!(path.is_dir(), "the directory exists");
+        Ok(())
     }
 
     fn list_directory(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -117,17 +125,20 @@ impl FileSystem for StdFileSystem {
         for entry in std::fs::read_dir(path)? {
             names.push(entry?.file_name().to_string_lossy().into_owned());
         }
+        debug_assert!(names.iter().all(|name| !name.contains('/')), "entry names, not paths");
         Ok(names)
     }
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        assert_eq!(file.stream_position()?, 0, "a created file is empty and written from its start");
         Ok(Box::new(StdFile { file, length_bytes: 0 }))
     }
 
     fn open_file_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let mut file = OpenOptions::new().write(true).open(path)?;
         let length_bytes = file.seek(SeekFrom::End(0))?;
+        assert_eq!(file.stream_position()?, length_bytes, "appends go at the end");
         Ok(Box::new(StdFile { file, length_bytes }))
     }
 
@@ -138,11 +149,15 @@ impl FileSystem for StdFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        std::fs::rename(from, to)?;
+        debug_assert!(to.exists(), "the file is at its new name");
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        std::fs::remove_file(path)?;
+        debug_assert!(!path.exists(), "the name is gone");
+        Ok(())
     }
 
     fn sync_directory(&self, path: &Path) -> io::Result<()> {
@@ -167,7 +182,9 @@ struct BufferedFile {
 
 impl BufferedFile {
     fn new(file: File) -> BufferedFile {
-        BufferedFile { file, pending: Arc::new(Mutex::new(Vec::new())) }
+        let buffered = BufferedFile { file, pending: Arc::new(Mutex::new(Vec::new())) };
+        assert!(buffered.lock_pending().is_empty(), "nothing pending in a newly opened file");
+        buffered
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, Vec<u8>> {
@@ -177,7 +194,10 @@ impl BufferedFile {
 
 impl WalFile for BufferedFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.lock_pending().extend_from_slice(bytes);
+        let mut pending = self.lock_pending();
+        let before = pending.len();
+        pending.extend_from_slice(bytes);
+        assert_eq!(pending.len(), before + bytes.len(), "every byte waits for the sync");
         Ok(())
     }
 
@@ -186,6 +206,7 @@ impl WalFile for BufferedFile {
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.file.write_all(&pending)?;
         pending.clear();
+        assert!(pending.is_empty(), "a sync leaves nothing pending");
         self.file.sync_data()
     }
 
@@ -194,12 +215,15 @@ impl WalFile for BufferedFile {
         self.file.write_all(&pending)?;
         pending.clear();
         self.file.set_len(length_bytes)?;
-        self.file.seek(SeekFrom::Start(length_bytes))?;
+        let position = self.file.seek(SeekFrom::Start(length_bytes))?;
+        assert_eq!(position, length_bytes, "later writes append at the new end");
         self.file.sync_all()
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn WalFile>> {
-        Ok(Box::new(BufferedFile { file: self.file.try_clone()?, pending: self.pending.clone() }))
+        let clone = BufferedFile { file: self.file.try_clone()?, pending: self.pending.clone() };
+        assert!(Arc::ptr_eq(&clone.pending, &self.pending), "handles share what is pending");
+        Ok(Box::new(clone))
     }
 }
 
@@ -213,7 +237,8 @@ impl FileSystem for BufferedUntilSyncFileSystem {
     }
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        assert_eq!(file.stream_position()?, 0, "a created file is empty and written from its start");
         Ok(Box::new(BufferedFile::new(file)))
     }
 

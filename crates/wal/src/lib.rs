@@ -46,9 +46,11 @@ pub mod fault;
 mod file_system;
 mod names;
 mod recovery;
+mod snapshot_writer;
 mod state;
 mod wal;
 
 pub use error::{is_no_space_error, WalError};
 pub use file_system::{BufferedUntilSyncFileSystem, FileSystem, StdFileSystem, WalFile};
+pub use snapshot_writer::{PreparedSnapshot, SnapshotInstall, SnapshotWriter};
 pub use wal::{DetachedSync, Wal, WalOptions, WriteBatch, PREALLOCATION_STEP_BYTES, SEGMENT_SIZE_BYTES_MAX_DEFAULT};

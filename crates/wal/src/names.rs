@@ -15,19 +15,35 @@ const TEMPORARY_SUFFIX: &str = ".tmp";
 
 /// `segment-<sequence, 20 digits>.wal`.
 pub(crate) fn segment_file_name(sequence: u64) -> String {
-    format!("{SEGMENT_PREFIX}{sequence:020}{SEGMENT_SUFFIX}")
+    let name = format!("{SEGMENT_PREFIX}{sequence:020}{SEGMENT_SUFFIX}");
+    assert_eq!(name.len(), SEGMENT_PREFIX.len() + 20 + SEGMENT_SUFFIX.len(), "fixed width: names sort by sequence");
+    name
 }
 
 /// `snapshot-<index, 20 digits>-<term, 20 digits>.snap`.
 pub(crate) fn snapshot_file_name(index: Index, term: Term) -> String {
-    format!("{SNAPSHOT_PREFIX}{index:020}-{term:020}{SNAPSHOT_SUFFIX}")
+    let name = format!("{SNAPSHOT_PREFIX}{index:020}-{term:020}{SNAPSHOT_SUFFIX}");
+    assert!(is_snapshot_file_name(&name) && !name.ends_with(TEMPORARY_SUFFIX), "listed as a snapshot");
+    name
 }
 
 /// `path` with `.tmp` appended: where a file is written before it is renamed into place.
 pub(crate) fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().expect("a file path").to_os_string();
     name.push(TEMPORARY_SUFFIX);
-    path.with_file_name(name)
+    let temporary = path.with_file_name(name);
+    assert!(temporary.to_string_lossy().ends_with(TEMPORARY_SUFFIX), "listed as a temporary");
+    temporary
+}
+
+/// Where snapshot writer `writer_number` writes the snapshot file `snapshot_name` of
+/// `directory` before it is installed: `<snapshot_name>.<writer_number>.tmp` (a temporary,
+/// removed on open if left behind).
+pub(crate) fn prepared_snapshot_path(directory: &Path, snapshot_name: &str, writer_number: u64) -> PathBuf {
+    assert!(writer_number > 0, "writers are numbered from 1");
+    let path = directory.join(format!("{snapshot_name}.{writer_number}{TEMPORARY_SUFFIX}"));
+    assert!(path.to_string_lossy().ends_with(TEMPORARY_SUFFIX), "listed as a temporary, never as a snapshot");
+    path
 }
 
 fn parse_segment_file_name(name: &str) -> Option<u64> {
@@ -35,7 +51,10 @@ fn parse_segment_file_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    let sequence = digits.parse().ok();
+    // Holds for any name (not an assumption on the directory): 20 digits print back alike.
+    assert!(sequence.is_none_or(|sequence| segment_file_name(sequence) == name), "names round-trip");
+    sequence
 }
 
 fn is_snapshot_file_name(name: &str) -> bool {
@@ -73,6 +92,8 @@ pub(crate) fn list(file_system: &dyn FileSystem, directory: &Path) -> Result<Lis
     }
     listing.segments.sort_unstable();
     listing.snapshots.sort();
+    debug_assert!(listing.segments.windows(2).all(|pair| pair[0] < pair[1]), "sequences are distinct and sorted");
+    debug_assert!(listing.snapshots.iter().all(|name| !name.ends_with(TEMPORARY_SUFFIX)), "kinds are exclusive");
     Ok(listing)
 }
 

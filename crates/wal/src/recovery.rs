@@ -60,16 +60,19 @@ impl Wal {
             segments.push_back(info);
             last_replay = Some(replay);
         }
+        assert_eq!(segments.len(), listing.segments.len(), "every listed segment replayed");
         let first_path = directory.join(names::segment_file_name(first_sequence));
         state.finish_replay().map_err(|reason| WalError::corrupt(&first_path, 0, reason))?;
         let snapshot_data = load_snapshot(&*file_system, &directory, identity, &state)?;
         let last_replay = last_replay.expect("at least one segment");
+        assert!(last_replay.record_count >= 1, "a replayed segment has its preamble");
         finish_open(directory, options, state, snapshot_data, segments, last_replay)
     }
 }
 
 fn remove_temporaries(file_system: &dyn FileSystem, directory: &Path, temporaries: &[String]) -> Result<(), WalError> {
     for name in temporaries {
+        assert!(name.ends_with(".tmp"), "only temporaries are removed here");
         let path = directory.join(name);
         file_system.remove_file(&path).map_err(|error| WalError::io(&path, error))?;
     }
@@ -129,6 +132,8 @@ fn replay_segment(
     if record_count == 0 {
         return Err(WalError::corrupt(path, offset as u64, "segment has no preamble record"));
     }
+    assert!(record_count >= 1, "the count includes the preamble");
+    assert!(offset >= codec::SEGMENT_HEADER_SIZE_BYTES && offset <= bytes.len(), "replay stays in the file");
     let tail_is_zeros = is_all_zeros(&bytes[offset..]);
     Ok(SegmentReplay { valid_length_bytes: offset, file_length_bytes: bytes.len(), tail_is_zeros, record_count })
 }
@@ -173,10 +178,12 @@ pub(crate) fn load_snapshot(
     let (found_identity, snapshot) = codec::decode_snapshot_file(&bytes)
         .map_err(|error| WalError::corrupt(&path, error.offset as u64, error.reason))?;
     check_identity(&path, found_identity, identity)?;
+    assert_eq!(found_identity, identity, "checked above");
     if (snapshot.meta.index, snapshot.meta.term) != (meta.index, meta.term) {
         let reason = format!("holds snapshot ({}, {})", snapshot.meta.index, snapshot.meta.term);
         return Err(WalError::corrupt(&path, 24, reason));
     }
+    assert!(snapshot.meta.index > 0, "index 0 has no file (returned above)");
     Ok(snapshot.data)
 }
 
@@ -191,6 +198,7 @@ fn finish_open(
     replay: SegmentReplay,
 ) -> Result<Wal, WalError> {
     let file_system = options.file_system.clone();
+    assert!(replay.valid_length_bytes <= replay.file_length_bytes, "the valid records are inside the file");
     let last_sequence = segments.back().expect("at least one segment").sequence;
     let path = directory.join(names::segment_file_name(last_sequence));
     let mut file = file_system.open_file_append(&path).map_err(|error| WalError::io(&path, error))?;
@@ -227,8 +235,10 @@ fn finish_open(
         cleanup_pending: false,
         poisoned: false,
         torn_bytes_truncated: torn_bytes as u64,
+        snapshot_writers_started: 0,
     };
     wal.remove_obsolete_files()?;
     assert!(!wal.poisoned && !wal.segments.is_empty());
+    wal.assert_invariants();
     Ok(wal)
 }

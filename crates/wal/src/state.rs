@@ -18,23 +18,29 @@ pub(crate) struct LogState {
     /// Entries after the snapshot. Invariant once recovered: `entries[i].index ==
     /// entries_first_index + i` and `entries_first_index == snapshot_meta.index + 1`.
     pub entries: VecDeque<Entry>,
-    /// Index of `entries[0]` (where the next entry goes when empty).
+    /// Index of `entries[0]` (where the next entry goes when empty). Invariant: above 0,
+    /// and above `snapshot_meta.index` outside replay (the snapshot index is at most
+    /// `first index - 1`).
     pub entries_first_index: Index,
 }
 
 impl LogState {
     /// An empty log whose membership is `conf`.
     pub(crate) fn new(conf: ConfState) -> Self {
-        LogState {
+        let state = LogState {
             snapshot_meta: SnapshotMeta { index: 0, term: 0, conf },
             hard_state: HardState::default(),
             entries: VecDeque::new(),
             entries_first_index: 1,
-        }
+        };
+        assert_eq!(state.last_index(), 0, "an empty log ends at index 0");
+        assert!(state.entries_first_index > state.snapshot_meta.index, "entries start after the snapshot");
+        state
     }
 
     /// Index of the last entry (the snapshot index when there is none).
     pub(crate) fn last_index(&self) -> Index {
+        assert!(self.entries_first_index > 0, "entry indexes start at 1");
         self.entries_first_index + self.entries.len() as u64 - 1
     }
 
@@ -49,14 +55,20 @@ impl LogState {
         }
         match self.entry(index) {
             Some(entry) => Ok(entry.term),
-            None => Err(StorageError::Unavailable),
+            None => {
+                assert!(index > self.last_index() || index < self.entries_first_index, "held entries are found");
+                Err(StorageError::Unavailable)
+            }
         }
     }
 
     /// The entry at `index`, if held.
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
         let position = index.checked_sub(self.entries_first_index)?;
-        self.entries.get(usize::try_from(position).ok()?)
+        let entry = self.entries.get(usize::try_from(position).ok()?)?;
+        // Entries are placed by index (`apply_entries`), whatever the records said.
+        assert_eq!(entry.index, index, "entries[i] has index entries_first_index + i");
+        Some(entry)
     }
 
     /// Applies one record: snapshot marker, membership, entries, hard state, in that order.
@@ -78,6 +90,8 @@ impl LogState {
         if let Some(hard_state) = record.hard_state {
             self.hard_state = hard_state;
         }
+        // Outside replay every record was validated against this log before it was written.
+        assert!(replaying || self.entries_first_index == self.snapshot_meta.index + 1, "entries follow the snapshot");
         Ok(())
     }
 
@@ -98,11 +112,14 @@ impl LogState {
             if self.entries.is_empty() {
                 self.entries_first_index = marker.index + 1;
             }
+            let front_index = self.entries.front().map(|entry| entry.index);
+            assert!(front_index.is_none_or(|index| index == self.entries_first_index), "entries stay in place");
         } else {
             self.entries.clear();
             self.entries_first_index = marker.index + 1;
         }
         self.snapshot_meta = SnapshotMeta { index: marker.index, term: marker.term, conf: marker.conf.clone() };
+        assert!(self.entries_first_index > marker.index, "the entries left start after the snapshot");
         Ok(())
     }
 
@@ -116,6 +133,7 @@ impl LogState {
             // A plain append.
         } else if truncates && first_index < next_index && first_index >= self.entries_first_index {
             let keep = (first_index - self.entries_first_index) as usize;
+            assert!(keep < self.entries.len(), "a truncation replaces at least one held entry");
             self.entries.truncate(keep);
         } else if truncates && replaying && first_index < self.entries_first_index {
             self.entries.clear();
@@ -127,7 +145,10 @@ impl LogState {
             ));
         }
         assert_eq!(first_index, self.last_index() + 1, "entries must land right after the log");
+        // The decoder numbers a record's entries from its first index; writes are checked.
+        debug_assert!(entries.iter().enumerate().all(|(position, entry)| entry.index == first_index + position as u64));
         self.entries.extend(entries.iter().cloned());
+        assert_eq!(self.last_index(), first_index + entries.len() as u64 - 1, "the log ends with the new entries");
         Ok(())
     }
 
@@ -149,7 +170,9 @@ impl LogState {
                 snapshot_index
             ));
         }
-        assert!(self
+        assert_eq!(self.entries_first_index, snapshot_index + 1, "the entries follow the snapshot");
+        // O(n): checked in debug builds only.
+        debug_assert!(self
             .entries
             .iter()
             .enumerate()

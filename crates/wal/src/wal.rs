@@ -44,14 +44,16 @@ impl WalOptions {
     /// Options for node `node_id` of cluster `cluster_id`, with default segment size and
     /// the real file system.
     pub fn new(cluster_id: u64, node_id: u64) -> Self {
-        WalOptions {
+        let options = WalOptions {
             cluster_id,
             node_id,
             segment_size_bytes_max: SEGMENT_SIZE_BYTES_MAX_DEFAULT,
             file_system: Arc::new(StdFileSystem),
             segment_files_max: 1,
             snapshot_files_max: 1,
-        }
+        };
+        assert!(options.segment_size_bytes_max >= PREALLOCATION_STEP_BYTES, "a segment holds a preallocation step");
+        options
     }
 }
 
@@ -137,21 +139,36 @@ pub struct Wal {
     /// dropped when a new snapshot is written, so a node does not hold a second copy of its
     /// state machine between snapshots. `None`: read it from the file when asked.
     pub(crate) snapshot_data: std::sync::Mutex<Option<Bytes>>,
+    /// The segment files held, oldest first. Invariant: never empty once created, and
+    /// their sequences are consecutive (recovery refuses a gap; a roll adds the next one).
     pub(crate) segments: VecDeque<SegmentInfo>,
+    /// The last segment, open for appending.
     pub(crate) current_file: Box<dyn WalFile>,
-    /// Bytes of records in the current segment (where the next record goes).
+    /// Bytes of records in the current segment (where the next record goes). Invariant: at
+    /// least the segment header.
     pub(crate) current_size_bytes: u64,
     /// Length of the current segment's file: its records, then zeros preallocated ahead
     /// of them (see [`WalFile::preallocate`]); 0 when the file system does not
     /// preallocate. Invariant: `0` or `>= current_size_bytes`.
     pub(crate) preallocated_bytes: u64,
-    /// True once the current segment holds a record besides its preamble.
+    /// True once the current segment holds a record besides its preamble (a segment rolls
+    /// only then, so one record larger than a segment still fits in one).
     pub(crate) current_has_records: bool,
+    /// The frame being written (reused between records).
     pub(crate) encode_buffer: Vec<u8>,
+    /// True while records were appended to the current segment since its last sync.
+    /// Invariant: implies `current_has_records` (a new segment is synced when created).
     pub(crate) unsynced: bool,
+    /// True after a new snapshot became current: obsolete files are removed at the next
+    /// [`Wal::sync`], once its marker is durable.
     pub(crate) cleanup_pending: bool,
+    /// True after a write or sync failed: every later write is refused. Never goes back.
     pub(crate) poisoned: bool,
+    /// Bytes of a torn tail cut at open.
     pub(crate) torn_bytes_truncated: u64,
+    /// Snapshot writers handed out ([`Wal::snapshot_writer`]): numbers their temporary
+    /// files, so no two writers share one.
+    pub(crate) snapshot_writers_started: u64,
 }
 
 impl Wal {
@@ -184,24 +201,33 @@ impl Wal {
             cleanup_pending: false,
             poisoned: false,
             torn_bytes_truncated: 0,
+            snapshot_writers_started: 0,
         };
         wal.start_segment(1)?;
+        assert_eq!(wal.segments.len(), 1, "a new WAL has one segment");
+        assert!(!wal.poisoned && wal.state.last_index() == 0, "a new WAL is usable and empty");
         Ok(wal)
     }
 
     /// Opens the WAL in `directory`, or creates it with membership `conf` if there is none.
     pub fn open_or_create(directory: impl AsRef<Path>, options: WalOptions, conf: ConfState) -> Result<Wal, WalError> {
-        match Wal::open(directory.as_ref(), options.clone()) {
+        let opened = match Wal::open(directory.as_ref(), options.clone()) {
             Err(WalError::NotFound { .. }) => Wal::create(directory, options, conf),
             other => other,
+        };
+        if let Ok(wal) = &opened {
+            wal.assert_invariants();
         }
+        opened
     }
 
     /// Appends `batch` (snapshot, then entries, then hard state) and makes it durable:
     /// when this returns `Ok`, the batch survives a crash.
     pub fn write(&mut self, batch: &WriteBatch) -> Result<(), WalError> {
         self.append_batch(batch)?;
-        self.sync()
+        self.sync()?;
+        assert!(!self.unsynced, "durable on return");
+        Ok(())
     }
 
     /// Appends `batch` without waiting for the disk (group commit): the batch is durable
@@ -212,7 +238,10 @@ impl Wal {
     pub fn append_batch(&mut self, batch: &WriteBatch) -> Result<(), WalError> {
         self.check_usable()?;
         let plan = self.plan_batch(batch)?;
-        self.execute(plan)
+        self.execute(plan)?;
+        assert!(batch.entries.last().is_none_or(|last| self.state.last_index() >= last.index), "entries appended");
+        assert!(!self.poisoned, "a write that returns Ok leaves the WAL usable");
+        Ok(())
     }
 
     /// Makes everything appended so far durable (one `fdatasync`), then removes the
@@ -228,6 +257,8 @@ impl Wal {
             self.cleanup_pending = false;
             self.remove_obsolete_files()?;
         }
+        assert!(!self.unsynced && !self.cleanup_pending && !self.poisoned, "everything durable, nothing left to do");
+        self.assert_invariants();
         Ok(())
     }
 
@@ -253,12 +284,17 @@ impl Wal {
     /// Durably appends `entries`, first removing any stored suffix from `entries[0].index`
     /// on (as `raft::MemoryStorage::append`).
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
-        self.write(&WriteBatch { entries: entries.to_vec(), ..WriteBatch::default() })
+        self.write(&WriteBatch { entries: entries.to_vec(), ..WriteBatch::default() })?;
+        // Entries at or below the snapshot are skipped; the others end the log.
+        assert!(entries.last().is_none_or(|last| self.state.last_index() >= last.index));
+        Ok(())
     }
 
     /// Durably stores `hard_state`. Its term must not be lower than the stored one.
     pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), WalError> {
-        self.write(&WriteBatch { hard_state: Some(hard_state), ..WriteBatch::default() })
+        self.write(&WriteBatch { hard_state: Some(hard_state), ..WriteBatch::default() })?;
+        assert_eq!(self.state.hard_state, hard_state, "the hard state is stored");
+        Ok(())
     }
 
     /// Durably replaces the log with `snapshot` (as `raft::MemoryStorage::apply_snapshot`):
@@ -266,7 +302,10 @@ impl Wal {
     /// log is emptied; the commit index rises to the snapshot index. A snapshot not newer
     /// than the current one is ignored.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
-        self.write(&WriteBatch { snapshot: Some(snapshot), ..WriteBatch::default() })
+        let index = snapshot.meta.index;
+        self.write(&WriteBatch { snapshot: Some(snapshot), ..WriteBatch::default() })?;
+        assert!(self.state.snapshot_meta.index >= index, "the log starts at or after the snapshot");
+        Ok(())
     }
 
     /// Durably drops the entries up to and including `index`, recording
@@ -274,7 +313,9 @@ impl Wal {
     /// snapshot (as `raft::MemoryStorage::compact`). Segments wholly covered are deleted.
     /// An `index` not above the current snapshot is ignored.
     pub fn compact(&mut self, index: Index, conf: ConfState, snapshot_data: Bytes) -> Result<(), WalError> {
-        self.compact_with(index, conf, snapshot_data.len() as u64, &mut |out| out.write_all(&snapshot_data))
+        self.compact_with(index, conf, snapshot_data.len() as u64, &mut |out| out.write_all(&snapshot_data))?;
+        assert!(self.state.snapshot_meta.index >= index, "compacted up to the index");
+        Ok(())
     }
 
     /// As [`Wal::compact`], with the snapshot written by `state_machine` straight into the
@@ -288,9 +329,14 @@ impl Wal {
     ) -> Result<(), WalError> {
         assert_eq!(state_machine.applied_index(), index, "the state machine is at the snapshot index");
         let length_bytes = state_machine.snapshot_length_bytes();
-        self.compact_with(index, conf, length_bytes, &mut |out| state_machine.write_snapshot(out))
+        self.compact_with(index, conf, length_bytes, &mut |out| state_machine.write_snapshot(out))?;
+        assert!(self.state.snapshot_meta.index >= index, "compacted up to the index");
+        Ok(())
     }
 
+    /// Prepares and installs a snapshot in one call (see [`crate::SnapshotWriter`]): the
+    /// snapshot file is written here, then made the log's snapshot. An I/O failure other
+    /// than a full disk poisons the WAL, as for every write.
     fn compact_with(
         &mut self,
         index: Index,
@@ -298,36 +344,46 @@ impl Wal {
         data_length_bytes: u64,
         write_data: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<(), WalError> {
-        self.check_usable()?;
-        if index <= self.state.snapshot_meta.index {
-            return Ok(());
-        }
-        if index > self.state.last_index() {
-            return Err(WalError::InvalidWrite(format!(
-                "compact to {index} beyond the last entry {}",
-                self.state.last_index()
-            )));
-        }
-        let term = self.state.term(index).expect("index is in range");
-        let marker = SnapshotMarker { index, term, conf: conf.clone(), keep_suffix: true };
-        let meta = SnapshotMeta { index, term, conf };
-        self.store_snapshot_file(&meta, data_length_bytes, write_data)?;
+        let Some(writer) = self.snapshot_writer(index, conf)? else { return Ok(()) };
+        let prepared = match writer.write_with(data_length_bytes, write_data) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.poisoned |= !error.is_no_space();
+                return Err(error);
+            }
+        };
+        let installed = self.install_snapshot(prepared)?;
+        assert_eq!(installed, crate::SnapshotInstall::Installed, "nothing moved the log between prepare and install");
+        assert_eq!(self.state.snapshot_meta.index, index, "the marker moved the snapshot");
+        Ok(())
+    }
+
+    /// Writes the record of `marker` for the snapshot file of `meta`, already in place. A
+    /// full disk removes that file (nothing refers to it). The file becomes current.
+    pub(crate) fn write_snapshot_marker(
+        &mut self,
+        marker: SnapshotMarker,
+        meta: &SnapshotMeta,
+    ) -> Result<(), WalError> {
+        assert_eq!((marker.index, marker.term), (meta.index, meta.term), "the marker names the file");
         let marked = self.execute(WritePlan { marker: Some(marker), ..WritePlan::default() });
         if matches!(&marked, Err(error) if error.is_no_space()) {
-            self.remove_unreferenced_snapshot(&meta);
+            self.remove_unreferenced_snapshot(meta);
         }
         marked?;
         self.snapshot_file_replaced();
-        assert_eq!(self.state.snapshot_meta.index, index, "the marker moved the snapshot");
-        self.sync()
+        assert!(self.cleanup_pending && self.state.snapshot_meta.index == meta.index, "the file is current");
+        Ok(())
     }
 
     /// Durably replaces the current membership (as `raft::MemoryStorage::set_conf_state`,
     /// used when a config entry is persisted).
     pub fn set_conf_state(&mut self, conf: ConfState) -> Result<(), WalError> {
         self.check_usable()?;
-        self.execute(WritePlan { conf_state: Some(conf), ..WritePlan::default() })?;
-        self.sync()
+        self.execute(WritePlan { conf_state: Some(conf.clone()), ..WritePlan::default() })?;
+        self.sync()?;
+        assert_eq!(self.state.snapshot_meta.conf, conf, "the membership is stored");
+        Ok(())
     }
 
     /// The stored hard state.
@@ -338,7 +394,9 @@ impl Wal {
     /// The current snapshot's position and membership (cheap; [`raft::Storage::snapshot`]
     /// returns it with the data).
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
-        &self.state.snapshot_meta
+        let meta = &self.state.snapshot_meta;
+        assert!(meta.index < self.state.entries_first_index, "snapshot index <= first index - 1");
+        meta
     }
 
     /// The directory the WAL lives in.
@@ -348,7 +406,9 @@ impl Wal {
 
     /// Sequence numbers of the segment files held, oldest first.
     pub fn segment_sequences(&self) -> Vec<u64> {
-        self.segments.iter().map(|segment| segment.sequence).collect()
+        let sequences: Vec<u64> = self.segments.iter().map(|segment| segment.sequence).collect();
+        assert!(sequences.windows(2).all(|pair| pair[0] + 1 == pair[1]), "consecutive sequences");
+        sequences
     }
 
     /// Bytes of a torn tail that recovery cut from the last segment when this WAL was
@@ -374,10 +434,31 @@ impl Wal {
 
     pub(crate) fn current_segment_path(&self) -> PathBuf {
         let sequence = self.segments.back().expect("a WAL always has a segment").sequence;
+        assert!(sequence > 0, "segments are numbered from 1");
         self.directory.join(names::segment_file_name(sequence))
     }
 
-    fn check_usable(&self) -> Result<(), WalError> {
+    /// Checks the invariants written on the fields (O(1): on in release builds). Called
+    /// after every change of the segment or the log.
+    pub(crate) fn assert_invariants(&self) {
+        let (Some(first), Some(last)) = (self.segments.front(), self.segments.back()) else {
+            panic!("a WAL always has a segment");
+        };
+        assert_eq!(last.sequence - first.sequence + 1, self.segments.len() as u64, "consecutive segments");
+        assert!(self.current_size_bytes >= codec::SEGMENT_HEADER_SIZE_BYTES as u64, "a segment holds its header");
+        assert!(
+            self.preallocated_bytes == 0 || self.preallocated_bytes >= self.current_size_bytes,
+            "preallocated zeros lie ahead of the records ({} < {})",
+            self.preallocated_bytes,
+            self.current_size_bytes
+        );
+        assert!(!self.unsynced || self.current_has_records, "only records are unsynced");
+        let state = &self.state;
+        assert_eq!(state.entries_first_index, state.snapshot_meta.index + 1, "first index = snapshot index + 1");
+        assert!(state.last_index() >= state.snapshot_meta.index, "the log ends at or after its snapshot");
+    }
+
+    pub(crate) fn check_usable(&self) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
@@ -386,10 +467,12 @@ impl Wal {
 
     /// Passes `result` through; an error poisons the WAL.
     pub(crate) fn check_io<T>(&mut self, result: std::io::Result<T>, path: impl Into<PathBuf>) -> Result<T, WalError> {
-        result.map_err(|error| {
+        let checked = result.map_err(|error| {
             self.poisoned = true;
             WalError::io(path, error)
-        })
+        });
+        assert!(checked.is_ok() || self.poisoned, "an I/O error poisons");
+        checked
     }
 
     /// Passes `result` through. A full disk becomes [`WalError::NoSpace`] and leaves the WAL
@@ -411,6 +494,7 @@ impl Wal {
         let mut snapshot_index = self.state.snapshot_meta.index;
         let mut last_index = self.state.last_index();
         let mut hard_state = self.state.hard_state;
+        assert!(last_index >= snapshot_index, "the log ends at or after its snapshot");
         if let Some(snapshot) = batch.snapshot.as_ref().filter(|snapshot| snapshot.meta.index > snapshot_index) {
             let meta = &snapshot.meta;
             let keep_suffix = self.state.term(meta.index) == Ok(meta.term);
@@ -436,19 +520,24 @@ impl Wal {
             }
             hard_state = new_hard_state;
         }
+        assert!(hard_state.term >= self.state.hard_state.term, "terms never go back");
+        assert!(plan.entries.first().is_none_or(|first| first.index > snapshot_index), "no entry below the snapshot");
         plan.hard_state = Some(hard_state).filter(|hard_state| *hard_state != self.state.hard_state);
+        assert_eq!(plan.marker.is_some(), plan.snapshot.is_some(), "a received snapshot comes with its marker");
+        assert!(!plan.truncates || !plan.entries.is_empty(), "a truncation comes with entries");
         Ok(plan)
     }
 
     /// Writes a validated plan: snapshot file first, then the record(s).
     fn execute(&mut self, plan: WritePlan<'_>) -> Result<(), WalError> {
+        assert!(plan.marker.as_ref().is_none_or(|marker| marker.index > self.state.snapshot_meta.index), "newer");
         if let Some(snapshot) = &plan.snapshot {
             let data = &snapshot.data;
             self.store_snapshot_file(&snapshot.meta, data.len() as u64, &mut |out| out.write_all(data))?;
         }
         let fixed_size_bytes = 256
-            + plan.marker.as_ref().map_or(0, |marker| conf_size_bytes(&marker.conf))
-            + plan.conf_state.as_ref().map_or(0, conf_size_bytes);
+            + plan.marker.as_ref().map_or(0, |marker| codec::conf_encoded_size_bytes(&marker.conf))
+            + plan.conf_state.as_ref().map_or(0, codec::conf_encoded_size_bytes);
         let entry_budget_bytes = codec::RECORD_SIZE_BYTES_MAX - fixed_size_bytes.min(codec::RECORD_SIZE_BYTES_MAX / 2);
         let chunks = split_entries(plan.entries, entry_budget_bytes)?;
         let written = self.write_chunks(&plan, chunks);
@@ -461,12 +550,14 @@ impl Wal {
         if plan.snapshot.is_some() {
             self.snapshot_file_replaced();
         }
+        assert!(plan.marker.is_none() || self.state.snapshot_meta.index > 0, "a marker moved the snapshot");
         Ok(())
     }
 
     /// Writes the records of `plan`, one per chunk of its entries.
     fn write_chunks(&mut self, plan: &WritePlan<'_>, chunks: Vec<&[Entry]>) -> Result<(), WalError> {
         let chunk_count = chunks.len();
+        assert!(chunk_count > 0, "a plan is written as at least one record");
         for (position, chunk) in chunks.into_iter().enumerate() {
             let (first_chunk, last_chunk) = (position == 0, position + 1 == chunk_count);
             let parts = RecordParts {
@@ -478,6 +569,7 @@ impl Wal {
             };
             self.write_record(&parts)?;
         }
+        assert!(plan.hard_state.is_none_or(|hard_state| self.state.hard_state == hard_state), "stored last");
         Ok(())
     }
 
@@ -485,6 +577,7 @@ impl Wal {
     /// (nothing refers to it; it would only hold space). Best effort: a file left behind
     /// is removed by the next cleanup after a newer snapshot, or replaced on retry.
     fn remove_unreferenced_snapshot(&mut self, meta: &SnapshotMeta) {
+        assert!(meta.index > self.state.snapshot_meta.index, "never the log's own snapshot file");
         let path = self.directory.join(names::snapshot_file_name(meta.index, meta.term));
         if let Err(error) = self.options.file_system.remove_file(&path) {
             tracing::warn!(path = %path.display(), %error, "WAL: could not remove an unreferenced snapshot file");
@@ -494,6 +587,7 @@ impl Wal {
     /// A new snapshot file is current: older files go at the next sync, and the data is
     /// read back from the file if a follower needs it.
     fn snapshot_file_replaced(&mut self) {
+        assert!(self.state.snapshot_meta.index > 0, "a snapshot file is current");
         *self.snapshot_data.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         self.cleanup_pending = true;
     }
@@ -509,6 +603,8 @@ impl Wal {
         }
         self.encode_buffer.clear();
         let frame_length = codec::encode_frame(&mut self.encode_buffer, |out| codec::encode_record(parts, out)) as u64;
+        let frame_length_max = (codec::FRAME_HEADER_SIZE_BYTES + codec::RECORD_SIZE_BYTES_MAX) as u64;
+        assert!(frame_length <= frame_length_max, "record lengths are in bounds (batches are split)");
         if self.current_has_records && self.current_size_bytes + frame_length > self.options.segment_size_bytes_max {
             let sequence = self.segments.back().expect("a WAL always has a segment").sequence + 1;
             self.start_segment(sequence)?;
@@ -528,16 +624,20 @@ impl Wal {
         if let Some(last) = parts.entries.last() {
             segment.max_index_written = segment.max_index_written.max(last.index);
         }
-        debug_assert_eq!(self.state.entries_first_index, self.state.snapshot_meta.index + 1);
+        self.assert_invariants();
         Ok(())
     }
 
     /// Writes the encoded frame of `frame_length` bytes after the current segment's last
     /// record (preallocating first).
     fn append_frame(&mut self, frame_length: u64) -> Result<(), WalError> {
+        assert_eq!(self.encode_buffer.len() as u64, frame_length, "the encoded frame is what is written");
         self.preallocate_for(frame_length)?;
         let result = self.current_file.write_all(&self.encode_buffer);
-        self.check_space(result, self.current_segment_path())
+        self.check_space(result, self.current_segment_path())?;
+        let end_bytes = self.current_size_bytes + frame_length;
+        assert!(self.preallocated_bytes == 0 || self.preallocated_bytes >= end_bytes, "written over zeros");
+        Ok(())
     }
 
     /// After a write the disk had no room for: cuts the current segment back to its last
@@ -549,6 +649,8 @@ impl Wal {
         if self.preallocated_bytes != 0 {
             self.preallocated_bytes = self.current_size_bytes;
         }
+        assert!(self.preallocated_bytes == 0 || self.preallocated_bytes == self.current_size_bytes);
+        assert!(!self.poisoned, "a cut after a full disk keeps the WAL usable");
         tracing::debug!(bytes = self.current_size_bytes, "WAL: cut a partial record after a full disk");
         Ok(())
     }
@@ -556,6 +658,7 @@ impl Wal {
     /// Makes room for `frame_length` more bytes in the current segment's preallocated
     /// zeros, extending them by [`PREALLOCATION_STEP_BYTES`] when they run out.
     fn preallocate_for(&mut self, frame_length: u64) -> Result<(), WalError> {
+        assert!(frame_length > codec::FRAME_HEADER_SIZE_BYTES as u64, "a frame has a header and a payload");
         let needed_bytes = self.current_size_bytes + frame_length;
         if needed_bytes <= self.preallocated_bytes {
             return Ok(());
@@ -565,6 +668,8 @@ impl Wal {
         let target_bytes = target_bytes.min(self.options.segment_size_bytes_max).max(needed_bytes);
         let result = self.current_file.preallocate(target_bytes);
         self.preallocated_bytes = self.check_space(result, self.current_segment_path())?;
+        // `WalFile::preallocate`: the file's length, at least the one asked for, or 0.
+        assert!(self.preallocated_bytes == 0 || self.preallocated_bytes >= needed_bytes, "room for the frame");
         Ok(())
     }
 
@@ -572,6 +677,7 @@ impl Wal {
     /// record holding the snapshot position and hard state) under a temporary name,
     /// syncs it, renames it into place and syncs the directory. It becomes current.
     pub(crate) fn start_segment(&mut self, sequence: u64) -> Result<(), WalError> {
+        assert!(self.segments.back().is_none_or(|last| last.sequence + 1 == sequence), "the next sequence");
         if self.preallocated_bytes > self.current_size_bytes {
             // Sealed segments end at their last record: only the last one has zeros ahead.
             let result = self.current_file.truncate(self.current_size_bytes);
@@ -599,7 +705,12 @@ impl Wal {
         self.current_size_bytes = bytes.len() as u64;
         self.current_has_records = false;
         self.segments.push_back(SegmentInfo { sequence, max_index_written: 0 });
-        assert!(self.segments.iter().zip(self.segments.iter().skip(1)).all(|(a, b)| b.sequence == a.sequence + 1));
+        debug_assert!(self
+            .segments
+            .iter()
+            .zip(self.segments.iter().skip(1))
+            .all(|(a, b)| b.sequence == a.sequence + 1));
+        self.assert_invariants();
         Ok(())
     }
 
@@ -613,6 +724,7 @@ impl Wal {
     ) -> Result<Box<dyn WalFile>, WalError> {
         let file_system = self.options.file_system.clone();
         let temporary_path = names::temporary_path(final_path);
+        assert!(final_path.starts_with(&self.directory), "WAL files live in its directory");
         let placed = self.write_and_rename(&temporary_path, final_path, write);
         if matches!(&placed, Err(error) if error.is_no_space()) {
             if let Err(error) = file_system.remove_file(&temporary_path) {
@@ -623,6 +735,7 @@ impl Wal {
         let file = placed?;
         let directory_synced = file_system.sync_directory(&self.directory);
         self.check_io(directory_synced, self.directory.clone())?;
+        assert!(!self.poisoned, "placed and durable");
         Ok(file)
     }
 
@@ -634,6 +747,7 @@ impl Wal {
         final_path: &Path,
         write: &mut dyn FnMut(&mut dyn WalFile) -> std::io::Result<()>,
     ) -> Result<Box<dyn WalFile>, WalError> {
+        assert_ne!(temporary_path, final_path, "written under another name first");
         let file_system = self.options.file_system.clone();
         let created = file_system.create_file(temporary_path);
         let mut file = self.check_space(created, temporary_path)?;
@@ -656,21 +770,11 @@ impl Wal {
         data_length_bytes: u64,
         write_data: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<(), WalError> {
+        assert!(meta.index > self.state.snapshot_meta.index, "only a newer snapshot is stored");
         let header = codec::snapshot_file_header(self.identity(), meta, data_length_bytes);
         let path = self.directory.join(names::snapshot_file_name(meta.index, meta.term));
         self.write_file_atomically(&path, &mut |file| {
-            let mut out = ChecksummingWriter::new(file);
-            std::io::Write::write_all(&mut out, &header)?;
-            write_data(&mut out)?;
-            let checksum = out.finish()?;
-            let data_written_bytes = out.written_bytes - header.len() as u64;
-            if data_written_bytes != data_length_bytes {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("snapshot data is {data_written_bytes} bytes, announced {data_length_bytes}"),
-                ));
-            }
-            file.write_all(&checksum.to_le_bytes())
+            crate::snapshot_writer::write_snapshot_body(file, &header, data_length_bytes, write_data)
         })?;
         Ok(())
     }
@@ -682,6 +786,7 @@ impl Wal {
     pub(crate) fn remove_obsolete_files(&mut self) -> Result<(), WalError> {
         let file_system = self.options.file_system.clone();
         let snapshot_index = self.state.snapshot_meta.index;
+        let current_sequence = self.segments.back().map(|segment| segment.sequence);
         let too_many = |count: usize, max: u64| max != 0 && count as u64 > max;
         while self.segments.len() > 1
             && self.segments[0].max_index_written <= snapshot_index
@@ -720,6 +825,13 @@ impl Wal {
             let synced = file_system.sync_directory(&self.directory);
             self.check_io(synced, self.directory.clone())?;
         }
+        assert!(!self.segments.is_empty(), "the current segment is never removed");
+        assert_eq!(self.segments.back().map(|segment| segment.sequence), current_sequence, "still current");
+        debug_assert!(self
+            .segments
+            .iter()
+            .zip(self.segments.iter().skip(1))
+            .all(|(a, b)| b.sequence == a.sequence + 1));
         Ok(())
     }
 }
@@ -734,11 +846,8 @@ fn check_entries(entries: &[Entry], last_index: Index) -> Result<(), WalError> {
     if !contiguous {
         return Err(WalError::InvalidWrite("entries in a batch are not contiguous".into()));
     }
+    assert!(first_index > 0 && first_index <= last_index + 1, "checked above");
     Ok(())
-}
-
-fn conf_size_bytes(conf: &ConfState) -> usize {
-    12 + 8 * (conf.voters.len() + conf.learners.len() + conf.voters_outgoing.len())
 }
 
 /// Splits `entries` into runs whose encoding fits `budget_bytes` (always at least one run).
@@ -760,6 +869,9 @@ fn split_entries(entries: &[Entry], budget_bytes: usize) -> Result<Vec<&[Entry]>
         size_bytes += entry_size_bytes;
     }
     chunks.push(&entries[start..]);
+    debug_assert!(chunks
+        .iter()
+        .all(|chunk| chunk.iter().map(codec::encoded_entry_size_bytes).sum::<usize>() <= budget_bytes));
     assert!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>() == entries.len(), "chunks cover the batch");
     Ok(chunks)
 }
@@ -812,6 +924,7 @@ impl Storage for Wal {
             return Err(StorageError::Unavailable);
         }
         let offset = self.state.entries_first_index;
+        assert!(low >= offset, "first_index() is entries_first_index");
         let range = (low - offset) as usize..(high - offset) as usize;
         let mut result = Vec::with_capacity(range.len().min(1024));
         let mut total_bytes = 0u64;
@@ -822,19 +935,27 @@ impl Storage for Wal {
             }
             result.push(entry.clone());
         }
+        assert!(result.len() <= (high - low) as usize, "no more than asked for");
+        debug_assert!(result.iter().enumerate().all(|(position, entry)| entry.index == low + position as u64));
         Ok(result)
     }
 
     fn term(&self, index: Index) -> Result<Term, StorageError> {
-        self.state.term(index)
+        let term = self.state.term(index);
+        assert!(term.is_ok() || index != self.state.snapshot_meta.index, "the snapshot's term is known");
+        term
     }
 
     fn first_index(&self) -> Index {
-        self.state.snapshot_meta.index + 1
+        let first_index = self.state.snapshot_meta.index + 1;
+        assert!(first_index <= self.state.last_index() + 1, "an empty log has first = last + 1");
+        first_index
     }
 
     fn last_index(&self) -> Index {
-        self.state.last_index()
+        let last_index = self.state.last_index();
+        assert!(last_index >= self.state.snapshot_meta.index, "the log ends at or after its snapshot");
+        last_index
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
@@ -854,53 +975,5 @@ impl Storage for Wal {
         };
         assert!(self.state.snapshot_meta.index > 0 || data.is_empty(), "snapshot data without a snapshot");
         Ok(Snapshot { meta: self.state.snapshot_meta.clone(), data })
-    }
-}
-
-/// Forwards bytes to a [`WalFile`] in writes of about [`ChecksummingWriter::WRITE_BYTES`],
-/// keeping their CRC32C and count.
-struct ChecksummingWriter<'a> {
-    file: &'a mut dyn WalFile,
-    buffer: Vec<u8>,
-    checksum: u32,
-    written_bytes: u64,
-}
-
-impl<'a> ChecksummingWriter<'a> {
-    const WRITE_BYTES: usize = 1 << 20;
-
-    fn new(file: &'a mut dyn WalFile) -> ChecksummingWriter<'a> {
-        ChecksummingWriter { file, buffer: Vec::with_capacity(Self::WRITE_BYTES), checksum: 0, written_bytes: 0 }
-    }
-
-    /// Writes what is buffered; returns the checksum of everything written.
-    fn finish(&mut self) -> std::io::Result<u32> {
-        std::io::Write::flush(self)?;
-        Ok(self.checksum)
-    }
-}
-
-impl std::io::Write for ChecksummingWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.checksum = crc32c::crc32c_append(self.checksum, bytes);
-        self.written_bytes += bytes.len() as u64;
-        if bytes.len() >= Self::WRITE_BYTES {
-            self.flush()?;
-            self.file.write_all(bytes)?;
-            return Ok(bytes.len());
-        }
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= Self::WRITE_BYTES {
-            self.flush()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            self.file.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
-        Ok(())
     }
 }

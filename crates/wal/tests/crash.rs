@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wal::conformance::describe;
 use wal::fault::{CrashMode, SimulatedFileSystem};
-use wal::{Wal, WalOptions, WriteBatch};
+use wal::{PreparedSnapshot, SnapshotInstall, Wal, WalOptions, WriteBatch};
 
 /// One step of the workload.
 #[derive(Clone, Debug)]
@@ -28,7 +28,15 @@ enum Operation {
     Compact { index: u64, conf: ConfState, data: Bytes },
     /// `Wal::set_conf_state`.
     SetConf(ConfState),
+    /// `Wal::snapshot_writer` and `SnapshotWriter::write_with`: a snapshot file prepared
+    /// (as on a worker thread), held until the next `Install`.
+    Prepare { index: u64, conf: ConfState, data: Bytes },
+    /// `Wal::install_snapshot` of the prepared snapshot (discarded if the log moved past it).
+    Install,
 }
+
+/// The model's view of a prepared snapshot: (index, term, conf, data).
+type PreparedModel = (u64, u64, ConfState, Bytes);
 
 type Fingerprint = (raft::InitialState, Snapshot, u64, Vec<Entry>);
 
@@ -36,6 +44,8 @@ type Fingerprint = (raft::InitialState, Snapshot, u64, Vec<Entry>);
 struct Workload {
     operations: Vec<Operation>,
     states: Vec<Fingerprint>,
+    /// Prepared snapshots the model installed, and those it discarded (the log moved past).
+    installs: (usize, usize),
 }
 
 fn random_entries(random: &mut ChaCha8Rng, first_index: u64, count: u64, term: u64) -> Vec<Entry> {
@@ -86,7 +96,7 @@ fn random_batch(random: &mut ChaCha8Rng, model: &MemoryStorage, term: &mut u64) 
     batch
 }
 
-fn apply_to_model(model: &mut MemoryStorage, operation: &Operation) {
+fn apply_to_model(model: &mut MemoryStorage, prepared: &mut Option<PreparedModel>, operation: &Operation) {
     match operation {
         Operation::Write(batch) | Operation::Append(batch) => {
             if let Some(snapshot) = &batch.snapshot {
@@ -100,7 +110,22 @@ fn apply_to_model(model: &mut MemoryStorage, operation: &Operation) {
         Operation::Sync => {}
         Operation::Compact { index, conf, data } => model.compact(*index, conf.clone(), data.clone()),
         Operation::SetConf(conf) => model.set_conf_state(conf.clone()),
+        Operation::Prepare { index, conf, data } => {
+            *prepared = Some((*index, model.term(*index).unwrap(), conf.clone(), data.clone()));
+        }
+        Operation::Install => {
+            let (index, term, conf, data) = prepared.take().expect("a prepared snapshot");
+            if index >= model.first_index() && model.term(index) == Ok(term) {
+                model.compact(index, conf, data);
+            }
+        }
     }
+}
+
+/// True if installing `prepared` on `model` would install it (not discard it).
+fn installs(model: &MemoryStorage, prepared: &Option<PreparedModel>) -> bool {
+    let (index, term, ..) = prepared.as_ref().expect("a prepared snapshot");
+    *index >= model.first_index() && model.term(*index) == Ok(*term)
 }
 
 fn generate_workload(seed: u64, length: usize) -> Workload {
@@ -109,9 +134,17 @@ fn generate_workload(seed: u64, length: usize) -> Workload {
     let mut states = vec![describe(&model)];
     let mut operations = Vec::new();
     let mut term = 1;
+    let mut prepared = None;
+    let mut install_counts = (0, 0);
     for _ in 0..length {
         let choice = random.gen_range(0..100);
         let operation = match choice {
+            _ if prepared.is_some() && random.gen_bool(0.3) => Operation::Install,
+            92..=95 if prepared.is_none() && model.last_index() >= model.first_index() => {
+                let index = random.gen_range(model.first_index()..=model.last_index());
+                let conf = ConfState { voters: vec![1, 2, 3], learners: vec![], voters_outgoing: vec![] };
+                Operation::Prepare { index, conf, data: Bytes::from(format!("prepared at {index}")) }
+            }
             0..=49 => Operation::Write(random_batch(&mut random, &model, &mut term)),
             50..=69 => Operation::Append(random_batch(&mut random, &model, &mut term)),
             70..=79 => Operation::Sync,
@@ -130,13 +163,22 @@ fn generate_workload(seed: u64, length: usize) -> Workload {
                 voters_outgoing: vec![],
             }),
         };
-        apply_to_model(&mut model, &operation);
+        if matches!(operation, Operation::Install) {
+            let counter = if installs(&model, &prepared) { &mut install_counts.0 } else { &mut install_counts.1 };
+            *counter += 1;
+        }
+        apply_to_model(&mut model, &mut prepared, &operation);
         operations.push(operation);
+        states.push(describe(&model));
+    }
+    if prepared.is_some() {
+        apply_to_model(&mut model, &mut prepared, &Operation::Install);
+        operations.push(Operation::Install);
         states.push(describe(&model));
     }
     operations.push(Operation::Sync);
     states.push(describe(&model));
-    Workload { operations, states }
+    Workload { operations, states, installs: install_counts }
 }
 
 /// A short description of a state for failure messages.
@@ -154,18 +196,29 @@ fn summary(state: &Fingerprint) -> String {
     )
 }
 
-fn run_operation(wal: &mut Wal, operation: &Operation) -> Result<(), wal::WalError> {
+fn run_operation(
+    wal: &mut Wal,
+    prepared: &mut Option<PreparedSnapshot>,
+    operation: &Operation,
+) -> Result<(), wal::WalError> {
     match operation {
         Operation::Write(batch) => wal.write(batch),
         Operation::Append(batch) => wal.append_batch(batch),
         Operation::Sync => wal.sync(),
         Operation::Compact { index, conf, data } => wal.compact(*index, conf.clone(), data.clone()),
         Operation::SetConf(conf) => wal.set_conf_state(conf.clone()),
+        Operation::Prepare { index, conf, data } => {
+            let writer = wal.snapshot_writer(*index, conf.clone())?.expect("above the snapshot");
+            *prepared = Some(writer.write_with(data.len() as u64, &mut |out| out.write_all(data))?);
+            Ok(())
+        }
+        Operation::Install => wal.install_snapshot(prepared.take().expect("prepared")).map(|_| ()),
     }
 }
 
+/// True for operations durable on return (a prepare syncs only its own file).
 fn is_acknowledging(operation: &Operation) -> bool {
-    !matches!(operation, Operation::Append(_))
+    !matches!(operation, Operation::Append(_) | Operation::Prepare { .. })
 }
 
 fn directory() -> PathBuf {
@@ -190,10 +243,13 @@ fn run_until_crash(
         file_system.crash_at(crash_point);
     }
     let mut acknowledged = 0;
+    let mut prepared = None;
     for (position, operation) in workload.operations.iter().enumerate() {
-        if run_operation(&mut wal, operation).is_err() {
+        if run_operation(&mut wal, &mut prepared, operation).is_err() {
             assert!(file_system.has_crashed(), "operation {position} failed without a crash: {operation:?}");
-            assert!(wal.is_poisoned() || run_operation(&mut wal, &Operation::Sync).is_err());
+            // A failed prepare leaves the WAL usable (nothing refers to its file).
+            let prepare = matches!(operation, Operation::Prepare { .. });
+            assert!(prepare || wal.is_poisoned() || run_operation(&mut wal, &mut None, &Operation::Sync).is_err());
             return (file_system, acknowledged, position + 1);
         }
         if is_acknowledging(operation) {
@@ -218,6 +274,11 @@ fn check_recovery(
         .unwrap_or_else(|error| panic!("{context} {mode:?}: open failed: {error}"));
     let recovered = describe(&wal);
     let matching = (acknowledged..=started).find(|&state| workload.states[state] == recovered);
+    if matching.is_none() {
+        for (position, operation) in workload.operations.iter().enumerate().take(started) {
+            eprintln!("operation {position}: {}", summary_operation(operation));
+        }
+    }
     assert!(
         matching.is_some(),
         "{context} {mode:?}: recovered state is none of states {acknowledged}..={started}\nrecovered:    {}\nacknowledged: {}",
@@ -233,10 +294,38 @@ fn check_recovery(
         snapshot: None,
     })
     .unwrap_or_else(|error| panic!("{context} {mode:?}: write after recovery failed: {error}"));
+    check_no_garbage(&restarted, &wal, &format!("{context} {mode:?}"));
+    // The next snapshot works: prepared and installed at the last entry.
+    let writer = wal.snapshot_writer(next_index, ConfState::default()).unwrap().expect("a new entry to cover");
+    let prepared = writer.write_with(4, &mut |out| out.write_all(b"next")).unwrap();
+    assert_eq!(wal.install_snapshot(prepared).unwrap(), SnapshotInstall::Installed, "{context} {mode:?}");
+    check_no_garbage(&restarted, &wal, &format!("{context} {mode:?} after the next snapshot"));
     let expected = describe(&wal);
     drop(wal);
     let reopened = Wal::open(directory(), options(&restarted, 1024)).unwrap();
     assert_eq!(describe(&reopened), expected, "{context} {mode:?}: second recovery");
+}
+
+fn summary_operation(operation: &Operation) -> String {
+    match operation {
+        Operation::Write(batch) | Operation::Append(batch) => format!(
+            "{} snap {:?} entries {:?} hs {:?}",
+            if matches!(operation, Operation::Write(_)) { "write" } else { "append" },
+            batch.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
+            batch.entries.first().map(|e| (e.index, batch.entries.len())),
+            batch.hard_state
+        ),
+        other => format!("{:?}", other).chars().take(80).collect(),
+    }
+}
+
+/// No temporary file is left, and the only snapshot file is the log's (one kept).
+fn check_no_garbage(file_system: &SimulatedFileSystem, wal: &Wal, context: &str) {
+    let names = file_system.list_directory_names(&directory());
+    assert!(!names.iter().any(|name| name.ends_with(".tmp")), "{context}: temporary files left: {names:?}");
+    let snapshots: Vec<&String> = names.iter().filter(|name| name.ends_with(".snap")).collect();
+    let expected = usize::from(wal.snapshot_meta().index > 0);
+    assert_eq!(snapshots.len(), expected, "{context}: snapshot files {snapshots:?}");
 }
 
 fn crash_at_every_point(seed: u64, length: usize, segment_size_bytes_max: u64) {
@@ -285,6 +374,14 @@ fn crash_at_every_write_and_sync_point() {
     for seed in seeds {
         crash_at_every_point(seed, 40, 1024);
     }
+}
+
+#[test]
+fn the_workloads_install_and_discard_prepared_snapshots() {
+    let (installed, discarded) = (0..3)
+        .map(|seed| generate_workload(seed, 40).installs)
+        .fold((0, 0), |sum, counts| (sum.0 + counts.0, sum.1 + counts.1));
+    assert!(installed > 0 && discarded > 0, "installed {installed}, discarded {discarded}");
 }
 
 #[test]

@@ -280,3 +280,41 @@ fn a_failed_sync_still_poisons_even_when_it_says_no_space() {
     assert!(wal.is_poisoned());
     assert!(matches!(wal.write(&batch(entries(1, 6, 10))), Err(WalError::Poisoned)));
 }
+
+#[test]
+fn a_prepared_snapshot_on_a_full_disk_leaves_nothing_and_an_install_that_does_not_fit_keeps_the_old_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let switches = Arc::new(Switches::default());
+    let mut wal = Wal::create(directory.path(), options(&switches, 1 << 20), conf()).unwrap();
+    wal.write(&batch(entries(1, 1, 20))).unwrap();
+    wal.compact(10, conf(), Bytes::from_static(b"state at 10")).unwrap();
+    let names_before = file_names(directory.path());
+
+    switches.full.store(true, Ordering::SeqCst);
+    let writer = wal.snapshot_writer(20, conf()).unwrap().unwrap();
+    let data = vec![7u8; 4096];
+    let error = writer.write_with(data.len() as u64, &mut |out| out.write_all(&data)).unwrap_err();
+    assert!(error.is_no_space(), "{error}");
+    assert!(!wal.is_poisoned());
+    assert_eq!(file_names(directory.path()), names_before, "the half-written file was removed");
+
+    // Prepared while there was room, installed once the disk is full: the marker does not fit.
+    switches.full.store(false, Ordering::SeqCst);
+    let writer = wal.snapshot_writer(20, conf()).unwrap().unwrap();
+    let prepared = writer.write_with(data.len() as u64, &mut |out| out.write_all(&data)).unwrap();
+    switches.full.store(true, Ordering::SeqCst);
+    let error = wal.install_snapshot(prepared).unwrap_err();
+    assert!(error.is_no_space(), "{error}");
+    assert!(!wal.is_poisoned());
+    assert_eq!(file_names(directory.path()), names_before, "no new or temporary file, the old snapshot kept");
+    assert_eq!(wal.snapshot_meta().index, 10);
+
+    switches.full.store(false, Ordering::SeqCst);
+    let writer = wal.snapshot_writer(20, conf()).unwrap().unwrap();
+    let prepared = writer.write_with(data.len() as u64, &mut |out| out.write_all(&data)).unwrap();
+    assert_eq!(wal.install_snapshot(prepared).unwrap(), wal::SnapshotInstall::Installed);
+    drop(wal);
+    let reopened = Wal::open(directory.path(), options(&switches, 1 << 20)).unwrap();
+    assert_eq!(reopened.snapshot_meta().index, 20);
+    assert_holds(&reopened, 20);
+}
