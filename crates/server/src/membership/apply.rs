@@ -1,5 +1,9 @@
 //! Applying committed membership changes: a configuration entry, a member update, or a
 //! snapshot from the leader that replaced the member table.
+//!
+//! Apply never calls into the transport: it updates the member table and the loop's peer
+//! set ([`Membership::take_peer_change`]), which the Raft loop hands to the transport after
+//! the apply batch.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +19,8 @@ pub struct Applied {
 }
 
 impl Membership {
-    /// Applies committed configuration entry `entry` to `store`'s member table, the
-    /// transport and waiting requests.
+    /// Applies committed configuration entry `entry` to `store`'s member table, the peer
+    /// set and waiting requests.
     pub fn apply_entry(&mut self, store: &mut kv::Store, entry: &raft::Entry) -> Applied {
         let change = match ConfChange::decode(&entry.data) {
             Ok(change) => change,
@@ -53,12 +57,12 @@ impl Membership {
                 if let Some(address) =
                     change.member.peer_ur_ls.first().and_then(|url| crate::config::parse_url(url).ok())
                 {
-                    self.transport.add_peer(id, address);
+                    self.set_peer(id, address);
                 }
             }
             kv::MemberAction::Remove => {
                 tracing::info!(member = %format!("{id:x}"), "removed member");
-                self.transport.remove_peer(id);
+                self.peers_changed |= self.peers.remove(&id).is_some();
             }
             kv::MemberAction::Promote => tracing::info!(member = %format!("{id:x}"), "promoted learner to voter"),
         }
@@ -75,7 +79,7 @@ impl Membership {
         Applied { removed_self }
     }
 
-    /// Brings the member table, the transport's peers and this member's own removal in line
+    /// Brings the member table, the peer set and this member's own removal in line
     /// with `store` after a snapshot from the leader replaced it. The snapshot may cover
     /// configuration entries this member never applied one by one (members added, removed
     /// or moved while it was behind).
@@ -95,21 +99,21 @@ impl Membership {
                 Some((member.id, address))
             })
             .collect();
-        let current = self.directory.peers.read().map(|peers| peers.clone()).unwrap_or_default();
+        let current = self.peers.clone();
         for peer in current.keys().filter(|peer| !wanted.contains_key(peer)) {
             tracing::info!(member = %format!("{peer:x}"), "member removed in the restored snapshot");
-            self.transport.remove_peer(*peer);
+            self.peers.remove(peer);
+            self.peers_changed = true;
         }
         for (peer, address) in wanted.iter().filter(|(peer, address)| current.get(peer) != Some(address)) {
             tracing::info!(member = %format!("{peer:x}"), %address, "member added in the restored snapshot");
-            self.transport.add_peer(*peer, address.clone());
+            self.set_peer(*peer, address.clone());
         }
         if store.is_removed_member(local) && !self.removed_self {
             tracing::warn!("this member has been removed from the cluster (restored snapshot); stopping");
             self.removed_self = true;
         }
-        let peers = self.directory.peers.read().map(|peers| peers.len()).unwrap_or_default();
-        assert!(peers <= wanted.len(), "transport peers are a subset of the restored members");
+        assert!(self.peers.len() <= wanted.len(), "the peers are a subset of the restored members");
     }
 
     /// Updates a member's address after a MemberUpdate applied.
@@ -117,9 +121,28 @@ impl Membership {
         self.directory.members.refresh(store);
         let address = store.member(id).and_then(|member| member.peer_ur_ls.first().cloned());
         if let Some(address) = address.and_then(|url| crate::config::parse_url(&url).ok()) {
-            if id != self.directory.local_id {
-                self.transport.add_peer(id, address);
-            }
+            self.set_peer(id, address);
         }
+    }
+
+    /// Dials `id` at `address` from now on (not this node itself).
+    fn set_peer(&mut self, id: u64, address: String) {
+        if id == self.directory.local_id {
+            return;
+        }
+        if self.peers.get(&id) != Some(&address) {
+            self.peers.insert(id, address);
+            self.peers_changed = true;
+        }
+        assert!(!self.peers.contains_key(&self.directory.local_id), "a node is not its own peer");
+    }
+
+    /// The peer set, if it changed since the last call: the Raft loop hands it to
+    /// [`crate::transport::Transport::set_peers`] after an apply batch or a restore.
+    pub fn take_peer_change(&mut self) -> Option<BTreeMap<u64, String>> {
+        if !std::mem::take(&mut self.peers_changed) {
+            return None;
+        }
+        Some(self.peers.clone())
     }
 }

@@ -4,20 +4,41 @@
 //!
 //! How a change travels: the leader checks the request against its member table, Raft
 //! configuration and follower progress (etcd's checks and error texts, see
-//! [`MembershipError`]), then proposes a Raft configuration change whose context is a
-//! [`kv::MemberChange`] (id, name, peer URLs, learner flag). Every replica applies the
-//! committed entry to its member table (in the kv store, so it travels in snapshots) and
-//! to its peer transport; a member that applies its own removal stops.
+//! [`MembershipError`] and `checks.rs`), then proposes a Raft configuration change whose
+//! context is a [`kv::MemberChange`] (id, name, peer URLs, learner flag). Every replica
+//! applies the committed entry (`apply.rs`) to its member table (in the kv store, so it
+//! travels in snapshots) and to its peer set; the Raft loop then tells the transport the
+//! new peer set. A member that applies its own removal stops (`requests.rs`).
 //!
 //! A member that joins (`--initial-cluster-state existing` with an empty data dir) asks
 //! the running members for `GET /members` on their peer URLs (served by
 //! [`crate::transport`]), learns the cluster id and its own member id (by its peer URLs),
 //! and starts with an empty Raft configuration: the leader brings it up to date by log or
-//! snapshot.
+//! snapshot (`join.rs`).
+//!
+//! # Every copy of membership, and its one writer
+//!
+//! Membership has one writer: the Raft loop. Network tasks (peer connections, the peer
+//! HTTP handlers) only read these copies, and report what they see as inputs
+//! ([`crate::transport::PeerObservation`], handled by [`Membership::observe`]):
+//!
+//! | copy | what it holds | written by |
+//! |---|---|---|
+//! | the core's `ConfState` (`raft::RawNode`) | voters and learners | the loop, applying a configuration entry (or a snapshot) in the core |
+//! | `kv::Store` members and removed members | the member table, in snapshots | the loop, applying ([`Membership::apply_entry`], a MemberUpdate, a restore) |
+//! | [`MemberTable`] (`PeerDirectory::members`) | the store's table, readable from any thread | the loop, after each apply or restore; [`Membership::observe`] for a peer's removal notice |
+//! | `Membership::peers` | whom to dial: id → `host:port` | the loop, applying (see `apply.rs`) |
+//! | `PeerDirectory::peers` and the transport's queues | what the transport dials | the loop only, through [`crate::transport::Transport::set_peers`] after the apply batch |
+//! | `PeerDirectory::known` | names and client URLs from handshakes | the loop, from [`crate::transport::PeerObservation::Introduced`] |
+//! | `PeerDirectory::unreachable` | peers that cannot be dialled | the loop, from [`crate::transport::PeerObservation::Reachable`] |
+//!
+//! Reports travel on bounded queues and never block a network task: a full queue drops the
+//! report and counts it (`raftkv_inbound_messages_dropped_total`).
 
 mod apply;
 mod checks;
 mod join;
+mod observed;
 mod requests;
 mod table;
 
@@ -28,7 +49,7 @@ pub use join::{
 };
 pub use table::{members_json, members_with_urls, MemberTable};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proto::etcdserverpb::Member;
@@ -127,11 +148,19 @@ impl MembershipError {
 /// What the leader answers to a request once it took effect.
 pub type MembershipAnswer = Result<Option<Member>, MembershipError>;
 
-/// The Raft loop's membership state: requests waiting for their change to apply and the
-/// transport and member table to update.
+/// The Raft loop's membership state: requests waiting for their change to apply, the peer
+/// set the transport is to dial, and the loop's write access to the member table and the
+/// peer directory. Owned by the Raft loop: every method runs on it.
 pub struct Membership {
+    /// The tables network tasks read; written only through this (by the Raft loop).
     directory: Arc<PeerDirectory>,
-    transport: Transport,
+    /// Every other member to dial (id → `host:port`), as the applied members say (at start:
+    /// what the transport dials, with `--peer-dial-overrides`). Written only by the Raft
+    /// loop (apply, restore, member update); never holds this node's id.
+    peers: BTreeMap<u64, String>,
+    /// Set when `peers` changed and the transport has not been told yet
+    /// ([`Membership::take_peer_change`]).
+    peers_changed: bool,
     cluster_token: String,
     waiting: Vec<requests::Waiting>,
     /// Set once this member applied its own removal: the tick at which the loop stops.
@@ -148,11 +177,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Membership for the loop that owns `transport`.
+    /// Membership for the loop that owns `transport`: the peer set starts as what
+    /// `transport` dials. Membership never calls the transport afterwards; the loop hands it
+    /// [`Membership::take_peer_change`].
     pub fn new(directory: Arc<PeerDirectory>, transport: Transport, cluster_token: String) -> Membership {
+        let peers = transport.peers();
+        assert!(!peers.contains_key(&directory.local_id), "a node is not its own peer");
         Membership {
             directory,
-            transport,
+            peers,
+            peers_changed: false,
             cluster_token,
             waiting: Vec::new(),
             stop_at_tick: None,

@@ -122,11 +122,6 @@ impl Membership {
     /// Answers transfers that ended (the target leads: done; another member leads: failed,
     /// "leader changed") and requests past their deadline.
     pub fn on_tick(&mut self, now_tick: u64, leader: u64) {
-        if !self.removed_self && self.directory.members.is_removed(self.directory.local_id) {
-            // A peer refused this member's messages: it was removed while down or cut off.
-            tracing::warn!("this member has been removed from the cluster (told by a peer); stopping");
-            self.removed_self = true;
-        }
         if self.removed_self && self.stop_at_tick.is_none() {
             self.stop_at_tick = Some(now_tick + REMOVED_LINGER_TICKS);
         }

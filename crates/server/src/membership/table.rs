@@ -9,6 +9,9 @@ use crate::transport::PeerDirectory;
 
 /// The member table as this node applied it, shared with the transport (which refuses
 /// removed members and serves `GET /members`) and the client services.
+///
+/// Rule: written only by the Raft loop (after an apply or a restore, and when it decides a
+/// peer's removal notice is about this member); everyone else reads.
 #[derive(Clone, Debug, Default)]
 pub struct MemberTable {
     inner: Arc<std::sync::RwLock<TableState>>,
