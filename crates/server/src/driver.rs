@@ -34,7 +34,7 @@ use crate::membership::{Membership, MembershipAnswer, MembershipRequest};
 use crate::metrics::Metrics;
 use crate::server_core::{Answer, CoreOptions, CoreParts, MembershipApply, ReadyIo, RequestId, ServerCore};
 use crate::snapshot_worker::{FinishedSnapshot, SnapshotWorker};
-use crate::transport::Transport;
+use crate::transport::{PeerObservation, Transport, TRANSPORT_REPORTS_MAX};
 use crate::wal_sync::SyncWorker;
 use crate::watch::WatchHub;
 
@@ -47,6 +47,9 @@ pub use crate::server_core::{proposal_data, TOKEN_BYTES, WAITING_PROPOSALS_MAX};
 pub enum Input {
     /// A message from a peer.
     Peer(Message),
+    /// What a network task saw about a peer (its handshake, a removal notice, whether it
+    /// can be reached): the loop decides what changes ([`Membership::observe`]).
+    PeerObserved(PeerObservation),
     /// A client write: replicate a command and answer with the state machine's result.
     Propose {
         /// The log entry's data: [`TOKEN_BYTES`] of room for the proposal token, then the
@@ -364,9 +367,14 @@ impl Driver {
         }
     }
 
-    /// Handles every waiting peer input (votes, acknowledgements, heartbeats, wake-ups),
-    /// then at most [`INPUTS_PER_TURN_MAX`] client inputs: clients never delay peers.
+    /// Handles every waiting peer input (votes, acknowledgements, heartbeats, wake-ups) and
+    /// the transport's reports, then at most [`INPUTS_PER_TURN_MAX`] client inputs: clients
+    /// never delay peers.
     fn take_waiting_inputs(&mut self, inputs: &InputReceiver) -> Flow {
+        for _ in 0..TRANSPORT_REPORTS_MAX {
+            let Some(observation) = self.transport.next_report() else { break };
+            self.handle(Input::PeerObserved(observation));
+        }
         for _ in 0..PEER_QUEUE_MAX {
             match inputs.try_recv_peer() {
                 Some(Input::Stop) => return Flow::Stop,
@@ -402,7 +410,7 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
-        if !matches!(input, Input::Synced | Input::SnapshotWritten) {
+        if !matches!(input, Input::Synced | Input::SnapshotWritten | Input::PeerObserved(_)) {
             self.inputs_this_turn += 1;
         }
         match input {
@@ -427,6 +435,7 @@ impl Driver {
             }
             Input::Synced => {}          // read in `collect_durable`
             Input::SnapshotWritten => {} // read in `maybe_snapshot`
+            Input::PeerObserved(observation) => self.membership.observe(observation),
             Input::Membership { request, respond } => {
                 let deadline_tick = self.core.ticks() + self.request_timeout_ticks;
                 let (node, store) = self.core.node_mut_and_store();
@@ -476,6 +485,7 @@ impl Driver {
     }
 
     fn process_ready(&mut self) -> Result<(), wal::WalError> {
+        self.push_peers(); // a snapshot restored by `retry_disk_full` may have changed them
         for _ in 0..crate::server_core::READIES_PER_TURN_MAX {
             let Some(ready) = self.core.next_ready() else { break };
             self.handle_ready(ready)?;
@@ -510,8 +520,19 @@ impl Driver {
             self.persist(batch, sequence)?;
         }
         self.core.finish_ready(ready.applying, &mut self.membership);
+        // Before the next Ready's messages: they may go to a member this batch added.
+        self.push_peers();
         self.status.revision.store(self.core.revision(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Tells the transport the peer set, if applying (or a restore) changed it: the one
+    /// place membership reaches the transport.
+    fn push_peers(&mut self) {
+        if let Some(peers) = self.membership.take_peer_change() {
+            assert!(!peers.contains_key(&self.core.node().id()), "a node is not its own peer");
+            self.transport.set_peers(&peers);
+        }
     }
 
     /// Appends `batch` to the WAL and makes it durable: on the sync worker when the loop
@@ -763,8 +784,9 @@ fn would_store_entries(message: &Message) -> bool {
     }
 }
 
-/// The server's membership applies committed changes to its member table, its peer
-/// transport and its waiting requests.
+/// The server's membership applies committed changes to its member table, its peer set
+/// and its waiting requests (the loop hands the peer set to the transport afterwards,
+/// see `Driver::push_peers`).
 impl MembershipApply for Membership {
     fn apply_config(&mut self, store: &mut kv::Store, entry: &raft::Entry) {
         self.apply_entry(store, entry);

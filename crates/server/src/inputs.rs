@@ -1,8 +1,9 @@
 //! The Raft loop's inputs, in two bounded queues: peers first.
 //!
-//! Peer messages (votes, appends and their acknowledgements, heartbeats) and the loop's own
-//! wake-ups (the WAL sync worker's "synced", the election-clock advance, stop) go to the
-//! *peer* queue; client work (proposals, linearizable-read barriers, membership requests)
+//! Peer messages (votes, appends and their acknowledgements, heartbeats), what peer
+//! connections observed ([`Input::PeerObserved`]: a handshake, before that connection's
+//! messages) and the loop's own wake-ups (the WAL sync worker's "synced", the
+//! election-clock advance, stop) go to the *peer* queue; client work (proposals, linearizable-read barriers, membership requests)
 //! goes to the *client* queue. Rules:
 //! - each queue is bounded ([`PEER_QUEUE_MAX`], [`CLIENT_QUEUE_MAX`]); a full client queue
 //!   answers the client "too many requests", a full peer queue drops the message (Raft
@@ -17,6 +18,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::driver::Input;
+use crate::transport::PeerObservation;
 
 /// Peer messages and wake-ups waiting for the loop, at most.
 pub const PEER_QUEUE_MAX: usize = 16_384;
@@ -53,6 +55,13 @@ pub fn input_queues() -> (InputSender, InputReceiver) {
         InputSender { peers: peer_sender, clients: client_sender },
         InputReceiver { peers: peer_receiver, clients: client_receiver },
     )
+}
+
+/// A network task's observation, for the peer queue (see [`crate::transport::serve_peers`]).
+impl From<PeerObservation> for Input {
+    fn from(observation: PeerObservation) -> Input {
+        Input::PeerObserved(observation)
+    }
 }
 
 /// True for inputs that come from clients (they wait behind peer inputs).
@@ -120,7 +129,9 @@ mod tests {
         }
         assert_eq!(sender.try_send(read_request()), Err(SendRefused::Full));
         sender.try_send(Input::Synced).expect("the peer queue has its own room");
-        assert_eq!(receiver.lengths(), (1, CLIENT_QUEUE_MAX));
+        let observation = PeerObservation::RemovedSelf { told_by: 2 };
+        sender.try_send(Input::from(observation)).expect("observations go to the peer queue");
+        assert_eq!(receiver.lengths(), (2, CLIENT_QUEUE_MAX));
     }
 
     #[test]

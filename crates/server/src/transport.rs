@@ -1,6 +1,15 @@
 //! Peer transport over TCP: one persistent outgoing connection per peer, many messages
 //! per write, bounded queues, reconnect with backoff, and a handshake that keeps out
 //! nodes of other clusters and unknown members.
+//!
+//! Network tasks never write membership state (the peer and known tables, the member
+//! table, reachability): they report what they see as a [`PeerObservation`], and the Raft
+//! loop decides (see [`crate::membership`]). Incoming connections report on the loop's peer
+//! queue, in order with that peer's messages; outgoing connections report on the
+//! transport's own bounded report queue, which the loop drains every turn
+//! ([`Transport::next_report`]). A full queue drops the report and counts it in
+//! `raftkv_inbound_messages_dropped_total`; no network task ever waits for the loop. The
+//! loop tells the transport what to connect to with one call, [`Transport::set_peers`].
 
 use crossbeam_channel::{Sender, TrySendError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +29,9 @@ use crate::tls::MaybeTlsStream;
 
 /// Messages queued per peer before new ones are dropped (Raft retransmits).
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Reports from outgoing connections waiting for the Raft loop, at most (they come on
+/// changes only: a connection made, a peer unreachable, a removal notice).
+pub const TRANSPORT_REPORTS_MAX: usize = 1024;
 /// Bytes written per batch at most (many messages per write).
 const WRITE_BATCH_BYTES_MAX: usize = 4 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,7 +54,37 @@ pub struct PeerInfo {
     pub http_urls: Vec<String>,
 }
 
+/// What a network task saw about a peer, for the Raft loop to decide on (see
+/// [`crate::membership::Membership::observe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerObservation {
+    /// An incoming connection's handshake passed the checks: member `id` told this node
+    /// its name and URLs.
+    Introduced {
+        /// The member that connected.
+        id: u64,
+        /// What it told about itself (name, client and HTTP URLs; bounded in size).
+        info: PeerInfo,
+    },
+    /// A peer answered an outgoing connection with a removal notice naming this member.
+    RemovedSelf {
+        /// The peer that sent the notice.
+        told_by: u64,
+    },
+    /// An outgoing connection to `id` succeeded (`true`) or has failed for a while (`false`).
+    Reachable {
+        /// The peer dialled.
+        id: u64,
+        /// Whether it can be reached now.
+        reachable: bool,
+    },
+}
+
 /// Who we are and who may talk to us.
+///
+/// Rule: the tables below (`peers`, `known`, `members`, `unreachable`) are written only by
+/// the Raft loop, which owns membership; network tasks read them (to check a handshake,
+/// to serve `GET /members`) and report what they see as [`PeerObservation`]s.
 #[derive(Debug)]
 pub struct PeerDirectory {
     /// The cluster id every handshake must carry.
@@ -51,18 +93,22 @@ pub struct PeerDirectory {
     pub local_id: u64,
     /// What this node tells its peers about itself.
     pub local_info: PeerInfo,
-    /// Every other member's id and the address to dial (`host:port`); changes when
-    /// membership changes are applied.
+    /// Every other member's id and the address to dial (`host:port`): what the transport
+    /// connects to. Written only by the Raft loop, through [`Transport::set_peers`] (after
+    /// it applied a membership change); never contains `local_id`.
     pub peers: std::sync::RwLock<BTreeMap<u64, String>>,
-    /// What peers told us about themselves (from their handshakes).
+    /// What members told us about themselves in their handshakes (this node's own entry
+    /// from the start). Written only by the Raft loop, from [`PeerObservation::Introduced`].
     pub known: std::sync::RwLock<BTreeMap<u64, PeerInfo>>,
     /// TLS of peer connections (`https://` peer URLs; see [`crate::tls`]).
     pub tls: crate::tls::PeerTls,
     /// The member table as this node applied it (removed members are refused; served
-    /// as `GET /members` on the peer port to members that join).
+    /// as `GET /members` on the peer port to members that join). Written only by the Raft
+    /// loop.
     pub members: crate::membership::MemberTable,
     /// Peers this node currently cannot connect to (shown as `reachable: false` in
-    /// `/api/state`); a peer leaves the set when a connection to it succeeds again.
+    /// `/api/state`); a peer leaves the set when a connection to it succeeds again. Written
+    /// only by the Raft loop, from [`PeerObservation::Reachable`].
     pub unreachable: std::sync::RwLock<BTreeSet<u64>>,
     /// The member's store, once it exists: `GET /members/hashkv` on the peer port hashes it
     /// for the corruption checks of the other members (see [`crate::corrupt_check`]).
@@ -80,7 +126,8 @@ impl PeerDirectory {
         self.unreachable.read().map(|unreachable| !unreachable.contains(&id)).unwrap_or(true)
     }
 
-    fn set_reachable(&self, id: u64, reachable: bool) {
+    /// Records whether peer `id` can be reached. The Raft loop's to call (see the rule above).
+    pub fn set_reachable(&self, id: u64, reachable: bool) {
         if let Ok(mut unreachable) = self.unreachable.write() {
             if reachable {
                 unreachable.remove(&id);
@@ -122,52 +169,93 @@ impl Outage {
 }
 
 /// Sends Raft messages to peers. Cheap to clone.
+///
+/// Rules:
+/// - it connects to exactly the peers of the last [`Transport::set_peers`] (at start: the
+///   directory's `peers`); only the Raft loop calls `set_peers`, nothing it hears from the
+///   network changes whom it dials;
+/// - its writers report what they see ([`PeerObservation`]) on a queue bounded by
+///   [`TRANSPORT_REPORTS_MAX`] and never wait: a full queue drops the report (counted).
 #[derive(Clone)]
 pub struct Transport {
+    /// One queue per peer of `directory.peers` (same keys). Written only by
+    /// [`Transport::set_peers`], from the Raft loop.
     queues: Arc<std::sync::RwLock<BTreeMap<u64, mpsc::Sender<Message>>>>,
+    /// Writers' reports for the Raft loop (bounded by [`TRANSPORT_REPORTS_MAX`]).
+    reports: (Sender<PeerObservation>, crossbeam_channel::Receiver<PeerObservation>),
     metrics: Arc<Metrics>,
     directory: Arc<PeerDirectory>,
     runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
-    /// Starts one writer task per peer on the current tokio runtime.
+    /// Starts one writer task per peer of `directory.peers` on the current tokio runtime.
     pub fn start(directory: Arc<PeerDirectory>, metrics: Arc<Metrics>) -> Transport {
         let peers = directory.peers.read().map(|peers| peers.clone()).unwrap_or_default();
-        let transport =
-            Transport { queues: Arc::default(), metrics, directory, runtime: tokio::runtime::Handle::current() };
+        assert!(!peers.contains_key(&directory.local_id), "a node is not its own peer");
+        let transport = Transport {
+            queues: Arc::default(),
+            reports: crossbeam_channel::bounded(TRANSPORT_REPORTS_MAX),
+            metrics,
+            directory,
+            runtime: tokio::runtime::Handle::current(),
+        };
         for (peer, address) in peers {
-            transport.add_peer(peer, address);
+            transport.start_writer(peer, address);
         }
         transport
     }
 
-    /// Starts sending to a member added at runtime (or redirects an existing peer to a
-    /// new address). Callable from any thread.
-    pub fn add_peer(&self, peer: u64, address: String) {
-        if peer == self.directory.local_id {
-            return;
+    /// Connects to exactly `peers` (id → `host:port`; this node's own id is skipped): starts
+    /// a writer for each new peer or changed address, stops the writers of peers no longer
+    /// listed. The Raft loop's to call, with the peer set it computed from the applied
+    /// members. Callable from any thread.
+    pub fn set_peers(&self, peers: &BTreeMap<u64, String>) {
+        let local = self.directory.local_id;
+        let wanted: BTreeMap<u64, String> =
+            peers.iter().filter(|(peer, _)| **peer != local).map(|(peer, address)| (*peer, address.clone())).collect();
+        let current = self.peers();
+        // The table first: a new prober stops at once unless it finds its address there.
+        if let Ok(mut table) = self.directory.peers.write() {
+            table.clone_from(&wanted);
         }
-        if let Ok(mut peers) = self.directory.peers.write() {
-            peers.insert(peer, address.clone());
+        if let Ok(mut queues) = self.queues.write() {
+            // Dropping a queue closes it, which stops its writer.
+            queues.retain(|peer, _| wanted.contains_key(peer));
         }
+        for (peer, address) in wanted.iter().filter(|(peer, address)| current.get(peer) != Some(address)) {
+            self.start_writer(*peer, address.clone());
+        }
+        let queues = self.queues.read().map(|queues| queues.len()).unwrap_or(wanted.len());
+        assert_eq!(queues, wanted.len(), "one queue per peer");
+    }
+
+    /// The peers this transport connects to (id → `host:port`).
+    pub fn peers(&self) -> BTreeMap<u64, String> {
+        self.directory.peers.read().map(|peers| peers.clone()).unwrap_or_default()
+    }
+
+    /// A report of a writer for the Raft loop, if one waits (see [`PeerObservation`]).
+    pub fn next_report(&self) -> Option<PeerObservation> {
+        self.reports.1.try_recv().ok()
+    }
+
+    /// Starts the writer (and prober) of `peer` at `address`, replacing an earlier one.
+    fn start_writer(&self, peer: u64, address: String) {
+        assert_ne!(peer, self.directory.local_id, "a node is not its own peer");
         let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         self.runtime.spawn(probe_peer(self.directory.clone(), peer, address.clone(), self.metrics.clone()));
-        let writer = PeerWriter { directory: self.directory.clone(), peer, address, metrics: self.metrics.clone() };
+        let writer = PeerWriter {
+            directory: self.directory.clone(),
+            peer,
+            address,
+            metrics: self.metrics.clone(),
+            reports: self.reports.0.clone(),
+        };
         self.runtime.spawn(writer.run(receiver));
         // Replacing an old queue closes it, which stops its writer.
         if let Ok(mut queues) = self.queues.write() {
             queues.insert(peer, sender);
-        }
-    }
-
-    /// Stops sending to a removed member (its writer ends when its queue closes).
-    pub fn remove_peer(&self, peer: u64) {
-        if let Ok(mut peers) = self.directory.peers.write() {
-            peers.remove(&peer);
-        }
-        if let Ok(mut queues) = self.queues.write() {
-            queues.remove(&peer);
         }
     }
 
@@ -198,21 +286,25 @@ struct PeerWriter {
     peer: u64,
     address: String,
     metrics: Arc<Metrics>,
+    /// Where this writer reports to the Raft loop (the transport's report queue).
+    reports: Sender<PeerObservation>,
 }
 
 impl PeerWriter {
     async fn run(self, mut queue: mpsc::Receiver<Message>) {
         let mut delay = RECONNECT_DELAY_MIN;
         let mut outage: Option<Outage> = None;
+        // What this writer last told the loop about reachability (reported on changes only).
+        let mut reported_reachable: Option<bool> = None;
         loop {
             let stream = match self.connect().await {
                 Ok(stream) => {
-                    self.note_connected(outage.take());
+                    self.note_connected(outage.take(), &mut reported_reachable);
                     stream
                 }
                 Err(error) => {
                     tracing::debug!(peer = %format!("{:x}", self.peer), %error, "peer connect failed");
-                    self.note_failed_dial(outage.get_or_insert_with(Outage::new), &error);
+                    self.note_failed_dial(outage.get_or_insert_with(Outage::new), &error, &mut reported_reachable);
                     // Messages queued meanwhile are stale; drop them rather than flood later
                     // (etcd counts each message it could not send as a send failure).
                     let mut dropped = 1;
@@ -255,9 +347,20 @@ impl PeerWriter {
         }
     }
 
-    fn note_failed_dial(&self, outage: &mut Outage, error: &std::io::Error) {
+    /// Reports `reachable` to the loop unless this writer already did.
+    fn report_reachable(&self, reachable: bool, reported: &mut Option<bool>) {
+        if *reported == Some(reachable) {
+            return;
+        }
+        let observation = PeerObservation::Reachable { id: self.peer, reachable };
+        if report(&self.reports, observation, &self.metrics) {
+            *reported = Some(reachable);
+        }
+    }
+
+    fn note_failed_dial(&self, outage: &mut Outage, error: &std::io::Error, reported: &mut Option<bool>) {
         if outage.record_failure(error) {
-            self.directory.set_reachable(self.peer, false);
+            self.report_reachable(false, reported);
             tracing::warn!(
                 peer = %format!("{:x}", self.peer),
                 address = %self.address,
@@ -269,8 +372,8 @@ impl PeerWriter {
         }
     }
 
-    fn note_connected(&self, outage: Option<Outage>) {
-        self.directory.set_reachable(self.peer, true);
+    fn note_connected(&self, outage: Option<Outage>, reported: &mut Option<bool>) {
+        self.report_reachable(true, reported);
         if let Some(outage) = outage.filter(|outage| outage.last_warning.is_some()) {
             tracing::info!(
                 peer = %format!("{:x}", self.peer),
@@ -304,7 +407,9 @@ impl PeerWriter {
     async fn pump(&self, stream: MaybeTlsStream, queue: &mut mpsc::Receiver<Message>) -> std::io::Result<()> {
         let (read_half, mut write_half) = tokio::io::split(stream);
         // The peer writes back only to say this member was removed; watched meanwhile.
-        let mut replies = tokio::spawn(watch_replies(read_half, self.directory.clone(), self.peer));
+        let watch =
+            watch_replies(read_half, self.directory.local_id, self.peer, (self.reports.clone(), self.metrics.clone()));
+        let mut replies = tokio::spawn(watch);
         let mut buffer = BytesMut::with_capacity(64 << 10);
         let peer_label = format!("{:x}", self.peer);
         let result = async {
@@ -335,16 +440,34 @@ impl PeerWriter {
     }
 }
 
+/// Queues `observation` for the Raft loop without waiting; a full queue drops it (counted
+/// in `raftkv_inbound_messages_dropped_total`). True if it was queued.
+fn report<I>(queue: &Sender<I>, observation: I, metrics: &Metrics) -> bool {
+    match queue.try_send(observation) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            metrics.inbound_messages_dropped.inc();
+            false
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    }
+}
+
 /// Reads what a peer writes back on an outgoing connection: at most a [`wire::Removed`]
-/// notice naming this member, which marks it removed (the Raft loop then stops). Anything
-/// else ends the watch; the connection itself is the writer's to close.
-async fn watch_replies(mut stream: tokio::io::ReadHalf<MaybeTlsStream>, directory: Arc<PeerDirectory>, peer: u64) {
+/// notice naming this member (`local_id`), reported to the Raft loop (which decides to
+/// stop). Anything else ends the watch; the connection itself is the writer's to close.
+async fn watch_replies(
+    mut stream: tokio::io::ReadHalf<MaybeTlsStream>,
+    local_id: u64,
+    peer: u64,
+    (reports, metrics): (Sender<PeerObservation>, Arc<Metrics>),
+) {
     let mut buffer = BytesMut::with_capacity(256);
     let Ok(Some(payload)) = read_frame(&mut stream, &mut buffer).await else { return };
     match codec::decode::<wire::Removed>(payload) {
-        Ok(removed) if removed.member_id == directory.local_id => {
+        Ok(removed) if removed.member_id == local_id => {
             tracing::warn!(peer = %format!("{peer:x}"), "peer says this member has been removed from the cluster");
-            directory.members.mark_removed(directory.local_id);
+            report(&reports, PeerObservation::RemovedSelf { told_by: peer }, &metrics);
         }
         Ok(removed) => {
             tracing::warn!(peer = %format!("{peer:x}"), member = %format!("{:x}", removed.member_id), "peer sent a removal notice for another member; ignored")
@@ -362,8 +485,9 @@ fn encode_message(message: &Message, buffer: &mut BytesMut) {
     codec::encode_frame(&envelope(wire::envelope::Payload::Message(codec::message_to_wire(message))), buffer);
 }
 
-/// Accepts peer connections and delivers their messages to `inbound`.
-pub async fn serve_peers<I: Send + 'static>(
+/// Accepts peer connections and delivers their messages to `inbound` (the loop's peer
+/// queue), each connection's handshake first, as a [`PeerObservation::Introduced`].
+pub async fn serve_peers<I: Send + From<PeerObservation> + 'static>(
     listener: TcpListener,
     directory: Arc<PeerDirectory>,
     inbound: Sender<I>,
@@ -446,7 +570,7 @@ struct PeerReader<I> {
     metrics: Arc<Metrics>,
 }
 
-impl<I> PeerReader<I> {
+impl<I: From<PeerObservation>> PeerReader<I> {
     async fn run(self, stream: TcpStream) -> Result<(), ReaderError> {
         stream.set_nodelay(true)?;
         let mut stream = accept_peer_tls(&self.directory, stream).await?;
@@ -462,8 +586,12 @@ impl<I> PeerReader<I> {
         if self.directory.members.is_removed(handshake.from) {
             return Err(refuse_removed(&mut stream, handshake.from).await);
         }
-        let peer = self.check_handshake(handshake)?;
+        let (peer, info) = self.check_handshake(handshake)?;
         let peer_label = format!("{peer:x}");
+        // The loop hears who connected before any of its messages (retried with each frame
+        // while the peer queue is full; the frame is dropped meanwhile).
+        let mut introduction = Some(I::from(PeerObservation::Introduced { id: peer, info }));
+        self.introduce(&mut introduction);
         loop {
             let Some(payload) = read_frame(&mut stream, &mut buffer).await? else { return Ok(()) };
             if self.directory.members.is_removed(peer) {
@@ -481,7 +609,9 @@ impl<I> PeerReader<I> {
                             message.from, message.to
                         )));
                     }
-                    self.deliver(message);
+                    if self.introduce(&mut introduction) {
+                        self.deliver(message);
+                    }
                 }
                 None => return Err(CodecError::Malformed("empty envelope".into()).into()),
             }
@@ -569,7 +699,8 @@ impl<I> PeerReader<I> {
         ("200 OK", body.to_string())
     }
 
-    fn check_handshake(&self, handshake: wire::Handshake) -> Result<u64, ReaderError> {
+    /// Checks a handshake; on success, who connected and what it told about itself.
+    fn check_handshake(&self, handshake: wire::Handshake) -> Result<(u64, PeerInfo), ReaderError> {
         if handshake.protocol_version != PROTOCOL_VERSION {
             return Err(ReaderError::Refused(format!("protocol version {}", handshake.protocol_version)));
         }
@@ -598,10 +729,22 @@ impl<I> PeerReader<I> {
             client_urls: handshake.client_urls.into_iter().take(16).collect(),
             http_urls: handshake.http_urls.into_iter().take(16).collect(),
         };
-        if let Ok(mut known) = self.directory.known.write() {
-            known.insert(handshake.from, info);
+        Ok((handshake.from, info))
+    }
+
+    /// Queues the connection's pending introduction for the loop; true once it is queued
+    /// (then or earlier).
+    fn introduce(&self, introduction: &mut Option<I>) -> bool {
+        let Some(observation) = introduction.take() else { return true };
+        match self.inbound.try_send(observation) {
+            Ok(()) => true,
+            Err(TrySendError::Full(observation)) => {
+                self.metrics.inbound_messages_dropped.inc();
+                *introduction = Some(observation);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => true,
         }
-        Ok(handshake.from)
     }
 
     fn deliver(&self, message: Message) {
@@ -709,4 +852,171 @@ async fn probe_once(directory: &PeerDirectory, address: &str) -> std::io::Result
         return Err(std::io::Error::other("the peer did not answer the probe with 200"));
     }
     Ok(round_trip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::Membership;
+
+    const CLUSTER_ID: u64 = 7;
+
+    fn directory(local_id: u64, peers: &[(u64, &str)]) -> Arc<PeerDirectory> {
+        Arc::new(PeerDirectory {
+            cluster_id: CLUSTER_ID,
+            local_id,
+            local_info: PeerInfo { name: format!("n{local_id}"), ..PeerInfo::default() },
+            peers: std::sync::RwLock::new(peers.iter().map(|(id, address)| (*id, address.to_string())).collect()),
+            known: Default::default(),
+            tls: crate::tls::PeerTls { acceptor: None, connector: None },
+            members: Default::default(),
+            unreachable: Default::default(),
+            store: Default::default(),
+        })
+    }
+
+    /// What a test loop receives on its peer queue.
+    #[derive(Debug)]
+    enum TestInput {
+        Message(Message),
+        Observed(PeerObservation),
+    }
+
+    impl From<PeerObservation> for TestInput {
+        fn from(observation: PeerObservation) -> TestInput {
+            TestInput::Observed(observation)
+        }
+    }
+
+    /// Polls `poll` until it yields (a bound, not a timing assertion: 10 s at most).
+    async fn wait_for<T>(mut poll: impl FnMut() -> Option<T>) -> T {
+        for _ in 0..2000 {
+            if let Some(value) = poll() {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("nothing arrived within 10 s");
+    }
+
+    fn handshake_frame(from: u64, to: u64, name: &str, client_urls: &[&str]) -> BytesMut {
+        let handshake = wire::Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: CLUSTER_ID,
+            from,
+            to,
+            name: name.to_string(),
+            client_urls: client_urls.iter().map(|url| url.to_string()).collect(),
+            http_urls: Vec::new(),
+        };
+        let mut buffer = BytesMut::new();
+        codec::encode_frame(&handshake, &mut buffer);
+        buffer
+    }
+
+    #[tokio::test]
+    async fn a_handshake_changes_the_known_table_only_once_the_loop_observes_it() {
+        let directory = directory(1, &[(2, "127.0.0.1:26901")]);
+        let metrics = Metrics::for_member(1);
+        let listener = TcpListener::bind("127.0.0.1:26902").await.unwrap();
+        let (inbound, receiver) = crossbeam_channel::bounded(16);
+        tokio::spawn(serve_peers(listener, directory.clone(), inbound, TestInput::Message, metrics.clone()));
+        let mut stream = TcpStream::connect("127.0.0.1:26902").await.unwrap();
+        let mut frames = handshake_frame(2, 1, "n2", &["http://127.0.0.1:26903"]);
+        let heartbeat =
+            Message { from: 2, to: 1, term: 1, body: raft::MessageBody::Heartbeat { commit: 0, read_round: 0 } };
+        encode_message(&heartbeat, &mut frames);
+        stream.write_all(&frames).await.unwrap();
+
+        let first = wait_for(|| receiver.try_recv().ok()).await;
+        let TestInput::Observed(observation) = first else { panic!("the handshake comes first, got {first:?}") };
+        let info =
+            PeerInfo { name: "n2".into(), client_urls: vec!["http://127.0.0.1:26903".into()], http_urls: vec![] };
+        assert_eq!(observation, PeerObservation::Introduced { id: 2, info: info.clone() });
+        let second = wait_for(|| receiver.try_recv().ok()).await;
+        assert!(matches!(second, TestInput::Message(message) if message == heartbeat), "then its messages");
+        assert!(!directory.known.read().unwrap().contains_key(&2), "the network task did not write the known table");
+
+        // The loop decides: member 2 is a peer, so what it said is recorded.
+        let transport = Transport::start(directory.clone(), metrics);
+        let mut membership = Membership::new(directory.clone(), transport, "token".into());
+        membership.observe(observation);
+        assert_eq!(directory.known.read().unwrap().get(&2), Some(&info));
+        membership.observe(PeerObservation::Introduced { id: 9, info: PeerInfo::default() });
+        assert!(!directory.known.read().unwrap().contains_key(&9), "the loop ignores a member it does not dial");
+    }
+
+    fn add_entry(index: u64, member: &proto::etcdserverpb::Member) -> raft::Entry {
+        let context = kv::MemberChange { action: kv::MemberAction::Add, member: member.clone() }.encode();
+        let single = raft::ConfChangeSingle { kind: raft::ConfChangeKind::AddVoter, node_id: member.id };
+        let change = raft::ConfChange { changes: vec![single], context: context.into() };
+        raft::Entry { term: 1, index, kind: raft::EntryKind::Config, data: change.encode() }
+    }
+
+    #[tokio::test]
+    async fn an_applied_member_add_is_dialled_only_once_the_loop_pushes_the_peer_set() {
+        let directory = directory(1, &[(2, "127.0.0.1:26911")]);
+        let transport = Transport::start(directory.clone(), Metrics::for_member(1));
+        let mut membership = Membership::new(directory.clone(), transport.clone(), "token".into());
+        let mut store = kv::Store::default();
+        let member = |id: u64, port: u16| proto::etcdserverpb::Member {
+            id,
+            name: format!("n{id}"),
+            peer_ur_ls: vec![format!("http://127.0.0.1:{port}")],
+            client_ur_ls: Vec::new(),
+            is_learner: false,
+        };
+        store.seed_members([member(1, 26910), member(2, 26911)]);
+        let listener = TcpListener::bind("127.0.0.1:26912").await.unwrap();
+
+        let applied = membership.apply_entry(&mut store, &add_entry(1, &member(3, 26912)));
+        assert!(!applied.removed_self);
+        assert!(store.member(3).is_some(), "the store applied the add");
+        assert!(!transport.peers().contains_key(&3), "apply does not reach the transport");
+        let peers = membership.take_peer_change().expect("the add changed the peer set");
+        assert_eq!(peers.get(&3).map(String::as_str), Some("127.0.0.1:26912"));
+        assert_eq!(membership.take_peer_change(), None, "told once");
+
+        // The loop pushes the new set: only now does the transport dial member 3.
+        transport.set_peers(&peers);
+        assert_eq!(transport.peers(), peers);
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.unwrap().unwrap();
+        let mut buffer = BytesMut::new();
+        let handshake = read_frame(&mut stream, &mut buffer).await.unwrap().expect("a handshake");
+        let handshake: wire::Handshake = codec::decode(handshake).unwrap();
+        assert_eq!((handshake.from, handshake.to), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_removal_notice_stops_the_member_only_once_the_loop_observes_it() {
+        let listener = TcpListener::bind("127.0.0.1:26921").await.unwrap();
+        let directory = directory(1, &[(2, "127.0.0.1:26921")]);
+        let transport = Transport::start(directory.clone(), Metrics::for_member(1));
+        let mut membership = Membership::new(directory.clone(), transport.clone(), "token".into());
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.unwrap().unwrap();
+        let mut buffer = BytesMut::new();
+        read_frame(&mut stream, &mut buffer).await.unwrap().expect("a handshake");
+        let mut notice = BytesMut::new();
+        codec::encode_frame(&wire::Removed { member_id: 1 }, &mut notice);
+        stream.write_all(&notice).await.unwrap();
+
+        let mut reports = Vec::new();
+        let removal = wait_for(|| {
+            let report = transport.next_report()?;
+            reports.push(report.clone());
+            matches!(report, PeerObservation::RemovedSelf { .. }).then_some(report)
+        })
+        .await;
+        assert_eq!(removal, PeerObservation::RemovedSelf { told_by: 2 });
+        assert!(reports.contains(&PeerObservation::Reachable { id: 2, reachable: true }), "{reports:?}");
+        assert!(!directory.members.is_removed(1), "the network task did not write the member table");
+        membership.on_tick(100, 0);
+        assert!(!membership.should_stop(1_000), "nothing decided yet");
+
+        membership.observe(removal);
+        assert!(directory.members.is_removed(1));
+        membership.on_tick(100, 0);
+        assert!(!membership.should_stop(100), "a removed member lingers a few ticks");
+        assert!(membership.should_stop(1_000));
+    }
 }
