@@ -78,6 +78,9 @@ struct Client {
     sequence: u64,
     /// A lease this client was granted and has not attached a key to yet.
     lease_to_use: Option<i64>,
+    /// The member this client talks to (as an etcd client keeps its connection); it
+    /// switches after a failure, and now and then.
+    member: u64,
 }
 
 /// All clients and what they observed.
@@ -115,6 +118,7 @@ impl Clients {
                 next_action_ms: 0,
                 sequence: 0,
                 lease_to_use: None,
+                member: 0,
             })
             .collect();
         Clients {
@@ -160,8 +164,11 @@ impl Clients {
             if client.outstanding.is_some() || client.next_action_ms > now_ms {
                 continue;
             }
-            let member = up[random.range(0, up.len() as u64) as usize];
-            if random.chance(1, 8) && client.lease_to_use.is_none() {
+            if !up.contains(&self.clients[index].member) || random.chance(1, 20) {
+                self.clients[index].member = up[random.range(0, up.len() as u64) as usize];
+            }
+            let member = self.clients[index].member;
+            if random.chance(1, 8) && self.clients[index].lease_to_use.is_none() {
                 self.serve_serializable(index, member, &view_of(member), now_ms, random);
                 continue;
             }
@@ -305,6 +312,7 @@ impl Clients {
         };
         *self.failures.entry(reason).or_default() += 1;
         self.clients[index].next_action_ms = now_ms + random.range(10, 50);
+        self.clients[index].member = 0; // reconnect elsewhere
         if let Some(operation) = outstanding.operation {
             if never_proposed {
                 self.history.leave_out(operation);
@@ -338,6 +346,7 @@ impl Clients {
                 self.history.time_out(operation);
             }
             self.clients[index].next_action_ms = now_ms;
+            self.clients[index].member = 0;
         }
     }
 }

@@ -56,13 +56,16 @@ impl Cluster {
         let time_ms = Arc::new(AtomicU64::new(0));
         let epoch = Instant::now(); // only an origin: the core sees differences of simulated time
         let voters: Vec<u64> = (1..=options.nodes as u64).collect();
+        let slow_disks = random.chance(1, 2);
         let members = voters
             .iter()
             .map(|&id| {
                 let time = time_ms.clone();
                 let clock: server::server_core::Clock =
                     Arc::new(move || epoch + Duration::from_millis(time.load(Ordering::Relaxed)));
-                let settings = MemberSettings { id, voters: voters.clone(), drawn, sabotage: options.sabotage, clock };
+                let fsync_ms_max = if slow_disks { random.range(1, 40) } else { drawn.fsync_ms_max };
+                let sabotage = options.sabotage;
+                let settings = MemberSettings { id, voters: voters.clone(), drawn, fsync_ms_max, sabotage, clock };
                 Member::new(settings)
             })
             .collect();

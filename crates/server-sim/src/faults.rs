@@ -26,15 +26,19 @@ fn maybe_crash(cluster: &mut Cluster) {
         return;
     }
     let nodes = cluster.members().len();
-    let chosen = up[cluster.random().range(0, up.len() as u64) as usize];
+    let chosen = match leader_index(cluster) {
+        // Half the crashes hit the leader: its unsynced tail is what matters most.
+        Some(leader) if cluster.random().chance(1, 2) => leader,
+        _ => up[cluster.random().range(0, up.len() as u64) as usize],
+    };
     match cluster.random().range(0, 10) {
-        0 => {
+        0..=2 => {
             // The whole cluster loses power: only what was durable survives anywhere.
             for index in up {
                 cluster.crash(index);
             }
         }
-        1..=4 => {
+        3..=5 => {
             let operations = cluster.random().range(1, ARMED_OPERATIONS_MAX + 1);
             cluster.arm_crash(chosen, operations);
         }
@@ -56,12 +60,9 @@ fn maybe_partition(cluster: &mut Cluster) {
     if nodes < 2 {
         return;
     }
-    let leader = cluster.members().iter().find_map(|member| {
-        let core = &member.running.as_ref()?.core;
-        (core.soft_state().role == Role::Leader).then_some(member.settings.id)
-    });
+    let leader = leader_index(cluster).map(|index| index as u64 + 1);
     let side: Vec<u64> = match leader {
-        Some(leader) if cluster.random().chance(2, 5) => vec![leader],
+        Some(leader) if cluster.random().chance(1, 2) => vec![leader],
         _ => {
             let size = cluster.random().range(1, nodes);
             let mut ids: Vec<u64> = (1..=nodes).collect();
@@ -75,6 +76,13 @@ fn maybe_partition(cluster: &mut Cluster) {
     };
     let others: Vec<u64> = (1..=nodes).filter(|id| !side.contains(id)).collect();
     let one_way = cluster.random().chance(1, 4);
-    let until_ms = cluster.now_ms() + cluster.random().range(50, 1_500);
+    let until_ms = cluster.now_ms() + cluster.random().range(50, 900);
     cluster.partition(side, others, one_way, until_ms);
+}
+
+/// The index of a member that is up and leads, if any.
+fn leader_index(cluster: &Cluster) -> Option<usize> {
+    cluster.members().iter().position(|member| {
+        member.running.as_ref().is_some_and(|running| running.core.soft_state().role == Role::Leader)
+    })
 }

@@ -60,6 +60,8 @@ pub struct MemberSettings {
     pub voters: Vec<u64>,
     /// The run's variation.
     pub drawn: Drawn,
+    /// This member's slowest fsync, in simulated milliseconds (disks differ).
+    pub fsync_ms_max: u64,
     /// The planted bug.
     pub sabotage: Sabotage,
     /// Simulated time.
@@ -99,7 +101,7 @@ fn wal_directory(id: u64) -> std::path::PathBuf {
 impl Member {
     /// A member that has not started yet.
     pub fn new(settings: MemberSettings) -> Member {
-        let disk = Disk::new(settings.drawn.fsync_ms_max);
+        let disk = Disk::new(settings.fsync_ms_max);
         Member {
             settings,
             disk,
@@ -216,9 +218,9 @@ fn handle_ready(
     Ok(())
 }
 
-/// Persists a batch as `Driver::write_batch` does: a snapshot batch, or (by chance) one
-/// while no fsync is running, is written and synced here; any other is appended and its
-/// fsync completes later on the disk.
+/// Persists a batch as `Driver::write_batch` does: a snapshot batch, or (a third of the
+/// time) one while no fsync is running, is written and synced here; any other is appended
+/// and its fsync completes later on the disk.
 fn persist(
     running: &mut Running,
     disk: &mut Disk,
@@ -228,7 +230,7 @@ fn persist(
 ) -> Result<(), Stop> {
     assert!(sequence > running.core.reported_durable_sequence(), "each Ready is persisted once, in order");
     let core = &mut running.core;
-    if batch.snapshot.is_none() && !(disk.is_idle() && random.chance(1, 2)) {
+    if batch.snapshot.is_none() && !(disk.is_idle() && random.chance(1, 3)) {
         core.wal_mut().append_batch(&batch).map_err(|error| stop(disk, error))?;
         let handle = core.wal_mut().detached_sync().map_err(|error| stop(disk, error))?;
         disk.request_sync(sequence, handle, now_ms, random);
@@ -285,6 +287,7 @@ fn raft_config(settings: &MemberSettings, applied: u64, random_seed: u64) -> raf
     config.applied = applied;
     config.random_seed = random_seed;
     config.pre_vote = settings.drawn.pre_vote;
+    config.check_quorum = settings.drawn.check_quorum;
     config.append_size_bytes_max = settings.drawn.append_size_bytes_max;
     plant_raft_sabotage(config, settings.sabotage)
 }

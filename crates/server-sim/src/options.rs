@@ -103,6 +103,9 @@ pub const CLUSTER_ID: u64 = 0x5eed;
 pub struct Drawn {
     /// Pre-vote on or off.
     pub pre_vote: bool,
+    /// Check-quorum on or off (off: an isolated leader keeps leading until it hears a
+    /// higher term, so anything it answers alone is visible).
+    pub check_quorum: bool,
     /// Raft's largest append message, in bytes (tiny ones split every batch).
     pub append_size_bytes_max: u64,
     /// Applied entries between snapshots.
@@ -126,6 +129,7 @@ impl Drawn {
         let vote_sabotage = options.sabotage == Sabotage::RaftVoteWithoutElectionRestriction;
         Drawn {
             pre_vote: !vote_sabotage && random.chance(1, 2),
+            check_quorum: random.chance(2, 3),
             append_size_bytes_max: if random.chance(1, 4) { 256 } else { 1 << 20 },
             snapshot_entries: random.range(8, 80),
             crash_per_million: match (options.crashes, crash_heavy) {
@@ -133,10 +137,10 @@ impl Drawn {
                 (true, true) => 2_000,
                 (true, false) => 500,
             },
-            partition_per_million: if options.partitions { random.range(300, 1_500) } else { 0 },
+            partition_per_million: if options.partitions { random.range(500, 2_500) } else { 0 },
             loss_percent: random.range(0, 6),
             delay_ms_max: random.range(2, 12),
-            fsync_ms_max: random.range(1, 8),
+            fsync_ms_max: random.range(1, 20),
         }
     }
 }

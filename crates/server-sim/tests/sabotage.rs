@@ -17,6 +17,9 @@ fn the_correct_build_passes_and_every_sabotage_is_caught() {
         assert!(result.violations.is_empty(), "the correct build failed: {}", result.describe());
         assert!(result.acknowledged > 0, "seed {}: clients got answers", result.seed);
     }
+    // Caught within the bound on this seed range; the other Raft sabotages (a ReadIndex
+    // without its round, acknowledging entries before they are durable) need rarer
+    // interleavings and are reported in the table without an assertion.
     let caught_required = [
         Sabotage::AcknowledgeBeforeDurable,
         Sabotage::ReadWithoutReadIndex,
