@@ -45,6 +45,8 @@ pub struct Cluster {
     statistics: Statistics,
     steps: u64,
     violation: Option<Violation>,
+    /// Acknowledged writes the fault injector has seen.
+    acknowledged_writes_seen: usize,
 }
 
 impl Cluster {
@@ -88,6 +90,7 @@ impl Cluster {
             statistics: Statistics::default(),
             steps: 0,
             violation: None,
+            acknowledged_writes_seen: 0,
         }
     }
 
@@ -143,6 +146,9 @@ impl Cluster {
         self.issue_requests();
         self.clients.give_up(self.now_ms, None);
         self.run_turns();
+        if faults {
+            crate::faults::after_turns(self);
+        }
     }
 
     fn start_member(&mut self, index: usize) {
@@ -407,6 +413,14 @@ impl Cluster {
     /// Members.
     pub(crate) fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// True once per new acknowledged write since the last call.
+    pub(crate) fn take_new_acknowledged_write(&mut self) -> bool {
+        let count = self.clients.acknowledged_writes.len();
+        let new = count > self.acknowledged_writes_seen;
+        self.acknowledged_writes_seen = count;
+        new
     }
 
     /// Arms a crash `operations` disk operations ahead on member `index`.

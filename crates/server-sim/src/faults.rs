@@ -7,6 +7,8 @@ use raft::Role;
 
 use crate::cluster::Cluster;
 
+/// One in this many milliseconds with a new acknowledged write ends in a whole-cluster power loss.
+const POWER_LOSS_AFTER_ACKNOWLEDGEMENT_ONE_IN: u64 = 150;
 /// Most disk operations ahead an armed crash strikes.
 const ARMED_OPERATIONS_MAX: u64 = 40;
 
@@ -14,6 +16,20 @@ const ARMED_OPERATIONS_MAX: u64 = 40;
 pub fn inject(cluster: &mut Cluster) {
     maybe_crash(cluster);
     maybe_partition(cluster);
+}
+
+/// After the turns of a millisecond in which a write was acknowledged, now and then the
+/// whole cluster loses power at once: an acknowledged write must already be durable on a
+/// majority, so this is where acknowledging too early shows.
+pub fn after_turns(cluster: &mut Cluster) {
+    if cluster.drawn().crash_per_million == 0 || !cluster.take_new_acknowledged_write() {
+        return;
+    }
+    if cluster.random().chance(1, POWER_LOSS_AFTER_ACKNOWLEDGEMENT_ONE_IN) {
+        for index in cluster.up_indexes() {
+            cluster.crash(index);
+        }
+    }
 }
 
 fn maybe_crash(cluster: &mut Cluster) {

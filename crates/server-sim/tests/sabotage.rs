@@ -8,7 +8,7 @@ use server_sim::{campaign_options, run, Sabotage};
 /// Seeds the correct build must pass.
 const CORRECT_RUNS: u64 = 200;
 /// Most seeds a sabotage may take to be caught.
-const SABOTAGE_RUNS_MAX: u64 = 100;
+const SABOTAGE_RUNS_MAX: u64 = 300;
 
 #[test]
 fn the_correct_build_passes_and_every_sabotage_is_caught() {
@@ -17,12 +17,13 @@ fn the_correct_build_passes_and_every_sabotage_is_caught() {
         assert!(result.violations.is_empty(), "the correct build failed: {}", result.describe());
         assert!(result.acknowledged > 0, "seed {}: clients got answers", result.seed);
     }
-    // Caught within the bound on this seed range; the other Raft sabotages (a ReadIndex
-    // without its round, acknowledging entries before they are durable) need rarer
-    // interleavings and are reported in the table without an assertion.
+    // Caught within the bound on this seed range. The two Raft sabotages that acknowledge
+    // entries before they are durable are not caught yet (see the crate's README text);
+    // they stay in the table, without an assertion, so a change is noticed.
     let caught_required = [
         Sabotage::AcknowledgeBeforeDurable,
         Sabotage::ReadWithoutReadIndex,
+        Sabotage::RaftReadIndexWithoutConfirmation,
         Sabotage::RaftVoteWithoutElectionRestriction,
     ];
     let rows: Vec<_> = Sabotage::ALL.iter().map(|&sabotage| first_violation(sabotage, 1, SABOTAGE_RUNS_MAX)).collect();
