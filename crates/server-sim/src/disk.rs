@@ -37,9 +37,9 @@ impl Disk {
         Disk { file_system: SimulatedFileSystem::new(), pending: VecDeque::new(), fsync_ms_max }
     }
 
-    /// The file system, for the WAL's options.
+    /// The file system for an incarnation's WAL: the disk behind a fresh page cache.
     pub fn file_system(&self) -> Arc<dyn wal::FileSystem> {
-        Arc::new(self.file_system.clone())
+        Arc::new(crate::page_cache::PageCacheFileSystem::new(self.file_system.clone()))
     }
 
     /// True when no fsync is in progress.

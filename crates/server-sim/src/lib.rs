@@ -38,6 +38,7 @@ pub mod member;
 pub mod membership;
 pub mod network;
 pub mod options;
+pub mod page_cache;
 pub mod report;
 pub mod sabotage_table;
 
