@@ -7,7 +7,8 @@
 //!
 //! - Network ([`network`]): every message delayed (so reordered), some lost or duplicated;
 //!   partitions, symmetric or one-way, of a random side or the leader alone.
-//! - Disk ([`disk`]): fsyncs complete later; crashes lose unsynced writes, tear the tail or
+//! - Disk ([`disk`], behind a [`page_cache`] so a sync covers only the bytes written before
+//!   it was requested): fsyncs complete later; crashes lose unsynced writes, tear the tail or
 //!   keep some unsynced directory changes; a crash can be armed some disk operations ahead
 //!   (it then strikes inside a WAL write, an fsync or a snapshot), and the whole cluster
 //!   can lose power at once. A restart rebuilds the member exactly as `server::node` does:
