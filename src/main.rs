@@ -4,7 +4,9 @@
 //! seeded runs, each checking every Raft safety invariant after every step. Its last
 //! stdout line is a summary `sim: runs=… violations=… steps=… commits=… elapsed_ms=…`;
 //! on a violation it prints the seed, the invariant, the trace tail and the command that
-//! replays the run, and exits with status 1.
+//! replays the run, and exits with status 1. `raftkv sim --server` runs the server simulator
+//! (crates/server-sim) instead; its summary line is `sim-server: runs=… violations=… steps=…
+//! acknowledged=… elapsed_ms=…`.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -83,6 +85,11 @@ struct SimArgs {
     /// Plant a deliberate bug in every run of the batch (checker self-test), e.g. commit-previous-term.
     #[arg(long)]
     sabotage: Option<String>,
+    /// Run the server simulator instead (crates/server-sim): the real server core, WAL and
+    /// store on simulated disks and network, with etcd clients (uses --runs, --start-seed,
+    /// --nodes, --jobs, --keep-going).
+    #[arg(long)]
+    server: bool,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +184,9 @@ fn report(result: anyhow::Result<()>, command: &str) -> ExitCode {
 }
 
 fn run_sim_command(arguments: &SimArgs) -> ExitCode {
+    if arguments.server {
+        return run_server_sim(arguments);
+    }
     if arguments.sabotage_table {
         let (start_seed, runs_max) = (arguments.start_seed.unwrap_or(1), arguments.sabotage_runs_max);
         let rows = sim::sabotage_table::sabotage_table(start_seed, runs_max);
@@ -231,6 +241,62 @@ fn run_sim_command(arguments: &SimArgs) -> ExitCode {
     let outcome = batch.run();
     outcome.report(&batch);
     if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `raftkv sim --server`: seeded runs of the server simulator on `--jobs` threads. Prints
+/// each failing run (seed, violations, trace, replay command) and the summary line
+/// `sim-server: runs=… violations=… steps=… acknowledged=… elapsed_ms=…`; exits 1 on a violation.
+fn run_server_sim(arguments: &SimArgs) -> ExitCode {
+    let start_seed = arguments.start_seed.unwrap_or(1);
+    let nodes = arguments.nodes as usize;
+    let jobs = arguments.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    let started = Instant::now();
+    let next_index = AtomicU64::new(0);
+    let stop_after = AtomicU64::new(u64::MAX);
+    let mut results: Vec<(u64, server_sim::RunResult)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next_index.fetch_add(1, Ordering::Relaxed);
+                        if index >= arguments.runs || index > stop_after.load(Ordering::Relaxed) {
+                            return done;
+                        }
+                        let options =
+                            server_sim::campaign_options(start_seed, index, nodes, server_sim::Sabotage::None);
+                        let result = server_sim::run(&options);
+                        if !result.violations.is_empty() && !arguments.keep_going {
+                            stop_after.fetch_min(index, Ordering::Relaxed);
+                        }
+                        done.push((index, result));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap_or_default()).collect()
+    });
+    results.sort_by_key(|(index, _)| *index);
+    results.retain(|(index, _)| *index <= stop_after.load(Ordering::Relaxed));
+    let failures: Vec<&server_sim::RunResult> =
+        results.iter().map(|(_, result)| result).filter(|result| !result.violations.is_empty()).collect();
+    for result in &failures {
+        println!("sim-server: VIOLATION {}", result.describe());
+        println!("  replay: cargo run --release -- sim --server --runs 1 --start-seed {} --nodes {nodes}", result.seed);
+    }
+    let steps: u64 = results.iter().map(|(_, result)| result.steps).sum();
+    let acknowledged: u64 = results.iter().map(|(_, result)| result.acknowledged).sum();
+    println!(
+        "sim-server: runs={} violations={} steps={steps} acknowledged={acknowledged} elapsed_ms={}",
+        results.len(),
+        failures.len(),
+        started.elapsed().as_millis()
+    );
+    if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

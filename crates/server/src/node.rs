@@ -358,7 +358,10 @@ fn start_sync_worker(inputs: InputSender, metrics: Arc<Metrics>) -> Result<SyncW
     .map_err(|error| format!("cannot start the WAL sync thread: {error}"))
 }
 
-fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, String> {
+/// The state machine a member starts from: the WAL's snapshot restored into a store (an
+/// empty store without a snapshot). The WAL then replays the entries after it. Used at
+/// start-up and by the simulator (`crates/server-sim`), which rebuilds members this way.
+pub fn restore_store(wal: &wal::Wal, kv_config: kv::Config) -> Result<kv::Store, String> {
     use raft::Storage;
     let snapshot = wal.snapshot().map_err(|error| error.to_string())?;
     if snapshot.meta.index == 0 {

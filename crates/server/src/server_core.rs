@@ -72,6 +72,22 @@ pub fn wall_clock() -> Clock {
     Arc::new(Instant::now)
 }
 
+/// Test-only: a deliberately broken server core, for the simulator's self-test
+/// (`crates/server-sim`). Exists only with the `sabotage` cargo feature, which the
+/// production build never enables: without it neither this type nor its hooks exist.
+#[cfg(feature = "sabotage")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CoreSabotage {
+    /// The correct core.
+    #[default]
+    None,
+    /// A write is answered as soon as it is proposed, before its entry is durable, committed
+    /// and applied (with the response of a speculative apply on a copy of the store).
+    AcknowledgeBeforeDurable,
+    /// A linearizable-read barrier is answered at once, without its ReadIndex round.
+    ReadWithoutReadIndex,
+}
+
 /// Settings of the core.
 pub struct CoreOptions {
     /// Ticks a client request may wait.
@@ -172,6 +188,9 @@ pub struct ServerCore {
     answers: Vec<(RequestId, Answer)>,
     /// The store's revision after the last apply or restore.
     revision: i64,
+    /// Test-only deliberate bug (see [`CoreSabotage`]); `None` unless the simulator sets it.
+    #[cfg(feature = "sabotage")]
+    sabotage: CoreSabotage,
 }
 
 impl ServerCore {
@@ -198,7 +217,28 @@ impl ServerCore {
             writes_refused: None,
             answers: Vec::new(),
             revision,
+            #[cfg(feature = "sabotage")]
+            sabotage: CoreSabotage::None,
         }
+    }
+
+    /// Test-only: plants the deliberate bug `sabotage` (simulator self-tests alone).
+    #[cfg(feature = "sabotage")]
+    pub fn set_sabotage(&mut self, sabotage: CoreSabotage) {
+        self.sabotage = sabotage;
+    }
+
+    /// Test-only: with [`CoreSabotage::AcknowledgeBeforeDurable`], the answer a write gets
+    /// at once: its command applied to a copy of the store (nothing is durable yet).
+    #[cfg(feature = "sabotage")]
+    fn sabotaged_early_answer(&self, data: &[u8]) -> Option<Result<kv::Response, ServerError>> {
+        if self.sabotage != CoreSabotage::AcknowledgeBeforeDurable {
+            return None;
+        }
+        let command = kv::Command::decode(&data[TOKEN_BYTES..]).ok()?;
+        let mut copy = self.parts.store.clone();
+        let index = self.node.last_index().max(copy.applied_index()) + 1;
+        Some(copy.apply(index, &command).result.map_err(ServerError::Kv))
     }
 
     /// The Raft node (read-only).
@@ -293,8 +333,18 @@ impl ServerCore {
         assert!(token % 2 == 1, "tokens are odd");
         data[..TOKEN_BYTES].copy_from_slice(&token.to_le_bytes());
         self.parts.metrics.proposals.inc();
+        #[cfg(feature = "sabotage")]
+        let early_answer = self.sabotaged_early_answer(&data);
         match self.node.propose(data.freeze()) {
             Ok(()) => {
+                #[cfg(feature = "sabotage")]
+                let request = match early_answer {
+                    Some(result) => {
+                        self.answer_write(request, result);
+                        None
+                    }
+                    None => request,
+                };
                 let deadline_tick = self.ticks + self.options.request_timeout_ticks;
                 self.proposals.insert(token, Waiting { request, deadline_tick });
             }
@@ -308,6 +358,11 @@ impl ServerCore {
     /// A linearizable-read barrier (ReadIndex, R7): answered once the store applied the
     /// read index a confirmation round gave. Reads queued in one turn share one round.
     pub fn read(&mut self, request: RequestId) {
+        #[cfg(feature = "sabotage")]
+        if self.sabotage == CoreSabotage::ReadWithoutReadIndex {
+            self.answers.push((request, Answer::Read(Ok(()))));
+            return;
+        }
         if self.reads.count >= WAITING_READS_MAX {
             self.answers.push((request, Answer::Read(Err(ServerError::TooManyRequests))));
             return;
