@@ -294,17 +294,7 @@ fn write_identity(plan: &crate::node::NodePlan, source: &str, members: &[Member]
 pub fn seed_members(identity_members: Option<&Vec<Member>>, plan: &crate::node::NodePlan) -> Vec<Member> {
     match identity_members {
         Some(members) => members.clone(),
-        None => plan
-            .members
-            .iter()
-            .map(|member| Member {
-                id: member.id,
-                name: member.name.clone(),
-                peer_ur_ls: member.peer_urls.clone(),
-                client_ur_ls: Vec::new(),
-                is_learner: false,
-            })
-            .collect(),
+        None => crate::backup::layout::members_of(&plan.members),
     }
 }
 
